@@ -1,0 +1,32 @@
+"""Alembic environment: runs against the connection handed in by ``webhook_mcp.migrate`` or, when
+``alembic`` is run by hand, against ``WEBHOOK_MCP_DATABASE_URL``."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from webhook_mcp.tables import metadata
+
+config = context.config
+target_metadata = metadata
+
+
+def run_migrations_online() -> None:
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    from webhook_mcp.database import create_sync
+    from webhook_mcp.settings import Settings
+
+    engine = create_sync(Settings().database_url)
+    with engine.connect() as conn:
+        context.configure(connection=conn, target_metadata=target_metadata, render_as_batch=True)
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+run_migrations_online()

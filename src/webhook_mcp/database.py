@@ -1,0 +1,144 @@
+"""Engines and migrations: one place that knows which driver serves which URL."""
+
+from __future__ import annotations
+
+import importlib.resources
+import logging
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from .errors import ConfigurationError
+
+logger = logging.getLogger(__name__)
+
+_ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
+_SYNC_DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg"}
+_MIGRATION_LOCK_ID = 0x77686D63  # "whmc": serialises concurrent `upgrade head` on PostgreSQL
+
+
+def _parse(url: str) -> URL:
+    try:
+        parsed = make_url(url.replace("postgres://", "postgresql://", 1))
+    except ArgumentError as exc:
+        raise ConfigurationError(
+            f"WEBHOOK_MCP_DATABASE_URL {url!r} is not a database URL; use sqlite:///path/to/file.db "
+            "or postgresql://user@host:5432/dbname"
+        ) from exc
+    if parsed.get_backend_name() not in _ASYNC_DRIVERS:
+        raise ConfigurationError(
+            f"database {parsed.get_backend_name()!r} is not supported; use sqlite:///path/to/file.db "
+            "or postgresql://user@host:5432/dbname"
+        )
+    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+        raise ConfigurationError(
+            "an in-memory SQLite database cannot be shared by the server and its dispatcher; "
+            "use a file, e.g. sqlite:///./webhooks.db"
+        )
+    return parsed
+
+
+def async_url(url: str) -> URL:
+    parsed = _parse(url)
+    backend = parsed.get_backend_name()
+    driver = parsed.get_driver_name()
+    if driver in ("aiosqlite", "asyncpg", "psycopg"):
+        return parsed
+    return parsed.set(drivername=f"{backend}+{_ASYNC_DRIVERS[backend]}")
+
+
+def sync_url(url: str) -> URL:
+    parsed = _parse(url)
+    backend = parsed.get_backend_name()
+    if parsed.get_driver_name() in ("pysqlite", "psycopg"):
+        return parsed
+    return parsed.set(drivername=f"{backend}+{_SYNC_DRIVERS[backend]}")
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    """WAL for readers beside one writer; BEGIN IMMEDIATE so two processes never deadlock
+    upgrading a read lock, and a busy timeout so they queue instead of failing."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA busy_timeout = 30000")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _ensure_sqlite_dir(parsed: URL) -> None:
+    if parsed.get_backend_name() == "sqlite" and parsed.database:
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+def create_async(url: str) -> AsyncEngine:
+    parsed = async_url(url)
+    _ensure_sqlite_dir(parsed)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_async_engine(parsed)
+        _sqlite_setup(engine.sync_engine)
+        return engine
+    return create_async_engine(parsed, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+def create_sync(url: str) -> Engine:
+    parsed = sync_url(url)
+    _ensure_sqlite_dir(parsed)
+    engine = create_engine(parsed)
+    if parsed.get_backend_name() == "sqlite":
+        _sqlite_setup(engine)
+    return engine
+
+
+def _alembic_config() -> Config:
+    config = Config()
+    location = importlib.resources.files("webhook_mcp._migrations")
+    config.set_main_option("script_location", str(location))
+    return config
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+
+
+def current_revision(url: str) -> str | None:
+    engine = create_sync(url)
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    finally:
+        engine.dispose()
+
+
+def upgrade(url: str) -> None:
+    """Bring the schema to the newest revision; safe to run from several processes at once."""
+    engine = create_sync(url)
+    config = _alembic_config()
+    try:
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID})
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+    except ConfigurationError:
+        raise
+    except Exception as exc:
+        raise ConfigurationError(f"could not migrate the database at {engine.url!r}: {exc}") from exc
+    finally:
+        engine.dispose()

@@ -1,0 +1,218 @@
+"""The background delivery loop: claim due deliveries in batches, send them concurrently, write
+the results back in batches. Knows the store and the sender, nothing of MCP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+
+from .retries import RetryPolicy
+from .sender import Sender
+from .settings import Settings
+from .signing import secret_key, signed_headers
+from .store import AttemptRecord, ClaimedDelivery, HealthPolicy, Store
+
+logger = logging.getLogger(__name__)
+
+FLUSH_INTERVAL = 0.05
+PRUNE_INTERVAL = 300.0
+PRUNE_BATCH = 500
+DB_RETRY_DELAY = 1.0
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: Store,
+        sender: Sender,
+        settings: Settings,
+        *,
+        worker_id: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.sender = sender
+        self.settings = settings
+        self.worker_id = worker_id or new_worker_id()
+        self.policy = RetryPolicy.from_settings(settings)
+        self.health = HealthPolicy(settings.auto_disable_after, settings.auto_disable_min_failures)
+        self._clock = clock
+        self._wake = asyncio.Event()
+        self._slot_free = asyncio.Event()
+        self._results_ready = asyncio.Event()
+        self._results: list[AttemptRecord] = []
+        self._in_flight: Counter[int] = Counter()
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._keys: dict[str, bytes] = {}
+        self._stopping = False
+        self.delivered = 0
+
+    def wake(self) -> None:
+        """Called after a publish in this process, so new work starts without waiting for a poll."""
+        self._wake.set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    async def run(self) -> None:
+        """Deliver until cancelled; on cancellation finish what is in flight (bounded) and flush."""
+        logger.info("dispatcher %s started", self.worker_id)
+        flusher = asyncio.create_task(self._flush_loop(), name="webhook-mcp-flush")
+        pruner = asyncio.create_task(self._prune_loop(), name="webhook-mcp-prune")
+        try:
+            await self._claim_loop()
+        finally:
+            self._stopping = True
+            pruner.cancel()
+            await self._finish_in_flight()
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+            with contextlib.suppress(asyncio.CancelledError):
+                await pruner
+            await self._flush_remaining()
+            logger.info("dispatcher %s stopped", self.worker_id)
+
+    async def _claim_loop(self) -> None:
+        cfg = self.settings
+        while True:
+            capacity = cfg.max_concurrency - len(self._tasks)
+            if capacity <= 0:
+                self._slot_free.clear()
+                await self._slot_free.wait()
+                continue
+            self._wake.clear()
+            want = min(cfg.batch_size, capacity)
+            saturated = [hook for hook, n in self._in_flight.items() if n >= cfg.per_endpoint_concurrency]
+            try:
+                claimed = await self.store.claim(self.worker_id, want, self._clock(), cfg.lease_seconds, saturated)
+            except Exception:
+                logger.exception("claiming deliveries failed; retrying in %ss", DB_RETRY_DELAY)
+                await self._wait_for_wake(DB_RETRY_DELAY)
+                continue
+            over_limit = [d.id for d in claimed if not self._start(d)]
+            if over_limit:
+                await self.store.release(over_limit, self._clock())
+            if len(claimed) < want:
+                await self._wait_for_wake(cfg.poll_interval)
+
+    async def _wait_for_wake(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    def _start(self, delivery: ClaimedDelivery) -> bool:
+        if self._in_flight[delivery.webhook_id] >= self.settings.per_endpoint_concurrency:
+            return False
+        self._in_flight[delivery.webhook_id] += 1
+        self._tasks[delivery.id] = asyncio.create_task(self._deliver(delivery))
+        return True
+
+    def _key(self, secret: str) -> bytes:
+        key = self._keys.get(secret)
+        if key is None:
+            key = self._keys[secret] = secret_key(secret)
+        return key
+
+    async def _deliver(self, delivery: ClaimedDelivery) -> None:
+        try:
+            started = self._clock()
+            headers = signed_headers(self._key(delivery.secret), delivery.event_id, int(started), delivery.body)
+            outcome = await self.sender.send(delivery.url, headers, delivery.body)
+            now = self._clock()
+            decision = self.policy.decide(outcome, delivery.attempt_number, now, delivery.url)
+            self._results.append(
+                AttemptRecord(
+                    delivery_id=delivery.id,
+                    webhook_id=delivery.webhook_id,
+                    event_id=delivery.event_id,
+                    event_type=delivery.event_type,
+                    attempt_number=delivery.attempt_number,
+                    is_test=False,
+                    created_at=started,
+                    status_code=outcome.status_code,
+                    response_ms=outcome.response_ms,
+                    success=outcome.success,
+                    error=outcome.error,
+                    response_excerpt=outcome.response_excerpt,
+                    next_state=decision.state,
+                    next_attempt_at=decision.next_attempt_at,
+                    disable_reason=decision.disable_reason,
+                )
+            )
+            if len(self._results) >= self.settings.batch_size:
+                self._results_ready.set()
+        finally:
+            self._tasks.pop(delivery.id, None)
+            self._in_flight[delivery.webhook_id] -= 1
+            if self._in_flight[delivery.webhook_id] <= 0:
+                del self._in_flight[delivery.webhook_id]
+            self._slot_free.set()
+
+    async def _flush_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._results_ready.wait(), FLUSH_INTERVAL)
+            self._results_ready.clear()
+            if self._results and not await self._flush():
+                await asyncio.sleep(DB_RETRY_DELAY)
+
+    async def _flush(self) -> bool:
+        batch, self._results = self._results, []
+        try:
+            disabled = await self.store.record_attempts(batch, self._clock(), self.health)
+        except Exception:
+            logger.exception("writing %d delivery results failed; will retry", len(batch))
+            self._results = batch + self._results
+            return False
+        self.delivered += sum(1 for r in batch if r.success)
+        for hook_id in disabled:
+            logger.warning("webhook %s disabled after failed deliveries", hook_id)
+        # A retry may be due at once, and the freed capacity can take more work.
+        self._wake.set()
+        return True
+
+    async def _finish_in_flight(self) -> None:
+        tasks = list(self._tasks.values())
+        if not tasks:
+            return
+        _done, pending = await asyncio.wait(tasks, timeout=self.settings.delivery_timeout + 1)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+
+    async def _flush_remaining(self) -> None:
+        for _ in range(3):
+            if not self._results or await self._flush():
+                return
+        logger.error(
+            "could not record %d results; those deliveries will be retried after their lease", len(self._results)
+        )
+
+    async def _prune_loop(self) -> None:
+        retention = self.settings.log_retention_days * 86400
+        while True:
+            try:
+                removed = PRUNE_BATCH
+                total = 0
+                while removed == PRUNE_BATCH and not self._stopping:
+                    removed = await self.store.prune_attempts(self._clock() - retention, PRUNE_BATCH)
+                    total += removed
+                    await asyncio.sleep(0)
+                if total:
+                    logger.info("pruned %d attempt log rows older than %g days", total, retention / 86400)
+            except Exception:
+                logger.exception("pruning old attempt logs failed")
+            await asyncio.sleep(PRUNE_INTERVAL)

@@ -1,0 +1,43 @@
+"""Errors the service raises on purpose; each message says what was wrong and what to do."""
+
+from __future__ import annotations
+
+
+class WebhookError(Exception):
+    """Base of every anticipated failure; the MCP, CLI and HTTP layers show ``str(error)`` as is."""
+
+
+class NotFoundError(WebhookError):
+    """The thing named by an id does not exist."""
+
+
+class InvalidArgumentError(WebhookError):
+    """An argument is malformed or not allowed."""
+
+
+class UnknownEventTypeError(InvalidArgumentError):
+    """An event type is not in the catalog."""
+
+    def __init__(self, name: str, suggestions: list[str]) -> None:
+        hint = f" Did you mean: {', '.join(suggestions)}?" if suggestions else ""
+        super().__init__(f"unknown event type {name!r}.{hint} Call get_webhook_events to list the event types.")
+        self.name = name
+        self.suggestions = suggestions
+
+
+class InvalidPayloadError(InvalidArgumentError):
+    """Event data does not match its event type's JSON Schema."""
+
+    def __init__(self, event_type: str, problems: list[str]) -> None:
+        listed = "; ".join(problems[:10])
+        more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
+        super().__init__(
+            f"data for {event_type!r} does not match its schema: {listed}{more}. "
+            "Call get_webhook_sample_payload to see a valid example."
+        )
+        self.event_type = event_type
+        self.problems = problems
+
+
+class ConfigurationError(WebhookError):
+    """A setting or operator-supplied file is unusable."""

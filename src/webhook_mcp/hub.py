@@ -1,0 +1,83 @@
+"""The running service in one object: database, catalog, sender, operations and dispatcher.
+Everything that serves webhooks (MCP server, CLI, HTTP API, your own code) opens one of these."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from . import database
+from .catalog import Catalog, load_catalog
+from .dispatcher import Dispatcher
+from .models import PublishedEvent
+from .sender import Sender
+from .service import WebhookService
+from .settings import Settings
+from .store import Store
+
+
+class Hub:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        catalog: Catalog,
+        sender: Sender,
+        dispatcher: Dispatcher | None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.catalog = catalog
+        self.sender = sender
+        self.dispatcher = dispatcher
+        self.service = WebhookService(
+            store, catalog, sender, settings, on_publish=dispatcher.wake if dispatcher else None
+        )
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(
+        cls,
+        settings: Settings | None = None,
+        *,
+        migrate: bool = True,
+        dispatch: bool | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> AsyncIterator[Hub]:
+        """Open the database (migrating it to the newest schema), the HTTP sender and, unless
+        ``dispatch`` is false, a background dispatcher; close them all on exit."""
+        settings = settings or Settings()
+        catalog = load_catalog(settings.event_types_file)
+        if migrate:
+            await asyncio.to_thread(database.upgrade, settings.database_url)
+        store = Store(database.create_async(settings.database_url))
+        sender = Sender(
+            timeout=settings.delivery_timeout,
+            allowed_networks=settings.allowed_private_networks,
+            max_connections=settings.max_concurrency,
+            transport=transport,
+        )
+        run_dispatcher = settings.run_dispatcher if dispatch is None else dispatch
+        dispatcher = Dispatcher(store, sender, settings) if run_dispatcher else None
+        hub = cls(settings, store, catalog, sender, dispatcher)
+        task: asyncio.Task[None] | None = None
+        try:
+            if dispatcher is not None:
+                task = asyncio.create_task(dispatcher.run(), name="webhook-mcp-dispatcher")
+            yield hub
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await sender.aclose()
+            await store.close()
+
+    async def publish(self, event_type: str, data: Any, *, idempotency_key: str | None = None) -> PublishedEvent:
+        """Record an event and queue it for every enabled webhook subscribed to its type; once this
+        returns, the event is durable and will be delivered (at least once)."""
+        return await self.service.publish(event_type, data, idempotency_key)

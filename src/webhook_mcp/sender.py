@@ -1,0 +1,518 @@
+"""One webhook delivery attempt: a signed JSON POST turned into a :class:`SendOutcome`.
+
+httpx is the interface (requests, responses, exceptions, pluggable transports) so tests can inject
+``respx.MockTransport``; the default transport is a lean aiohttp-backed one because httpx's own
+connection pool is an order of magnitude slower at dispatcher concurrency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import ipaddress
+import socket
+import ssl
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import TypeVar
+
+import aiohttp
+import httpx
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+from yarl import URL
+
+__all__ = [
+    "AiohttpTransport",
+    "BlockedAddressError",
+    "DNSError",
+    "GuardedResolver",
+    "Network",
+    "SendOutcome",
+    "Sender",
+    "TLSError",
+    "blocked_reason",
+]
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+ALLOW_SETTING = "WEBHOOK_MCP_ALLOWED_PRIVATE_NETWORKS"
+# Headers we always set ourselves; aiohttp must not add its defaults (or an Accept-Encoding) on top.
+_SKIP_AUTO_HEADERS = ("User-Agent", "Content-Type", "Accept", "Accept-Encoding")
+# Slack on top of the transport's own timeout before the sender gives up on it regardless.
+_BACKSTOP_MARGIN = 1.0
+_CACHE_LIMIT = 4096
+# aiohttp warns when asked to clean up closed TLS transports on Pythons that no longer leak them.
+_NEEDS_CLEANUP_CLOSED = (3, 13, 0) <= sys.version_info < (3, 13, 1) or sys.version_info < (3, 12, 8)
+
+_E = TypeVar("_E", bound=BaseException)
+
+_CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+class BlockedAddressError(httpx.ConnectError):
+    """The destination resolves only to addresses deliveries may not reach (SSRF guard)."""
+
+
+class DNSError(httpx.ConnectError):
+    """The webhook's host name could not be resolved."""
+
+
+class TLSError(httpx.ConnectError):
+    """The TLS handshake failed, typically an invalid or untrusted certificate."""
+
+
+class _ResolverBlocked(OSError):
+    """Raised inside aiohttp's resolver call; an OSError so aiohttp wraps it instead of losing it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def blocked_reason(address: Address, allowed_networks: Sequence[Network]) -> str | None:
+    """Why deliveries may not go to ``address`` (e.g. ``"private address"``), or None if they may."""
+    embedded: Address | None = None
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is None and address in _NAT64:
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    for net in allowed_networks:
+        if address in net or (embedded is not None and embedded in net):
+            return None
+    target = embedded if embedded is not None else address
+    if target.is_unspecified:
+        return "unspecified address"
+    if target.is_loopback:
+        return "loopback address"
+    if target.is_link_local:
+        return "link-local address (includes cloud metadata endpoints)"
+    if target.is_multicast:
+        return "multicast address"
+    if isinstance(target, ipaddress.IPv4Address) and target in _CGNAT:
+        return "shared (carrier-grade NAT) address"
+    if target.is_reserved:
+        return "reserved address"
+    if target.is_private or (isinstance(target, ipaddress.IPv6Address) and target.is_site_local):
+        return "private address"
+    if not target.is_global:
+        return "non-public address"
+    return None
+
+
+def _blocked_message(host: str, address: Address | str, reason: str) -> str:
+    shown = host if host == str(address) else f"{host} ({address})"
+    return f"refused to deliver to {shown}: {reason}; add its network to {ALLOW_SETTING} to allow it"
+
+
+class GuardedResolver(AbstractResolver):
+    """Resolves with aiohttp's default resolver and drops addresses :func:`blocked_reason` refuses.
+
+    Checking at connect time (not when the URL is saved) defeats DNS rebinding to internal hosts.
+    """
+
+    def __init__(self, allowed_networks: Sequence[Network], resolver: AbstractResolver | None = None) -> None:
+        self._allowed = tuple(allowed_networks)
+        self._resolver = resolver if resolver is not None else DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self._resolver.resolve(host, port, family)
+        kept: list[ResolveResult] = []
+        first_refusal: tuple[Address, str] | None = None
+        for result in results:
+            address = ipaddress.ip_address(result["host"])
+            reason = blocked_reason(address, self._allowed)
+            if reason is None:
+                kept.append(result)
+            elif first_refusal is None:
+                first_refusal = (address, reason)
+        if not kept and first_refusal is not None:
+            raise _ResolverBlocked(_blocked_message(host, *first_refusal))
+        return kept
+
+    async def close(self) -> None:
+        await self._resolver.close()
+
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """An httpx transport over one shared aiohttp session: fast pooling, SSRF guard, capped body reads.
+
+    Redirects are not followed and only the first ``max_body_bytes`` of a response body are read.
+    The session is created lazily on first use so it binds to the running event loop.
+    """
+
+    def __init__(
+        self,
+        *,
+        allowed_networks: Sequence[Network],
+        max_connections: int = 100,
+        timeout: float = 10.0,
+        max_body_bytes: int = 1024,
+    ) -> None:
+        self._allowed = tuple(allowed_networks)
+        self._max_connections = max_connections
+        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=timeout)
+        self._max_body_bytes = max_body_bytes
+        self._session: aiohttp.ClientSession | None = None
+        self._resolver: GuardedResolver | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._literal_checks: dict[str, str | None] = {}
+
+    def _open(self) -> aiohttp.ClientSession:
+        self._loop = asyncio.get_running_loop()
+        self._resolver = GuardedResolver(self._allowed)
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections,
+            limit_per_host=0,
+            ttl_dns_cache=60,
+            resolver=self._resolver,
+            enable_cleanup_closed=_NEEDS_CLEANUP_CLOSED,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=self._timeout,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            skip_auto_headers=_SKIP_AUTO_HEADERS,
+            auto_decompress=True,
+            trust_env=False,
+        )
+        return self._session
+
+    def _check_literal(self, host: str) -> str | None:
+        """aiohttp skips the resolver for IP-literal hosts, so those are checked here (memoized)."""
+        try:
+            return self._literal_checks[host]
+        except KeyError:
+            pass
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            message = None
+        else:
+            reason = blocked_reason(address, self._allowed)
+            message = None if reason is None else _blocked_message(host, address, reason)
+        if len(self._literal_checks) >= _CACHE_LIMIT:
+            self._literal_checks.clear()
+        self._literal_checks[host] = message
+        return message
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        if url.scheme not in ("http", "https"):
+            raise httpx.UnsupportedProtocol(
+                f"unsupported URL scheme {url.scheme!r} (use http or https)", request=request
+            )
+        if not url.host:
+            raise httpx.UnsupportedProtocol("the URL has no host name", request=request)
+        refusal = self._check_literal(url.host)
+        if refusal is not None:
+            raise BlockedAddressError(refusal, request=request)
+        session = self._session
+        if session is None or self._loop is not asyncio.get_running_loop():
+            session = self._open()
+        try:
+            body = request.content
+        except httpx.RequestNotRead:
+            body = await request.aread()
+        try:
+            response = await session.request(
+                request.method,
+                URL(str(url), encoded=True),
+                headers=request.headers.multi_items(),
+                data=body,
+                allow_redirects=False,
+            )
+            try:
+                content = await self._read_capped(response.content)
+            except BaseException:
+                response.close()
+                raise
+            if response.content.at_eof():
+                response.release()
+            else:
+                response.close()
+        except aiohttp.ClientError as exc:
+            raise _to_httpx_error(exc, request) from exc
+        except TimeoutError as exc:
+            raise httpx.ReadTimeout("timed out waiting for the response", request=request) from exc
+        headers = response.raw_headers
+        if "Content-Encoding" in response.headers:
+            # The body was decompressed already; httpx must not try again.
+            headers = tuple(
+                (k, v) for k, v in headers if k.lower() not in (b"content-encoding", b"content-length")
+            )
+        return httpx.Response(response.status, headers=headers, content=content, request=request)
+
+    async def _read_capped(self, stream: aiohttp.StreamReader) -> bytes:
+        remaining = self._max_body_bytes
+        first = await stream.read(remaining) if remaining > 0 else b""
+        if len(first) >= remaining or not first:
+            return first
+        chunks = [first]
+        remaining -= len(first)
+        while remaining > 0:
+            chunk = await stream.read(remaining)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        return b"".join(chunks)
+
+    async def aclose(self) -> None:
+        session, resolver = self._session, self._resolver
+        self._session = self._resolver = None
+        if session is not None:
+            await session.close()
+        if resolver is not None:
+            await resolver.close()
+
+
+def _to_httpx_error(exc: aiohttp.ClientError, request: httpx.Request) -> httpx.TransportError:
+    """Translate aiohttp's exception into the httpx one, so outcomes do not depend on the transport."""
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return httpx.ConnectTimeout("timed out connecting", request=request)
+    if isinstance(exc, aiohttp.ServerTimeoutError):
+        return httpx.ReadTimeout("timed out waiting for the response", request=request)
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        cause = _find_cause(exc, _ResolverBlocked)
+        if cause is not None:
+            return BlockedAddressError(cause.message, request=request)
+        return DNSError(exc.os_error.strerror or str(exc.os_error), request=request)
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        cert_error = exc.certificate_error
+        detail = getattr(cert_error, "verify_message", None) or getattr(cert_error, "reason", None)
+        text = f"certificate verify failed: {detail}" if detail else str(cert_error)
+        return TLSError(text, request=request)
+    if isinstance(exc, aiohttp.ClientSSLError):
+        os_error = exc.os_error
+        detail = os_error.reason if isinstance(os_error, ssl.SSLError) and os_error.reason else None
+        return TLSError(str(detail or os_error.strerror or os_error), request=request)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return httpx.ConnectError(_os_error_text(exc.os_error), request=request)
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return httpx.RemoteProtocolError("server disconnected before a complete response", request=request)
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return httpx.RemoteProtocolError(f"malformed response body ({exc})", request=request)
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return httpx.RemoteProtocolError(f"invalid HTTP response ({exc.message})", request=request)
+    if isinstance(exc, ConnectionResetError):
+        return httpx.ConnectError("connection reset", request=request)
+    if isinstance(exc, OSError):
+        return httpx.ReadError(_os_error_text(exc), request=request)
+    if isinstance(exc, aiohttp.InvalidURL):
+        return httpx.UnsupportedProtocol(f"invalid URL ({exc})", request=request)
+    return httpx.TransportError(f"{type(exc).__name__}: {exc}", request=request)
+
+
+def _os_error_text(error: OSError) -> str:
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(error, ConnectionResetError):
+        return "connection reset"
+    return error.strerror or str(error) or type(error).__name__
+
+
+def _find_cause(exc: BaseException, kind: type[_E]) -> _E | None:
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return None
+        if isinstance(seen, kind):
+            return seen
+        if isinstance(seen, aiohttp.ClientConnectorError) and isinstance(seen.os_error, kind):
+            return seen.os_error
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class SendOutcome:
+    """What one delivery attempt produced, in a form the attempt log and the dispatcher store directly."""
+
+    success: bool
+    status_code: int | None
+    response_ms: float
+    error: str | None
+    response_excerpt: str
+    retry_after: float | None
+
+    @property
+    def gone(self) -> bool:
+        """HTTP 410: the receiver says the webhook no longer exists."""
+        return self.status_code == 410
+
+
+class Sender:
+    """Performs single delivery attempts; never raises (except cancellation), always returns an outcome."""
+
+    def __init__(
+        self,
+        *,
+        timeout: float,
+        allowed_networks: Sequence[Network] = (),
+        max_connections: int = 100,
+        excerpt_bytes: int = 1024,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._timeout = float(timeout)
+        self._backstop = self._timeout + _BACKSTOP_MARGIN
+        self._excerpt_bytes = excerpt_bytes
+        self._transport: httpx.AsyncBaseTransport = (
+            transport
+            if transport is not None
+            else AiohttpTransport(
+                allowed_networks=allowed_networks,
+                max_connections=max_connections,
+                timeout=timeout,
+                max_body_bytes=excerpt_bytes,
+            )
+        )
+
+    async def send(self, url: str, headers: Mapping[str, str], body: bytes) -> SendOutcome:
+        start = time.perf_counter()
+        try:
+            request = httpx.Request("POST", url, headers=headers, content=body)
+        except Exception as exc:
+            return self._failure(start, f"invalid webhook URL {url!r}: {exc}")
+        try:
+            async with asyncio.timeout(self._backstop):
+                response = await self._transport.handle_async_request(request)
+                data = await self._read_excerpt(response)
+            return self._outcome(start, request, response, data)
+        except Exception as exc:
+            return self._failure(start, self._describe(exc, request))
+
+    async def _read_excerpt(self, response: httpx.Response) -> bytes:
+        cap = self._excerpt_bytes
+        try:
+            return response.content[:cap]
+        except httpx.ResponseNotRead:
+            pass
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in response.aiter_bytes():
+                chunks.append(chunk)
+                size += len(chunk)
+                if size >= cap:
+                    break
+        finally:
+            await response.aclose()
+        return b"".join(chunks)[:cap]
+
+    def _outcome(
+        self, start: float, request: httpx.Request, response: httpx.Response, data: bytes
+    ) -> SendOutcome:
+        status = response.status_code
+        success = 200 <= status < 300
+        error: str | None = None
+        retry_after: float | None = None
+        if not success:
+            error = f"HTTP {status} {response.reason_phrase}".rstrip()
+            location = response.headers.get("location")
+            if 300 <= status < 400 and location:
+                try:
+                    target = str(request.url.join(location))
+                except Exception:
+                    target = location
+                error = (
+                    f"HTTP {status} redirect to {target} (redirects are not followed; update the webhook URL)"
+                )
+            elif status in (429, 503):
+                retry_after = parse_retry_after(response.headers.get("retry-after"))
+        return SendOutcome(
+            success=success,
+            status_code=status,
+            response_ms=round((time.perf_counter() - start) * 1000, 1),
+            error=error,
+            response_excerpt=data.decode("utf-8", errors="replace"),
+            retry_after=retry_after,
+        )
+
+    def _failure(self, start: float, error: str) -> SendOutcome:
+        return SendOutcome(
+            success=False,
+            status_code=None,
+            response_ms=round((time.perf_counter() - start) * 1000, 1),
+            error=error,
+            response_excerpt="",
+            retry_after=None,
+        )
+
+    def _describe(self, exc: Exception, request: httpx.Request) -> str:
+        """The failure in words a merchant can act on, whichever transport raised it."""
+        url = request.url
+        where = f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
+        detail = str(exc)
+        if isinstance(exc, BlockedAddressError):
+            return detail or f"refused to deliver to {url.host}"
+        if isinstance(exc, DNSError):
+            return f"DNS lookup failed for {url.host}" + (f" ({detail})" if detail else "")
+        if isinstance(exc, TLSError):
+            return f"TLS error: {detail or 'handshake failed'} ({where})"
+        if isinstance(exc, httpx.ConnectTimeout):
+            return f"timed out after {self._timeout}s connecting to {where}"
+        if isinstance(exc, httpx.TimeoutException | TimeoutError):
+            return f"timed out after {self._timeout}s waiting for a response"
+        if isinstance(exc, httpx.ConnectError | httpx.ReadError):
+            lowered = detail.lower()
+            if "refused" in lowered:
+                return f"connection refused by {where}"
+            if "reset" in lowered:
+                return f"connection reset by {where}"
+            verb = "could not connect to" if isinstance(exc, httpx.ConnectError) else "error reading from"
+            return f"{verb} {where}" + (f": {detail}" if detail else "")
+        if isinstance(exc, httpx.RemoteProtocolError):
+            return f"{where} closed the connection or sent an invalid response" + (
+                f" ({detail})" if detail else ""
+            )
+        if isinstance(exc, httpx.WriteError):
+            return f"error sending the request to {where}" + (f": {detail}" if detail else "")
+        if isinstance(exc, httpx.UnsupportedProtocol):
+            return f"cannot deliver to {url}: {detail}"
+        if isinstance(exc, httpx.TransportError):
+            return f"delivery to {where} failed: {type(exc).__name__}: {detail}"
+        return f"unexpected error: {type(exc).__name__}: {detail}"
+
+    async def aclose(self) -> None:
+        """Close the transport (also one passed in, as httpx clients do)."""
+        await self._transport.aclose()
+
+    async def __aenter__(self) -> Sender:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP-date (past dates give 0)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return max(seconds, 0.0) if seconds == seconds and seconds != float("inf") else None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max((when - datetime.now(UTC)).total_seconds(), 0.0)

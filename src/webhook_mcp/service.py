@@ -1,0 +1,416 @@
+"""Every webhook operation and its rules. Called by the MCP server, the CLI, the HTTP API and
+Python code alike; knows nothing of MCP."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import Row
+
+from . import models
+from .catalog import TEST_EVENT, Catalog
+from .errors import InvalidArgumentError, NotFoundError
+from .sender import Sender
+from .settings import Settings
+from .signing import generate_secret, mask_secret, secret_key, signed_headers
+from .store import AttemptRecord, NewEvent, Store, new_event_id
+from .tables import MAX_DESCRIPTION_LENGTH, MAX_URL_LENGTH
+
+MAX_LOG_LIMIT = 100
+MAX_IDEMPOTENCY_KEY = 200
+SAMPLE_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+VERIFY_HINT = (
+    "Verify each request with the Standard Webhooks library: "
+    "standardwebhooks.Webhook(secret).verify(raw_body, headers) (or svix.webhooks.Webhook); "
+    "it checks the HMAC-SHA256 in webhook-signature over 'webhook-id.webhook-timestamp.body' "
+    "and rejects timestamps more than 5 minutes old."
+)
+
+
+def envelope(event_id: str, event_type: str, created_at: float, data: dict[str, Any]) -> str:
+    """The body every receiver gets; serialised once, so retries send byte-identical bodies."""
+    timestamp = datetime.fromtimestamp(created_at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return json.dumps(
+        {"id": event_id, "type": event_type, "timestamp": timestamp, "data": data},
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+
+
+def _webhook_model(row: Row[Any]) -> models.Webhook:
+    return models.Webhook(
+        id=row.id,
+        url=row.url,
+        events=list(row.events),
+        description=row.description,
+        enabled=row.enabled,
+        disabled_reason=row.disabled_reason,
+        disabled_at=models.to_datetime(row.disabled_at),
+        secret_hint=mask_secret(row.secret),
+        created_at=models.to_datetime(row.created_at),
+        updated_at=models.to_datetime(row.updated_at),
+        consecutive_failures=row.consecutive_failures,
+        last_success_at=models.to_datetime(row.last_success_at),
+        last_failure_at=models.to_datetime(row.last_failure_at),
+    )
+
+
+class WebhookService:
+    def __init__(
+        self,
+        store: Store,
+        catalog: Catalog,
+        sender: Sender,
+        settings: Settings,
+        *,
+        on_publish: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.catalog = catalog
+        self.sender = sender
+        self.settings = settings
+        self._on_publish = on_publish
+        self._clock = clock
+
+    # -- checks -----------------------------------------------------------------------------
+
+    def _check_url(self, url: str) -> str:
+        url = url.strip()
+        if not url:
+            raise InvalidArgumentError("url is empty; give the absolute https:// address of your endpoint")
+        if len(url) > MAX_URL_LENGTH:
+            raise InvalidArgumentError(f"url is {len(url)} characters; the limit is {MAX_URL_LENGTH}")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise InvalidArgumentError(
+                f"url {url!r} is not an absolute http(s) URL; use e.g. https://example.com/webhooks"
+            )
+        if parts.username or parts.password:
+            raise InvalidArgumentError("url must not contain a user name or password; authenticate by signature")
+        if parts.fragment:
+            raise InvalidArgumentError("url must not contain a #fragment; receivers never see it")
+        try:
+            parts.port  # noqa: B018 - raises on a malformed port
+        except ValueError as exc:
+            raise InvalidArgumentError(f"url {url!r} has an invalid port: {exc}") from exc
+        return url
+
+    def _check_events(self, names: Sequence[str]) -> list[str]:
+        if not names:
+            raise InvalidArgumentError(
+                "events is empty; subscribe to at least one event type (call get_webhook_events to list them)"
+            )
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise InvalidArgumentError(f"events lists {', '.join(duplicates)} more than once; name each once")
+        for name in names:
+            self.catalog.require_subscribable(name)
+        return list(names)
+
+    @staticmethod
+    def _check_description(description: str) -> str:
+        if len(description) > MAX_DESCRIPTION_LENGTH:
+            raise InvalidArgumentError(
+                f"description is {len(description)} characters; the limit is {MAX_DESCRIPTION_LENGTH}"
+            )
+        return description.strip()
+
+    async def _row(self, webhook_id: int) -> Row[Any]:
+        row = await self.store.get_webhook(webhook_id)
+        if row is None:
+            raise NotFoundError(f"no webhook with id {webhook_id}; call list_webhooks to see the ids")
+        return row
+
+    # -- registry ---------------------------------------------------------------------------
+
+    async def list_webhooks(self) -> models.WebhookList:
+        hooks = [_webhook_model(row) for row in await self.store.list_webhooks()]
+        return models.WebhookList(webhooks=hooks, total=len(hooks))
+
+    async def get_webhook(self, webhook_id: int) -> models.Webhook:
+        return _webhook_model(await self._row(webhook_id))
+
+    async def create_webhook(self, url: str, events: Sequence[str], description: str = "") -> models.Webhook:
+        now = self._clock()
+        row = await self.store.insert_webhook(
+            {
+                "url": self._check_url(url),
+                "events": self._check_events(events),
+                "description": self._check_description(description),
+                "secret": generate_secret(),
+                "enabled": True,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+        return _webhook_model(row)
+
+    async def update_webhook(
+        self,
+        webhook_id: int,
+        *,
+        url: str | None = None,
+        events: Sequence[str] | None = None,
+        description: str | None = None,
+    ) -> models.Webhook:
+        values: dict[str, Any] = {}
+        if url is not None:
+            values["url"] = self._check_url(url)
+        if events is not None:
+            values["events"] = self._check_events(events)
+        if description is not None:
+            values["description"] = self._check_description(description)
+        if not values:
+            raise InvalidArgumentError("nothing to update; give at least one of url, events or description")
+        values["updated_at"] = self._clock()
+        row = await self.store.update_webhook(webhook_id, values)
+        if row is None:
+            raise NotFoundError(f"no webhook with id {webhook_id}; call list_webhooks to see the ids")
+        return _webhook_model(row)
+
+    async def set_enabled(self, webhook_id: int, enabled: bool, reason: str | None = None) -> models.Webhook:
+        row = await self.store.set_enabled(webhook_id, enabled, reason or "disabled by request", self._clock())
+        if row is None:
+            raise NotFoundError(f"no webhook with id {webhook_id}; call list_webhooks to see the ids")
+        if enabled and self._on_publish:
+            self._on_publish()
+        return _webhook_model(row)
+
+    async def toggle_webhook(self, webhook_id: int) -> models.Webhook:
+        row = await self._row(webhook_id)
+        return await self.set_enabled(webhook_id, not row.enabled)
+
+    async def delete_webhook(self, webhook_id: int) -> models.DeletedWebhook:
+        result = await self.store.delete_webhook(webhook_id)
+        if result is None:
+            raise NotFoundError(f"no webhook with id {webhook_id}; call list_webhooks to see the ids")
+        row, removed_deliveries, removed_attempts = result
+        return models.DeletedWebhook(
+            id=webhook_id,
+            deleted=True,
+            url=row.url,
+            removed_deliveries=removed_deliveries,
+            removed_attempts=removed_attempts,
+        )
+
+    async def get_secret(self, webhook_id: int) -> models.WebhookSecret:
+        row = await self._row(webhook_id)
+        return models.WebhookSecret(id=row.id, secret=row.secret, how_to_verify=VERIFY_HINT)
+
+    # -- catalog ----------------------------------------------------------------------------
+
+    def list_event_types(self) -> models.EventTypeList:
+        types = [
+            models.EventTypeInfo(name=t.name, group=t.group, description=t.description)
+            for t in self.catalog.subscribable()
+        ]
+        return models.EventTypeList(event_types=types, total=len(types))
+
+    def sample_payload(self, event: str) -> models.SamplePayload:
+        event_type = self.catalog.get(event)
+        now = self._clock()
+        event_id = "evt_" + "0" * 24 + "sample00"
+        body = envelope(event_id, event_type.name, now, event_type.example)
+        headers = signed_headers(secret_key(SAMPLE_SECRET), event_id, int(now), body.encode())
+        return models.SamplePayload(
+            event=event_type.name,
+            description=event_type.description,
+            body=json.loads(body),
+            headers=headers,
+            data_schema=event_type.schema,
+        )
+
+    # -- test deliveries ----------------------------------------------------------------------
+
+    async def test_webhook(self, webhook_id: int, event: str | None = None) -> models.TestResult:
+        row = await self._row(webhook_id)
+        event_type = self.catalog.get(event or TEST_EVENT)
+        data = dict(event_type.example)
+        if event_type.name == TEST_EVENT:
+            data["webhook_id"] = webhook_id
+        event_id = new_event_id()
+        started = self._clock()
+        body = envelope(event_id, event_type.name, started, data).encode()
+        headers = signed_headers(secret_key(row.secret), event_id, int(started), body)
+        outcome = await self.sender.send(row.url, headers, body)
+        record = AttemptRecord(
+            delivery_id=None,
+            webhook_id=webhook_id,
+            event_id=event_id,
+            event_type=event_type.name,
+            attempt_number=1,
+            is_test=True,
+            created_at=started,
+            status_code=outcome.status_code,
+            response_ms=outcome.response_ms,
+            success=outcome.success,
+            error=outcome.error,
+            response_excerpt=outcome.response_excerpt,
+        )
+        await self.store.record_attempts([record], self._clock())
+        latest = await self.store.attempts_page(webhook_id, 1, None, None, True)
+        return models.TestResult(
+            webhook_id=webhook_id,
+            url=row.url,
+            event=event_type.name,
+            event_id=event_id,
+            attempt_id=latest[0].id,
+            success=outcome.success,
+            status_code=outcome.status_code,
+            response_ms=outcome.response_ms,
+            error=outcome.error,
+            response_excerpt=outcome.response_excerpt,
+            webhook_enabled=row.enabled,
+        )
+
+    # -- logs and stats -----------------------------------------------------------------------
+
+    async def get_logs(
+        self, webhook_id: int, limit: int = 20, cursor: str | None = None, status: str = "all"
+    ) -> models.AttemptPage:
+        await self._row(webhook_id)
+        if not 1 <= limit <= MAX_LOG_LIMIT:
+            raise InvalidArgumentError(f"limit must be between 1 and {MAX_LOG_LIMIT}, got {limit}")
+        filters: dict[str, tuple[bool | None, bool | None]] = {
+            "all": (None, None),
+            "success": (True, None),
+            "failed": (False, None),
+            "test": (None, True),
+        }
+        if status not in filters:
+            raise InvalidArgumentError(f"status must be one of {', '.join(filters)}, got {status!r}")
+        before = None
+        if cursor:
+            if not cursor.isdigit():
+                raise InvalidArgumentError(
+                    f"cursor {cursor!r} is not valid; pass the next_cursor of a previous get_webhook_logs call"
+                )
+            before = int(cursor)
+        success, is_test = filters[status]
+        rows = await self.store.attempts_page(webhook_id, limit + 1, before, success, is_test)
+        page = rows[:limit]
+        attempts = [
+            models.Attempt(
+                attempt_id=r.id,
+                timestamp=models.to_datetime(r.created_at),
+                event_type=r.event_type,
+                event_id=r.event_id,
+                delivery_id=r.delivery_id,
+                attempt_number=r.attempt_number,
+                status_code=r.status_code,
+                response_ms=r.response_ms,
+                success=r.success,
+                error=r.error,
+                response_excerpt=r.response_excerpt,
+                is_test=r.is_test,
+            )
+            for r in page
+        ]
+        next_cursor = str(page[-1].id) if len(rows) > limit else None
+        return models.AttemptPage(webhook_id=webhook_id, attempts=attempts, next_cursor=next_cursor)
+
+    async def get_stats(self, webhook_id: int, window_hours: float | None = None) -> models.WebhookStats:
+        await self._row(webhook_id)
+        if window_hours is not None and not 0 < window_hours <= 24 * 366:
+            raise InvalidArgumentError(f"window_hours must be between 0 and {24 * 366} hours, got {window_hours}")
+        since = None if window_hours is None else self._clock() - window_hours * 3600
+        s = await self.store.stats(webhook_id, since)
+        states = s["states"]
+        total = s["total"]
+        return models.WebhookStats(
+            webhook_id=webhook_id,
+            window_hours=window_hours,
+            total_attempts=total,
+            succeeded=s["succeeded"],
+            failed=total - s["succeeded"],
+            test_attempts=s["tests"],
+            success_rate=round(100.0 * s["succeeded"] / total, 2) if total else None,
+            avg_response_ms=None if s["avg_ms"] is None else round(s["avg_ms"], 1),
+            p95_response_ms=s["p95_ms"],
+            last_success_at=models.to_datetime(s["last_success"]),
+            last_failure_at=models.to_datetime(s["last_failure"]),
+            consecutive_failures=s["streak"],
+            pending_deliveries=int(states.get("pending", 0)),
+            held_deliveries=int(states.get("held", 0)),
+            failed_deliveries=int(states.get("failed", 0)),
+            succeeded_deliveries=int(states.get("succeeded", 0)),
+            next_retry_at=models.to_datetime(s["next_retry"]),
+        )
+
+    # -- publishing and redelivery ------------------------------------------------------------
+
+    def _new_event(self, event_type: str, data: Any, idempotency_key: str | None, now: float) -> NewEvent:
+        kind = self.catalog.require_subscribable(event_type)
+        self.catalog.validate(kind.name, data)
+        if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
+            raise InvalidArgumentError(
+                f"idempotency_key must be 1 to {MAX_IDEMPOTENCY_KEY} characters, got {len(idempotency_key)}"
+            )
+        event_id = new_event_id()
+        body = envelope(event_id, kind.name, now, data)
+        size = len(body.encode())
+        if size > self.settings.max_payload_bytes:
+            raise InvalidArgumentError(
+                f"event body is {size} bytes; the limit is {self.settings.max_payload_bytes} "
+                "(WEBHOOK_MCP_MAX_PAYLOAD_BYTES). Send less data, e.g. ids receivers can look up."
+            )
+        return NewEvent(event_id, kind.name, body, idempotency_key)
+
+    async def publish(self, event_type: str, data: Any, idempotency_key: str | None = None) -> models.PublishedEvent:
+        (result,) = await self.publish_many([(event_type, data, idempotency_key)])
+        return result
+
+    async def publish_many(self, items: Sequence[tuple[str, Any, str | None]]) -> list[models.PublishedEvent]:
+        """Validate everything first, then store all events and deliveries in one transaction."""
+        now = self._clock()
+        new = [self._new_event(event_type, data, key, now) for event_type, data, key in items]
+        stored = await self.store.publish(new, now, now - self.settings.idempotency_ttl)
+        if self._on_publish and any(s.queued for s in stored):
+            self._on_publish()
+        return [
+            models.PublishedEvent(event_id=s.id, type=s.type, queued=s.queued, duplicate=s.duplicate) for s in stored
+        ]
+
+    async def retry_delivery(self, delivery_id: int) -> models.Delivery:
+        row = await self.store.get_delivery(delivery_id)
+        if row is None:
+            raise NotFoundError(f"no delivery with id {delivery_id}; get_webhook_logs shows each attempt's delivery_id")
+        if row.state != "failed":
+            raise InvalidArgumentError(
+                f"delivery {delivery_id} is {row.state}, not failed; only failed (dead) deliveries can be retried"
+            )
+        await self.store.requeue(row.webhook_id, self._clock(), delivery_id=delivery_id)
+        if self._on_publish:
+            self._on_publish()
+        return await self.get_delivery(delivery_id)
+
+    async def get_delivery(self, delivery_id: int) -> models.Delivery:
+        row = await self.store.get_delivery(delivery_id)
+        if row is None:
+            raise NotFoundError(f"no delivery with id {delivery_id}; get_webhook_logs shows each attempt's delivery_id")
+        return models.Delivery(
+            id=row.id,
+            webhook_id=row.webhook_id,
+            event_id=row.event_id,
+            state=row.state,
+            attempts=row.attempts,
+            next_attempt_at=models.to_datetime(row.next_attempt_at) if row.state == "pending" else None,
+            last_status=row.last_status,
+            last_error=row.last_error,
+        )
+
+    async def replay_failed(self, webhook_id: int, since_hours: float | None = None) -> models.ReplayResult:
+        row = await self._row(webhook_id)
+        if since_hours is not None and since_hours <= 0:
+            raise InvalidArgumentError(f"since_hours must be positive, got {since_hours}")
+        since = None if since_hours is None else self._clock() - since_hours * 3600
+        count = await self.store.requeue(webhook_id, self._clock(), since=since)
+        if count and self._on_publish:
+            self._on_publish()
+        return models.ReplayResult(webhook_id=webhook_id, requeued=count, held=not row.enabled)

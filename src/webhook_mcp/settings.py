@@ -1,0 +1,137 @@
+"""Configuration read from the environment (prefix ``WEBHOOK_MCP_``)."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated, Literal
+
+from platformdirs import user_data_dir
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def default_database_url() -> str:
+    """An SQLite file in the user's data directory, so the server works from any working directory."""
+    path = Path(user_data_dir("webhook-mcp", appauthor=False)) / "webhook-mcp.db"
+    return f"sqlite:///{path}"
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; each field is also documented in the README and ``--help``."""
+
+    model_config = SettingsConfigDict(env_prefix="WEBHOOK_MCP_", extra="ignore", frozen=True)
+
+    database_url: str = Field(
+        default_factory=default_database_url,
+        description="SQLAlchemy URL: sqlite:///path.db (default: a file in the user data dir) "
+        "or postgresql://user@host/db.",
+    )
+    allowed_private_networks: Annotated[list[Network], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated CIDRs that deliveries may reach although loopback/private/link-local "
+        "(e.g. 127.0.0.0/8 for local testing). Empty: only public addresses.",
+    )
+    delivery_timeout: float = Field(10.0, gt=0, le=300, description="Seconds one delivery attempt may take.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", description="Logging level (logs go to stderr)."
+    )
+    event_types_file: Path | None = Field(
+        None, description="JSON or YAML file with extra event types operators add to the catalog."
+    )
+    api_token: str | None = Field(
+        None, description="Bearer token for POST /v1/events when serving over HTTP; the route is off without it."
+    )
+    max_concurrency: int = Field(128, ge=1, le=10_000, description="Deliveries in flight at once, per process.")
+    per_endpoint_concurrency: int = Field(
+        64, ge=1, le=10_000, description="Deliveries in flight at once to one webhook, per process."
+    )
+    poll_interval: float = Field(
+        1.0, gt=0, le=60, description="Seconds between polls for due deliveries when nothing wakes the dispatcher."
+    )
+    batch_size: int = Field(200, ge=1, le=5_000, description="Deliveries claimed, and results written, per batch.")
+    lease_seconds: float = Field(
+        60.0, gt=0, description="How long a claimed delivery stays reserved before another worker may take it."
+    )
+    retry_schedule: Annotated[tuple[float, ...], NoDecode] = Field(
+        DEFAULT_RETRY_SCHEDULE,
+        description="Comma-separated delays in seconds before each attempt; its length is the attempt limit.",
+    )
+    retry_jitter: float = Field(0.1, ge=0, le=1, description="Random spread applied to each retry delay (0.1 = ±10%).")
+    max_retry_after: float = Field(
+        3600.0, ge=0, description="Upper bound in seconds on a receiver's Retry-After header (429/503)."
+    )
+    auto_disable_after: float = Field(
+        5 * 86400.0, gt=0, description="Seconds of nothing but failures after which a webhook is disabled."
+    )
+    auto_disable_min_failures: int = Field(
+        10, ge=1, description="Failures needed (as well as the period) before auto-disable."
+    )
+    log_retention_days: float = Field(30.0, gt=0, description="Attempt logs older than this are pruned.")
+    idempotency_ttl: float = Field(86400.0, gt=0, description="Seconds an idempotency key is remembered.")
+    max_payload_bytes: int = Field(
+        256 * 1024, ge=1024, description="Largest event body accepted (serialized envelope, bytes)."
+    )
+    run_dispatcher: bool = Field(
+        True,
+        description="Run the delivery dispatcher inside `serve` (set false when separate workers deliver).",
+    )
+
+    @field_validator("allowed_private_networks", mode="before")
+    @classmethod
+    def _parse_networks(cls, value: object) -> object:
+        value = _split_csv(value)
+        if isinstance(value, list):
+            networks = []
+            for item in value:
+                try:
+                    networks.append(ipaddress.ip_network(str(item), strict=False))
+                except ValueError as exc:
+                    raise ValueError(f"{item!r} is not a CIDR network such as 127.0.0.0/8 ({exc})") from exc
+            return networks
+        return value
+
+    @field_validator("retry_schedule", mode="before")
+    @classmethod
+    def _parse_schedule(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("retry_schedule")
+    @classmethod
+    def _check_schedule(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if not value:
+            raise ValueError("retry_schedule needs at least one delay (use 0 for a single immediate attempt)")
+        if any(delay < 0 for delay in value):
+            raise ValueError("retry_schedule delays must be zero or positive seconds")
+        return value
+
+    @model_validator(mode="after")
+    def _check_concurrency(self) -> Settings:
+        if self.per_endpoint_concurrency > self.max_concurrency:
+            raise ValueError("per_endpoint_concurrency cannot exceed max_concurrency")
+        return self
+
+    @property
+    def max_attempts(self) -> int:
+        return len(self.retry_schedule)
+
+    def is_allowed_private(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        return any(address in network for network in self.allowed_private_networks)
+
+
+def describe_settings() -> str:
+    """One line per setting, for ``--help``."""
+    lines = []
+    for name, field in Settings.model_fields.items():
+        lines.append(f"  WEBHOOK_MCP_{name.upper():<34} {field.description}")
+    return "\n".join(lines)

@@ -1,0 +1,544 @@
+"""All SQL lives here: the service and the dispatcher ask, the store answers in plain rows."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    Row,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from .tables import MAX_ERROR_LENGTH, deliveries, delivery_attempts, events, webhooks
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    id: str
+    type: str
+    body: str
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    id: str
+    type: str
+    queued: int
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedDelivery:
+    id: int
+    webhook_id: int
+    event_id: str
+    event_type: str
+    attempt_number: int
+    url: str
+    secret: str
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """One finished attempt and what the retry policy decided about its delivery."""
+
+    delivery_id: int | None
+    webhook_id: int
+    event_id: str
+    event_type: str
+    attempt_number: int
+    is_test: bool
+    created_at: float
+    status_code: int | None
+    response_ms: float
+    success: bool
+    error: str | None
+    response_excerpt: str
+    next_state: str = "succeeded"
+    next_attempt_at: float | None = None
+    disable_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HealthPolicy:
+    auto_disable_after: float
+    min_failures: int
+
+
+def new_event_id() -> str:
+    return "evt_" + uuid.uuid4().hex
+
+
+def _clip(text: str | None, limit: int = MAX_ERROR_LENGTH) -> str | None:
+    return None if text is None else text[:limit]
+
+
+class Store:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.is_postgres = engine.dialect.name == "postgresql"
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # -- webhooks -------------------------------------------------------------------------
+
+    async def insert_webhook(self, values: Mapping[str, Any]) -> Row[Any]:
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(insert(webhooks).values(**values).returning(*webhooks.c))).one()
+        return row
+
+    async def get_webhook(self, webhook_id: int) -> Row[Any] | None:
+        async with self.engine.connect() as conn:
+            return (await conn.execute(select(webhooks).where(webhooks.c.id == webhook_id))).one_or_none()
+
+    async def list_webhooks(self) -> list[Row[Any]]:
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(select(webhooks).order_by(webhooks.c.id))).all())
+
+    async def update_webhook(self, webhook_id: int, values: Mapping[str, Any]) -> Row[Any] | None:
+        async with self.engine.begin() as conn:
+            return (
+                await conn.execute(
+                    update(webhooks).where(webhooks.c.id == webhook_id).values(**values).returning(*webhooks.c)
+                )
+            ).one_or_none()
+
+    async def set_enabled(self, webhook_id: int, enabled: bool, reason: str | None, now: float) -> Row[Any] | None:
+        """Flip the flag and move the webhook's waiting deliveries between pending and held in the
+        same transaction, so a dispatcher never sees a disabled webhook with pending work."""
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    update(webhooks)
+                    .where(webhooks.c.id == webhook_id)
+                    .values(
+                        enabled=enabled,
+                        disabled_reason=None if enabled else reason,
+                        disabled_at=None if enabled else now,
+                        updated_at=now,
+                        **({"consecutive_failures": 0, "failing_since": None} if enabled else {}),
+                    )
+                    .returning(*webhooks.c)
+                )
+            ).one_or_none()
+            if row is not None:
+                await self._move_waiting(conn, [webhook_id], enabled, now)
+        return row
+
+    @staticmethod
+    async def _move_waiting(conn: AsyncConnection, webhook_ids: Sequence[int], enabled: bool, now: float) -> None:
+        source, target = ("held", "pending") if enabled else ("pending", "held")
+        values: dict[str, Any] = {"state": target, "updated_at": now, "lease_owner": None}
+        if enabled:
+            values["next_attempt_at"] = now
+        await conn.execute(
+            update(deliveries)
+            .where(deliveries.c.webhook_id.in_(webhook_ids), deliveries.c.state == source)
+            .values(**values)
+        )
+
+    async def delete_webhook(self, webhook_id: int) -> tuple[Row[Any], int, int] | None:
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(select(webhooks).where(webhooks.c.id == webhook_id))).one_or_none()
+            if row is None:
+                return None
+            attempts = await conn.execute(delete(delivery_attempts).where(delivery_attempts.c.webhook_id == webhook_id))
+            removed = await conn.execute(delete(deliveries).where(deliveries.c.webhook_id == webhook_id))
+            await conn.execute(delete(webhooks).where(webhooks.c.id == webhook_id))
+        return row, removed.rowcount, attempts.rowcount
+
+    # -- publishing -----------------------------------------------------------------------
+
+    async def publish(self, new_events: Sequence[NewEvent], now: float, idempotency_since: float) -> list[StoredEvent]:
+        """The outbox: events and their deliveries are committed together, so nothing published
+        can be lost, and an idempotency key seen within the window returns the first event."""
+        async with self.engine.begin() as conn:
+            keys = [e.idempotency_key for e in new_events if e.idempotency_key]
+            seen: dict[str, Any] = {}
+            if keys:
+                rows = await conn.execute(
+                    select(events.c.id, events.c.type, events.c.idempotency_key, events.c.created_at).where(
+                        events.c.idempotency_key.in_(keys)
+                    )
+                )
+                expired = []
+                for row in rows:
+                    if row.created_at >= idempotency_since:
+                        seen[row.idempotency_key] = row
+                    else:
+                        expired.append(row.idempotency_key)
+                if expired:
+                    await conn.execute(
+                        update(events).where(events.c.idempotency_key.in_(expired)).values(idempotency_key=None)
+                    )
+            subscribers: dict[str, list[int]] = defaultdict(list)
+            for hook in await conn.execute(
+                select(webhooks.c.id, webhooks.c.events).where(webhooks.c.enabled.is_(True))
+            ):
+                for event_type in hook.events:
+                    subscribers[event_type].append(hook.id)
+
+            results: list[StoredEvent] = []
+            event_rows: list[dict[str, Any]] = []
+            delivery_rows: list[dict[str, Any]] = []
+            batch_keys: dict[str, StoredEvent] = {}
+            for new in new_events:
+                key = new.idempotency_key
+                if key and key in seen:
+                    first = seen[key]
+                    queued = await conn.scalar(
+                        select(func.count()).select_from(deliveries).where(deliveries.c.event_id == first.id)
+                    )
+                    results.append(StoredEvent(first.id, first.type, int(queued or 0), True))
+                    continue
+                if key and key in batch_keys:
+                    first_in_batch = batch_keys[key]
+                    results.append(StoredEvent(first_in_batch.id, first_in_batch.type, first_in_batch.queued, True))
+                    continue
+                targets = subscribers.get(new.type, ())
+                event_rows.append(
+                    {"id": new.id, "type": new.type, "body": new.body, "created_at": now, "idempotency_key": key}
+                )
+                delivery_rows.extend(
+                    {
+                        "webhook_id": hook_id,
+                        "event_id": new.id,
+                        "state": "pending",
+                        "attempts": 0,
+                        "next_attempt_at": now,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for hook_id in targets
+                )
+                stored = StoredEvent(new.id, new.type, len(targets), False)
+                if key:
+                    batch_keys[key] = stored
+                results.append(stored)
+            if event_rows:
+                await conn.execute(insert(events), event_rows)
+            if delivery_rows:
+                await conn.execute(insert(deliveries), delivery_rows)
+        return results
+
+    # -- dispatching ----------------------------------------------------------------------
+
+    async def claim(
+        self, owner: str, limit: int, now: float, lease: float, exclude_webhooks: Iterable[int] = ()
+    ) -> list[ClaimedDelivery]:
+        """Take up to ``limit`` due deliveries atomically; a claim is a lease that pushes the
+        delivery's due time forward, so a crashed worker's deliveries come due again by themselves."""
+        due = (
+            select(deliveries.c.id)
+            .where(deliveries.c.state == "pending", deliveries.c.next_attempt_at <= now)
+            .order_by(deliveries.c.next_attempt_at)
+            .limit(limit)
+        )
+        excluded = list(exclude_webhooks)
+        if excluded:
+            due = due.where(deliveries.c.webhook_id.not_in(excluded))
+        if self.is_postgres:
+            due = due.with_for_update(skip_locked=True)
+        async with self.engine.begin() as conn:
+            claimed = (
+                await conn.execute(
+                    update(deliveries)
+                    .where(deliveries.c.id.in_(due.scalar_subquery()))
+                    .values(
+                        next_attempt_at=now + lease,
+                        lease_owner=owner,
+                        attempts=deliveries.c.attempts + 1,
+                        updated_at=now,
+                    )
+                    .returning(deliveries.c.id, deliveries.c.webhook_id, deliveries.c.event_id, deliveries.c.attempts)
+                )
+            ).all()
+            if not claimed:
+                return []
+            event_ids = {row.event_id for row in claimed}
+            hook_ids = {row.webhook_id for row in claimed}
+            bodies = {
+                row.id: (row.type, row.body)
+                for row in await conn.execute(
+                    select(events.c.id, events.c.type, events.c.body).where(events.c.id.in_(event_ids))
+                )
+            }
+            hooks = {
+                row.id: (row.url, row.secret)
+                for row in await conn.execute(
+                    select(webhooks.c.id, webhooks.c.url, webhooks.c.secret).where(webhooks.c.id.in_(hook_ids))
+                )
+            }
+        result = []
+        for row in sorted(claimed, key=lambda r: r.id):
+            event_type, body = bodies[row.event_id]
+            url, secret = hooks[row.webhook_id]
+            result.append(
+                ClaimedDelivery(
+                    row.id, row.webhook_id, row.event_id, event_type, row.attempts, url, secret, body.encode()
+                )
+            )
+        return result
+
+    async def release(self, delivery_ids: Sequence[int], now: float) -> None:
+        """Hand back claimed deliveries untouched (the attempt was never made)."""
+        if not delivery_ids:
+            return
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id.in_(delivery_ids))
+                .values(next_attempt_at=now, lease_owner=None, attempts=deliveries.c.attempts - 1)
+            )
+
+    async def record_attempts(
+        self, records: Sequence[AttemptRecord], now: float, policy: HealthPolicy | None = None
+    ) -> list[int]:
+        """Write a batch of attempts, their deliveries' next state and their webhooks' health in
+        one transaction; returns the ids of webhooks this batch disabled."""
+        if not records:
+            return []
+        async with self.engine.begin() as conn:
+            attempt_rows = [
+                {
+                    "webhook_id": r.webhook_id,
+                    "delivery_id": r.delivery_id,
+                    "event_id": r.event_id,
+                    "event_type": r.event_type,
+                    "attempt_number": r.attempt_number,
+                    "is_test": r.is_test,
+                    "created_at": r.created_at,
+                    "status_code": r.status_code,
+                    "response_ms": r.response_ms,
+                    "success": r.success,
+                    "error": _clip(r.error),
+                    "response_excerpt": r.response_excerpt,
+                }
+                for r in records
+            ]
+            await conn.execute(insert(delivery_attempts), attempt_rows)
+            real = [r for r in records if r.delivery_id is not None]
+            if not real:
+                return []
+            await conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id == bindparam("d_id"))
+                .values(
+                    state=bindparam("d_state"),
+                    next_attempt_at=bindparam("d_next"),
+                    lease_owner=None,
+                    last_status=bindparam("d_status"),
+                    last_error=bindparam("d_error"),
+                    updated_at=now,
+                    completed_at=bindparam("d_completed"),
+                )
+                .execution_options(synchronize_session=False),
+                [
+                    {
+                        "d_id": r.delivery_id,
+                        "d_state": r.next_state,
+                        "d_next": r.next_attempt_at if r.next_attempt_at is not None else r.created_at,
+                        "d_status": r.status_code,
+                        "d_error": _clip(r.error),
+                        "d_completed": r.created_at if r.next_state in ("succeeded", "failed") else None,
+                    }
+                    for r in real
+                ],
+            )
+            return await self._update_health(conn, real, now, policy)
+
+    async def _update_health(
+        self, conn: AsyncConnection, records: Sequence[AttemptRecord], now: float, policy: HealthPolicy | None
+    ) -> list[int]:
+        by_hook: dict[int, list[AttemptRecord]] = defaultdict(list)
+        for record in records:
+            by_hook[record.webhook_id].append(record)
+        current = {
+            row.id: row
+            for row in await conn.execute(
+                select(
+                    webhooks.c.id,
+                    webhooks.c.enabled,
+                    webhooks.c.consecutive_failures,
+                    webhooks.c.failing_since,
+                    webhooks.c.last_success_at,
+                    webhooks.c.last_failure_at,
+                ).where(webhooks.c.id.in_(by_hook))
+            )
+        }
+        disabled: list[int] = []
+        for hook_id, batch in by_hook.items():
+            row = current.get(hook_id)
+            if row is None:
+                continue
+            failures, failing_since = row.consecutive_failures, row.failing_since
+            last_success, last_failure = row.last_success_at, row.last_failure_at
+            gone_reason = None
+            for record in sorted(batch, key=lambda r: r.created_at):
+                if record.success:
+                    failures, failing_since, last_success = 0, None, record.created_at
+                else:
+                    failures += 1
+                    failing_since = failing_since or record.created_at
+                    last_failure = record.created_at
+                    gone_reason = record.disable_reason or gone_reason
+            values: dict[str, Any] = {
+                "consecutive_failures": failures,
+                "failing_since": failing_since,
+                "last_success_at": last_success,
+                "last_failure_at": last_failure,
+            }
+            reason = gone_reason
+            if (
+                reason is None
+                and policy is not None
+                and failing_since is not None
+                and failures >= policy.min_failures
+                and now - failing_since >= policy.auto_disable_after
+            ):
+                days = policy.auto_disable_after / 86400
+                reason = (
+                    f"auto-disabled: every delivery failed for {days:g} days ({failures} failures in a row); "
+                    "fix the endpoint, check it with test_webhook, then toggle_webhook to re-enable"
+                )
+            if reason is not None and row.enabled:
+                values.update(enabled=False, disabled_reason=reason, disabled_at=now, updated_at=now)
+                disabled.append(hook_id)
+            await conn.execute(update(webhooks).where(webhooks.c.id == hook_id).values(**values))
+        disabled_now = disabled + [hook_id for hook_id, row in current.items() if not row.enabled]
+        if disabled_now:
+            await self._move_waiting(conn, disabled_now, enabled=False, now=now)
+        return disabled
+
+    # -- reading logs and stats -------------------------------------------------------------
+
+    async def attempts_page(
+        self, webhook_id: int, limit: int, before_id: int | None, success: bool | None, is_test: bool | None
+    ) -> list[Row[Any]]:
+        query = (
+            select(delivery_attempts)
+            .where(delivery_attempts.c.webhook_id == webhook_id)
+            .order_by(delivery_attempts.c.id.desc())
+            .limit(limit)
+        )
+        if before_id is not None:
+            query = query.where(delivery_attempts.c.id < before_id)
+        if success is not None:
+            query = query.where(delivery_attempts.c.success.is_(success))
+        if is_test is not None:
+            query = query.where(delivery_attempts.c.is_test.is_(is_test))
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(query)).all())
+
+    async def stats(self, webhook_id: int, since: float | None) -> dict[str, Any]:
+        a = delivery_attempts.c
+        scope = [a.webhook_id == webhook_id]
+        if since is not None:
+            scope.append(a.created_at >= since)
+        where = and_(*scope)
+        async with self.engine.connect() as conn:
+            totals = (
+                await conn.execute(
+                    select(
+                        func.count().label("total"),
+                        func.coalesce(func.sum(case((a.success, 1), else_=0)), 0).label("succeeded"),
+                        func.coalesce(func.sum(case((a.is_test, 1), else_=0)), 0).label("tests"),
+                        func.avg(a.response_ms).label("avg_ms"),
+                        func.max(case((a.success, a.created_at))).label("last_success"),
+                        func.max(case((a.success.is_(False), a.created_at))).label("last_failure"),
+                        func.max(case((a.success, a.id))).label("last_success_id"),
+                    ).where(where)
+                )
+            ).one()
+            p95 = None
+            if totals.total:
+                offset = int(0.95 * (totals.total - 1))
+                p95 = await conn.scalar(
+                    select(a.response_ms).where(where).order_by(a.response_ms).offset(offset).limit(1)
+                )
+            streak_scope = [where]
+            if totals.last_success_id is not None:
+                streak_scope.append(a.id > totals.last_success_id)
+            streak = await conn.scalar(select(func.count()).where(*streak_scope))
+            d = deliveries.c
+            states = {
+                row.state: row.n
+                for row in await conn.execute(
+                    select(d.state, func.count().label("n")).where(d.webhook_id == webhook_id).group_by(d.state)
+                )
+            }
+            next_retry = await conn.scalar(
+                select(func.min(d.next_attempt_at)).where(
+                    d.webhook_id == webhook_id, d.state == "pending", d.attempts > 0
+                )
+            )
+        return {
+            "total": int(totals.total),
+            "succeeded": int(totals.succeeded),
+            "tests": int(totals.tests),
+            "avg_ms": None if totals.avg_ms is None else float(totals.avg_ms),
+            "p95_ms": None if p95 is None else float(p95),
+            "last_success": totals.last_success,
+            "last_failure": totals.last_failure,
+            "streak": int(streak or 0),
+            "states": states,
+            "next_retry": next_retry,
+        }
+
+    # -- redelivery and upkeep ------------------------------------------------------------
+
+    async def get_delivery(self, delivery_id: int) -> Row[Any] | None:
+        async with self.engine.connect() as conn:
+            return (await conn.execute(select(deliveries).where(deliveries.c.id == delivery_id))).one_or_none()
+
+    async def requeue(
+        self, webhook_id: int, now: float, delivery_id: int | None = None, since: float | None = None
+    ) -> int:
+        """Revive dead deliveries with a fresh attempt budget; held when the webhook is disabled."""
+        async with self.engine.begin() as conn:
+            enabled = await conn.scalar(select(webhooks.c.enabled).where(webhooks.c.id == webhook_id))
+            query = update(deliveries).where(deliveries.c.webhook_id == webhook_id, deliveries.c.state == "failed")
+            if delivery_id is not None:
+                query = query.where(deliveries.c.id == delivery_id)
+            if since is not None:
+                query = query.where(deliveries.c.created_at >= since)
+            result = await conn.execute(
+                query.values(
+                    state="pending" if enabled else "held",
+                    attempts=0,
+                    next_attempt_at=now,
+                    completed_at=None,
+                    lease_owner=None,
+                    updated_at=now,
+                )
+            )
+        return int(result.rowcount)
+
+    async def prune_attempts(self, older_than: float, batch: int) -> int:
+        """Delete one small batch of old log rows, so pruning never holds a long write lock."""
+        async with self.engine.begin() as conn:
+            oldest = (
+                select(delivery_attempts.c.id)
+                .where(delivery_attempts.c.created_at < older_than)
+                .order_by(delivery_attempts.c.id)
+                .limit(batch)
+            )
+            result = await conn.execute(
+                delete(delivery_attempts).where(delivery_attempts.c.id.in_(oldest.scalar_subquery()))
+            )
+        return int(result.rowcount)

@@ -1,0 +1,118 @@
+"""The schema, as SQLAlchemy Core tables; Alembic migrations create it, tests may ``create_all``.
+
+Times are stored as epoch seconds (double precision): cheap to compare and index on both SQLite
+and PostgreSQL, and the dispatcher's hot path never parses date strings.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    true,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets 64-bit keys for the big tables.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+MAX_URL_LENGTH = 2048
+MAX_DESCRIPTION_LENGTH = 500
+MAX_ERROR_LENGTH = 1000
+
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("url", String(MAX_URL_LENGTH), nullable=False),
+    Column("description", String(MAX_DESCRIPTION_LENGTH), nullable=False, server_default=""),
+    Column("events", JSON, nullable=False),
+    Column("secret", String(200), nullable=False),
+    Column("enabled", Boolean, nullable=False, server_default=true()),
+    Column("disabled_reason", String(MAX_DESCRIPTION_LENGTH)),
+    Column("disabled_at", Float),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    # Health of real deliveries (tests excluded), kept per batch for auto-disable.
+    Column("consecutive_failures", Integer, nullable=False, server_default="0"),
+    Column("failing_since", Float),
+    Column("last_success_at", Float),
+    Column("last_failure_at", Float),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("type", String(200), nullable=False),
+    # The exact bytes that are signed and sent, so every retry carries the same body.
+    Column("body", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("idempotency_key", String(200)),
+    Index("ix_events_created_at", "created_at"),
+    UniqueConstraint("idempotency_key"),
+)
+
+# state: pending (due at next_attempt_at; a claim pushes next_attempt_at forward by the lease),
+# held (webhook disabled), succeeded, failed (attempts exhausted: dead, retry_delivery revives it).
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("webhook_id", Integer, ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False),
+    Column("event_id", String(40), ForeignKey("events.id", ondelete="CASCADE"), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("lease_owner", String(64)),
+    Column("last_status", Integer),
+    Column("last_error", String(MAX_ERROR_LENGTH)),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("completed_at", Float),
+    UniqueConstraint("webhook_id", "event_id"),
+    Index("ix_deliveries_due", "state", "next_attempt_at"),
+    Index("ix_deliveries_webhook_state", "webhook_id", "state"),
+    Index("ix_deliveries_event_id", "event_id"),
+)
+
+delivery_attempts = Table(
+    "delivery_attempts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("webhook_id", Integer, ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False),
+    Column("delivery_id", BigId, ForeignKey("deliveries.id", ondelete="CASCADE")),
+    Column("event_id", String(40), nullable=False),
+    Column("event_type", String(200), nullable=False),
+    Column("attempt_number", Integer, nullable=False),
+    Column("is_test", Boolean, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("status_code", Integer),
+    Column("response_ms", Float, nullable=False),
+    Column("success", Boolean, nullable=False),
+    Column("error", String(MAX_ERROR_LENGTH)),
+    Column("response_excerpt", Text, nullable=False, server_default=""),
+    Index("ix_delivery_attempts_webhook_id_id", "webhook_id", "id"),
+    Index("ix_delivery_attempts_webhook_id_created_at", "webhook_id", "created_at"),
+    Index("ix_delivery_attempts_created_at", "created_at"),
+    Index("ix_delivery_attempts_delivery_id", "delivery_id"),
+)
