@@ -1,0 +1,177 @@
+"""Shared fixtures: real SQLite files, real PostgreSQL databases, real receivers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from aiohttp import web
+
+from webhook_mcp import Hub, Settings
+
+POSTGRES_ADMIN_URL = os.environ.get("WEBHOOK_MCP_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+LOOPBACK = [ipaddress.ip_network("127.0.0.0/8")]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    """Settings for tests: loopback allowed, a tiny retry schedule and fast polling, so no test waits long."""
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "allowed_private_networks": LOOPBACK,
+        "retry_schedule": (0.0, 0.05, 0.05),
+        "retry_jitter": 0.0,
+        "poll_interval": 0.05,
+        "delivery_timeout": 2.0,
+        "lease_seconds": 30.0,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'webhooks.db'}"
+
+
+def _admin_connect() -> psycopg.Connection[Any]:
+    try:
+        return psycopg.connect(POSTGRES_ADMIN_URL.replace("postgresql://", "postgresql://", 1), autocommit=True)
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_ADMIN_URL}: {exc}")
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh database per test, dropped afterwards."""
+    name = f"webhook_mcp_test_{uuid.uuid4().hex[:12]}"
+    with _admin_connect() as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with _admin_connect() as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Both supported databases, for tests of rules that live in SQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'webhooks.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+async def hub(sqlite_url: str) -> AsyncIterator[Hub]:
+    """A hub without a background dispatcher: tests of the service stay deterministic."""
+    async with Hub.open(make_settings(sqlite_url), dispatch=False) as opened:
+        yield opened
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+Responder = Callable[[Received, int], Awaitable[web.StreamResponse] | web.StreamResponse]
+
+
+@dataclass
+class Receiver:
+    """A real HTTP endpoint on 127.0.0.1 that records what it gets and answers as told.
+
+    ``statuses`` is consumed one per request (the last one repeats); ``responder`` overrides it."""
+
+    url: str = ""
+    requests: list[Received] = field(default_factory=list)
+    statuses: list[int] = field(default_factory=lambda: [200])
+    headers: dict[str, str] = field(default_factory=dict)
+    responder: Responder | None = None
+    hang: bool = False
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        received = Received(request.path, dict(request.headers), await request.read())
+        self.requests.append(received)
+        self._changed.set()
+        if self.hang:
+            await self.release.wait()
+        if self.responder is not None:
+            result = self.responder(received, len(self.requests))
+            return await result if asyncio.iscoroutine(result) else result  # type: ignore[return-value]
+        index = min(len(self.requests), len(self.statuses)) - 1
+        return web.Response(status=self.statuses[index], text="received", headers=self.headers)
+
+    async def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
+        """Wait until ``count`` requests have arrived, failing after ``timeout`` seconds."""
+        async with asyncio.timeout(timeout):
+            while len(self.requests) < count:
+                self._changed.clear()
+                await self._changed.wait()
+        return self.requests
+
+
+async def start_receiver(**options: Any) -> tuple[Receiver, web.AppRunner]:
+    receiver = Receiver(**options)
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", receiver.handle)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    receiver.url = f"http://127.0.0.1:{port}/webhooks"
+    return receiver, runner
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    started, runner = await start_receiver()
+    try:
+        yield started
+    finally:
+        started.release.set()
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def receiver_factory() -> AsyncIterator[Callable[..., Awaitable[Receiver]]]:
+    """For tests that need several receivers (one failing, one healthy...)."""
+    runners: list[tuple[Receiver, web.AppRunner]] = []
+
+    async def make(**options: Any) -> Receiver:
+        pair = await start_receiver(**options)
+        runners.append(pair)
+        return pair[0]
+
+    try:
+        yield make
+    finally:
+        for started, runner in runners:
+            started.release.set()
+            await runner.cleanup()
+
