@@ -9,8 +9,8 @@ import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from email.utils import format_datetime
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import anyio
 import httpx
@@ -24,6 +24,7 @@ from webhook_mcp.sender import (
     DNSError,
     Network,
     Sender,
+    SendOutcome,
     TLSError,
     blocked_reason,
 )
@@ -43,18 +44,19 @@ def anyio_backend() -> str:
 # --- respx: outcome shapes ------------------------------------------------------------------------
 
 
-def mock_sender(effect: httpx.Response | Exception | Callable[..., object], **kwargs: object) -> Sender:
+Effect = httpx.Response | Exception | Callable[[httpx.Request], httpx.Response]
+
+
+async def send_mock(effect: Effect, *, excerpt_bytes: int = 1024) -> SendOutcome:
+    """One send through a respx router that answers every POST to URL with ``effect``."""
     router = respx.Router(assert_all_called=False)
     route = router.post(URL)
     if isinstance(effect, httpx.Response):
         route.mock(return_value=effect)
     else:
         route.mock(side_effect=effect)
-    return Sender(timeout=2.0, transport=httpx.MockTransport(router.handler), **kwargs)  # type: ignore[arg-type]
-
-
-async def send_mock(effect: httpx.Response | Exception | Callable[..., object], **kwargs: object):  # type: ignore[no-untyped-def]
-    async with mock_sender(effect, **kwargs) as sender:
+    transport = httpx.MockTransport(router.handler)
+    async with Sender(timeout=2.0, transport=transport, excerpt_bytes=excerpt_bytes) as sender:
         return await sender.send(URL, HEADERS, BODY)
 
 
@@ -203,7 +205,9 @@ async def test_invalid_url_becomes_outcome() -> None:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize(("url", "expected"), [("ftp://example.com/", "unsupported URL scheme 'ftp'"), ("http://", "no host")])
+@pytest.mark.parametrize(
+    ("url", "expected"), [("ftp://example.com/", "unsupported URL scheme 'ftp'"), ("http://", "no host")]
+)
 async def test_unusable_url_becomes_outcome(sender: Sender, url: str, expected: str) -> None:
     outcome = await sender.send(url, HEADERS, BODY)
     assert outcome.error is not None and expected in outcome.error, outcome.error
@@ -355,6 +359,11 @@ async def receiver() -> AsyncIterator[Receiver]:
             await response.write(chunk)
         return response
 
+    async def gzipped(request: web.Request) -> web.Response:
+        response = web.Response(text="compressed " * 200)
+        response.enable_compression(web.ContentCoding.gzip)
+        return response
+
     async def gone(request: web.Request) -> web.Response:
         return web.Response(status=410, text="no such hook")
 
@@ -365,6 +374,7 @@ async def receiver() -> AsyncIterator[Receiver]:
     app.router.add_post("/slow", slow)
     app.router.add_post("/big", big)
     app.router.add_post("/gone", gone)
+    app.router.add_post("/gzip", gzipped)
     runner = web.AppRunner(app, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -543,3 +553,11 @@ async def test_dns_failure(sender: Sender) -> None:
 async def test_tls_error_against_plain_http_server(receiver: Receiver, sender: Sender) -> None:
     outcome = await sender.send(f"https://127.0.0.1:{receiver.port}/hook", HEADERS, BODY)
     assert outcome.error is not None and outcome.error.startswith("TLS error: "), outcome.error
+
+
+@pytest.mark.anyio
+async def test_compressed_response_is_decoded_once(receiver: Receiver) -> None:
+    async with Sender(timeout=2.0, allowed_networks=LOOPBACK, excerpt_bytes=22) as sender:
+        outcome = await sender.send(receiver.url("/gzip"), HEADERS, BODY)
+    assert outcome.success, outcome.error
+    assert outcome.response_excerpt == "compressed compressed "

@@ -49,8 +49,7 @@ def _parse(url: str) -> URL:
 def async_url(url: str) -> URL:
     parsed = _parse(url)
     backend = parsed.get_backend_name()
-    driver = parsed.get_driver_name()
-    if driver in ("aiosqlite", "asyncpg", "psycopg"):
+    if "+" in parsed.drivername and parsed.get_driver_name() in ("aiosqlite", "asyncpg", "psycopg"):
         return parsed
     return parsed.set(drivername=f"{backend}+{_ASYNC_DRIVERS[backend]}")
 
@@ -58,7 +57,7 @@ def async_url(url: str) -> URL:
 def sync_url(url: str) -> URL:
     parsed = _parse(url)
     backend = parsed.get_backend_name()
-    if parsed.get_driver_name() in ("pysqlite", "psycopg"):
+    if "+" in parsed.drivername and parsed.get_driver_name() in ("pysqlite", "psycopg"):
         return parsed
     return parsed.set(drivername=f"{backend}+{_SYNC_DRIVERS[backend]}")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import ipaddress
+import math
 import socket
 import ssl
 import sys
@@ -159,7 +160,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     ) -> None:
         self._allowed = tuple(allowed_networks)
         self._max_connections = max_connections
-        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=timeout)
+        # No ceiling: aiohttp would round timeouts above 5s up to a whole second.
+        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=timeout, ceil_threshold=math.inf)
         self._max_body_bytes = max_body_bytes
         self._session: aiohttp.ClientSession | None = None
         self._resolver: GuardedResolver | None = None
@@ -175,6 +177,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             ttl_dns_cache=60,
             resolver=self._resolver,
             enable_cleanup_closed=_NEEDS_CLEANUP_CLOSED,
+            timeout_ceil_threshold=math.inf,
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
@@ -246,9 +249,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         headers = response.raw_headers
         if "Content-Encoding" in response.headers:
             # The body was decompressed already; httpx must not try again.
-            headers = tuple(
-                (k, v) for k, v in headers if k.lower() not in (b"content-encoding", b"content-length")
-            )
+            headers = tuple((k, v) for k, v in headers if k.lower() not in (b"content-encoding", b"content-length"))
         return httpx.Response(response.status, headers=headers, content=content, request=request)
 
     async def _read_capped(self, stream: aiohttp.StreamReader) -> bytes:
@@ -365,6 +366,7 @@ class Sender:
         self._timeout = float(timeout)
         self._backstop = self._timeout + _BACKSTOP_MARGIN
         self._excerpt_bytes = excerpt_bytes
+        self._urls: dict[str, httpx.URL] = {}
         self._transport: httpx.AsyncBaseTransport = (
             transport
             if transport is not None
@@ -379,7 +381,14 @@ class Sender:
     async def send(self, url: str, headers: Mapping[str, str], body: bytes) -> SendOutcome:
         start = time.perf_counter()
         try:
-            request = httpx.Request("POST", url, headers=headers, content=body)
+            parsed = self._urls.get(url)
+            if parsed is None:
+                # Parsing dominates httpx.Request's cost and the dispatcher sends to few distinct URLs.
+                parsed = httpx.URL(url)
+                if len(self._urls) >= _CACHE_LIMIT:
+                    self._urls.clear()
+                self._urls[url] = parsed
+            request = httpx.Request("POST", parsed, headers=headers, content=body)
         except Exception as exc:
             return self._failure(start, f"invalid webhook URL {url!r}: {exc}")
         try:
@@ -408,9 +417,7 @@ class Sender:
             await response.aclose()
         return b"".join(chunks)[:cap]
 
-    def _outcome(
-        self, start: float, request: httpx.Request, response: httpx.Response, data: bytes
-    ) -> SendOutcome:
+    def _outcome(self, start: float, request: httpx.Request, response: httpx.Response, data: bytes) -> SendOutcome:
         status = response.status_code
         success = 200 <= status < 300
         error: str | None = None
@@ -423,9 +430,7 @@ class Sender:
                     target = str(request.url.join(location))
                 except Exception:
                     target = location
-                error = (
-                    f"HTTP {status} redirect to {target} (redirects are not followed; update the webhook URL)"
-                )
+                error = f"HTTP {status} redirect to {target} (redirects are not followed; update the webhook URL)"
             elif status in (429, 503):
                 retry_after = parse_retry_after(response.headers.get("retry-after"))
         return SendOutcome(
@@ -471,9 +476,7 @@ class Sender:
             verb = "could not connect to" if isinstance(exc, httpx.ConnectError) else "error reading from"
             return f"{verb} {where}" + (f": {detail}" if detail else "")
         if isinstance(exc, httpx.RemoteProtocolError):
-            return f"{where} closed the connection or sent an invalid response" + (
-                f" ({detail})" if detail else ""
-            )
+            return f"{where} closed the connection or sent an invalid response" + (f" ({detail})" if detail else "")
         if isinstance(exc, httpx.WriteError):
             return f"error sending the request to {where}" + (f": {detail}" if detail else "")
         if isinstance(exc, httpx.UnsupportedProtocol):

@@ -1,0 +1,464 @@
+"""End-to-end delivery throughput benchmark for webhook-mcp.
+
+One process publishes N events for one webhook (dispatcher stopped), then starts a dispatcher and
+measures how fast every delivery is sent to a local receiver and recorded as succeeded. The receiver
+runs in a separate process by default so its CPU does not compete with the dispatcher's.
+
+    .venv/bin/python bench/delivery_throughput.py                 # SQLite, 20,000 events
+    .venv/bin/python bench/delivery_throughput.py --json
+    .venv/bin/python bench/delivery_throughput.py --database-url postgresql://postgres@127.0.0.1:5432/postgres
+
+Exit status: 0 when the run completes (targets missed or not), 2 on timeout, 1 on other errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import cProfile
+import hashlib
+import hmac
+import ipaddress
+import json
+import multiprocessing
+import resource
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+# Targets from the issue.
+TARGET_DELIVERIES_PER_S = 3500.0
+TARGET_PUBLISH_SECONDS_FOR_20K = 2.0
+TARGET_RSS_MB = 150.0
+
+EVENT_TYPE = "order.created"
+PROGRESS_POLL = 0.005
+
+
+# -- receiver ------------------------------------------------------------------------------------
+
+
+@dataclass
+class ReceiverState:
+    verify_every: int = 0
+    key: bytes | None = None
+    count: int = 0
+    bytes_in: int = 0
+    verified: int = 0
+    bad_signatures: int = 0
+    ids: set[str] = field(default_factory=set)
+    duplicates: int = 0
+
+
+def _verify(key: bytes, headers: Any, body: bytes) -> bool:
+    """Standard Webhooks check written independently of webhook_mcp.signing."""
+    msg_id = headers.get("webhook-id", "")
+    timestamp = headers.get("webhook-timestamp", "")
+    expected = base64.b64encode(hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest())
+    for part in headers.get("webhook-signature", "").split():
+        version, _, signature = part.partition(",")
+        if version == "v1" and hmac.compare_digest(signature.encode(), expected):
+            return True
+    return False
+
+
+def make_receiver_app(state: ReceiverState) -> web.Application:
+    async def hook(request: web.Request) -> web.Response:
+        body = await request.read()
+        state.count += 1
+        state.bytes_in += len(body)
+        msg_id = request.headers.get("webhook-id", "")
+        if msg_id in state.ids:
+            state.duplicates += 1
+        else:
+            state.ids.add(msg_id)
+        if state.verify_every and state.key is not None and state.count % state.verify_every == 0:
+            if _verify(state.key, request.headers, body):
+                state.verified += 1
+            else:
+                state.bad_signatures += 1
+        return web.Response(text="ok")
+
+    async def set_secret(request: web.Request) -> web.Response:
+        secret = (await request.text()).strip()
+        state.key = base64.b64decode(secret.removeprefix("whsec_"))
+        return web.Response(text="ok")
+
+    async def stats(_request: web.Request) -> web.Response:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return web.json_response(
+            {
+                "count": state.count,
+                "unique": len(state.ids),
+                "duplicates": state.duplicates,
+                "bytes_in": state.bytes_in,
+                "verified": state.verified,
+                "bad_signatures": state.bad_signatures,
+                "cpu_seconds": usage.ru_utime + usage.ru_stime,
+            }
+        )
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    app.router.add_post("/_control/secret", set_secret)
+    app.router.add_get("/_control/stats", stats)
+    return app
+
+
+async def start_receiver(state: ReceiverState) -> tuple[web.AppRunner, int]:
+    runner = web.AppRunner(make_receiver_app(state), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
+    await site.start()
+    port = runner.addresses[0][1]
+    return runner, port
+
+
+def _receiver_process(conn: Connection, verify_every: int) -> None:
+    async def serve() -> None:
+        runner, port = await start_receiver(ReceiverState(verify_every=verify_every))
+        conn.send(port)
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # any message: stop
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(serve())
+
+
+@contextlib.asynccontextmanager
+async def receiver(in_process: bool, verify_every: int) -> AsyncIterator[int]:
+    """Yield the receiver's port on 127.0.0.1."""
+    if in_process:
+        runner, port = await start_receiver(ReceiverState(verify_every=verify_every))
+        try:
+            yield port
+        finally:
+            await runner.cleanup()
+        return
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_receiver_process, args=(child, verify_every), daemon=True, name="bench-receiver")
+    proc.start()
+    try:
+        ready = await asyncio.to_thread(parent.poll, 30)
+        if not ready:
+            raise RuntimeError("the receiver process did not start within 30 s")
+        port = parent.recv()
+        yield port
+    finally:
+        with contextlib.suppress(OSError):
+            parent.send("stop")
+        await asyncio.to_thread(proc.join, 5)
+        if proc.is_alive():
+            proc.kill()
+            await asyncio.to_thread(proc.join, 5)
+
+
+async def receiver_call(port: int, method: str, path: str, body: str | None = None) -> Any:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session:
+        async with session.request(method, f"http://127.0.0.1:{port}{path}", data=body) as response:
+            response.raise_for_status()
+            return await response.json() if method == "GET" else await response.text()
+
+
+# -- database ------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def scratch_database(database_url: str | None) -> Any:
+    """Yield a database URL: a fresh SQLite file, or a scratch PostgreSQL database created on the
+    server of ``database_url`` and dropped afterwards."""
+    if not database_url:
+        with tempfile.TemporaryDirectory(prefix="webhook-bench-") as tmp:
+            yield f"sqlite:///{Path(tmp) / 'bench.db'}"
+        return
+    if database_url.startswith("sqlite"):
+        yield database_url
+        return
+    import psycopg
+
+    admin_url = database_url.replace("postgres://", "postgresql://", 1).replace(
+        "postgresql+asyncpg://", "postgresql://"
+    )
+    base = admin_url.rsplit("/", 1)[0]
+    name = f"webhook_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# -- the benchmark -------------------------------------------------------------------------------
+
+
+def padded_data(example: dict[str, Any], payload_bytes: int) -> dict[str, Any]:
+    """The order.created example with a filler field so the whole envelope is ~payload_bytes."""
+    from webhook_mcp.service import envelope
+
+    probe = envelope("evt_" + "0" * 32, EVENT_TYPE, time.time(), {**example, "filler": ""})
+    pad = max(0, payload_bytes - len(probe.encode()))
+    return {**example, "filler": "x" * pad}
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def run_bench(args: argparse.Namespace, database_url: str) -> dict[str, Any]:
+    from sqlalchemy import func, select
+
+    from webhook_mcp import Hub, Settings
+    from webhook_mcp.dispatcher import Dispatcher
+    from webhook_mcp.tables import deliveries, delivery_attempts, events
+
+    overrides: dict[str, Any] = {}
+    if args.concurrency is not None:
+        overrides["max_concurrency"] = args.concurrency
+    if args.per_endpoint is not None:
+        overrides["per_endpoint_concurrency"] = args.per_endpoint
+    elif args.concurrency is not None:
+        overrides["per_endpoint_concurrency"] = min(
+            args.concurrency, Settings.model_fields["per_endpoint_concurrency"].default
+        )
+    if args.batch_size is not None:
+        overrides["batch_size"] = args.batch_size
+    settings = Settings(
+        database_url=database_url,
+        allowed_private_networks=[ipaddress.ip_network("127.0.0.0/8")],
+        log_level="WARNING",
+        **overrides,
+    )
+    result: dict[str, Any] = {
+        "database": "postgresql" if database_url.startswith("postgres") else "sqlite",
+        "events": args.events,
+        "payload_bytes": args.payload_bytes,
+        "publish_batch": args.publish_batch,
+        "max_concurrency": settings.max_concurrency,
+        "per_endpoint_concurrency": settings.per_endpoint_concurrency,
+        "batch_size": settings.batch_size,
+        "receiver": "in-process" if args.receiver_in_process else "subprocess",
+        "python": sys.version.split()[0],
+    }
+    async with receiver(args.receiver_in_process, args.verify_every) as port:
+        async with Hub.open(settings, dispatch=False) as hub:
+            hook = await hub.service.create_webhook(f"http://127.0.0.1:{port}/hook", [EVENT_TYPE], "bench")
+            secret = (await hub.service.get_secret(hook.id)).secret
+            await receiver_call(port, "POST", "/_control/secret", secret)
+
+            data = padded_data(hub.catalog.get(EVENT_TYPE).example, args.payload_bytes)
+            # -- publish, dispatcher stopped
+            published = 0
+            t0 = time.perf_counter()
+            while published < args.events:
+                size = min(args.publish_batch, args.events - published)
+                await hub.service.publish_many([(EVENT_TYPE, data, None)] * size)
+                published += size
+            publish_s = time.perf_counter() - t0
+            result["publish_seconds"] = round(publish_s, 3)
+            result["publish_events_per_s"] = round(args.events / publish_s, 1)
+            result["rss_after_publish_mb"] = round(rss_mb(), 1)
+            async with hub.store.engine.connect() as conn:
+                body_len = await conn.scalar(select(func.length(events.c.body)).limit(1))
+            result["body_bytes"] = body_len
+
+            # -- deliver
+            dispatcher = Dispatcher(hub.store, hub.sender, settings)
+            profiler = cProfile.Profile() if args.profile else None
+            cpu0 = cpu_seconds()
+            if profiler:
+                profiler.enable()
+            t1 = time.perf_counter()
+            task = asyncio.create_task(dispatcher.run(), name="bench-dispatcher")
+            first_at: float | None = None
+            half_at: float | None = None
+            try:
+                while dispatcher.delivered < args.events:
+                    if task.done():
+                        task.result()
+                        raise RuntimeError("the dispatcher stopped early")
+                    await asyncio.sleep(PROGRESS_POLL)
+                    if first_at is None and dispatcher.delivered:
+                        first_at = time.perf_counter() - t1
+                    if half_at is None and dispatcher.delivered >= args.events // 2:
+                        half_at = time.perf_counter() - t1
+                deliver_s = time.perf_counter() - t1
+            finally:
+                if profiler:
+                    profiler.disable()
+                cpu_used = cpu_seconds() - cpu0
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if profiler:
+                profiler.dump_stats(args.profile)
+            result["deliver_seconds"] = round(deliver_s, 3)
+            result["deliveries_per_s"] = round(args.events / deliver_s, 1)
+            result["first_recorded_after_s"] = round(first_at or 0.0, 3)
+            result["second_half_per_s"] = round((args.events - args.events // 2) / (deliver_s - (half_at or 0.0)), 1)
+            result["dispatcher_cpu_seconds"] = round(cpu_used, 2)
+            result["dispatcher_cpu_utilisation"] = round(cpu_used / deliver_s, 2)
+
+            async with hub.store.engine.connect() as conn:
+                succeeded = await conn.scalar(
+                    select(func.count()).select_from(deliveries).where(deliveries.c.state == "succeeded")
+                )
+                attempts = await conn.scalar(select(func.count()).select_from(delivery_attempts))
+            result["db_succeeded"] = int(succeeded or 0)
+            result["db_attempts"] = int(attempts or 0)
+            recv = await receiver_call(port, "GET", "/_control/stats")
+            result["receiver_requests"] = recv["count"]
+            result["receiver_duplicates"] = recv["duplicates"]
+            result["receiver_cpu_seconds"] = round(recv["cpu_seconds"], 2)
+            if args.verify_every:
+                result["signatures_verified"] = recv["verified"]
+                result["signatures_bad"] = recv["bad_signatures"]
+    result["peak_rss_mb"] = round(rss_mb(), 1)
+    return result
+
+
+def evaluate(result: dict[str, Any]) -> list[tuple[str, bool, str]]:
+    events = result["events"]
+    publish_target = TARGET_PUBLISH_SECONDS_FOR_20K * events / 20_000
+    checks = [
+        (
+            f"{result['database']} end-to-end >= {TARGET_DELIVERIES_PER_S:,.0f} deliveries/s",
+            result["deliveries_per_s"] >= TARGET_DELIVERIES_PER_S,
+            f"{result['deliveries_per_s']:,.0f}/s",
+        ),
+        (
+            f"publish {events:,} events < {publish_target:.2f} s",
+            result["publish_seconds"] < publish_target,
+            f"{result['publish_seconds']:.2f} s",
+        ),
+        (
+            f"peak RSS < {TARGET_RSS_MB:.0f} MB",
+            result["peak_rss_mb"] < TARGET_RSS_MB,
+            f"{result['peak_rss_mb']:.1f} MB",
+        ),
+    ]
+    return checks
+
+
+def print_report(result: dict[str, Any], checks: list[tuple[str, bool, str]]) -> None:
+    r = result
+    print(
+        f"webhook-mcp delivery benchmark: {r['database']}, {r['events']:,} events x {r['body_bytes']} B, "
+        f"concurrency {r['max_concurrency']}, per-endpoint {r['per_endpoint_concurrency']}, "
+        f"batch {r['batch_size']}, receiver {r['receiver']}"
+    )
+    print(
+        f"  publish : {r['publish_seconds']:.3f} s  ({r['publish_events_per_s']:,.0f} events/s, "
+        f"batches of {r['publish_batch']})"
+    )
+    print(
+        f"  deliver : {r['deliver_seconds']:.3f} s  ({r['deliveries_per_s']:,.0f} deliveries/s end to end; "
+        f"first recorded after {r['first_recorded_after_s']:.3f} s, second half {r['second_half_per_s']:,.0f}/s)"
+    )
+    print(
+        f"  cpu     : dispatcher process {r['dispatcher_cpu_seconds']:.2f} s "
+        f"({r['dispatcher_cpu_utilisation']:.0%} of one core), receiver {r['receiver_cpu_seconds']:.2f} s total"
+    )
+    print(
+        f"  check   : db succeeded {r['db_succeeded']:,}, attempts {r['db_attempts']:,}, "
+        f"receiver requests {r['receiver_requests']:,} (duplicates {r['receiver_duplicates']})"
+        + (
+            f", signatures ok {r['signatures_verified']} bad {r['signatures_bad']}"
+            if "signatures_verified" in r
+            else ""
+        )
+    )
+    print(f"  memory  : peak RSS {r['peak_rss_mb']:.1f} MB (after publish {r['rss_after_publish_mb']:.1f} MB)")
+    for name, ok, value in checks:
+        print(f"  {'PASS' if ok else 'MISS'}  {name}: {value}")
+    print(
+        f"SUMMARY {r['database']} events={r['events']} publish={r['publish_seconds']:.2f}s "
+        f"({r['publish_events_per_s']:.0f}/s) deliver={r['deliver_seconds']:.2f}s ({r['deliveries_per_s']:.0f}/s) "
+        f"rss={r['peak_rss_mb']:.0f}MB " + " ".join(("PASS" if ok else "MISS") for _, ok, _ in checks)
+    )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Publish N events with the dispatcher stopped, then measure end-to-end delivery "
+        "throughput to a local receiver (one webhook, order.created).",
+    )
+    parser.add_argument("--events", type=int, default=20_000, help="events to publish and deliver (default 20000)")
+    parser.add_argument(
+        "--payload-bytes", type=int, default=1024, help="approximate envelope size per event (default 1024)"
+    )
+    parser.add_argument("--publish-batch", type=int, default=1_000, help="events per publish_many call (default 1000)")
+    parser.add_argument(
+        "--concurrency", type=int, default=None, help="WEBHOOK_MCP_MAX_CONCURRENCY (default: the setting's, 128)"
+    )
+    parser.add_argument(
+        "--per-endpoint",
+        type=int,
+        default=None,
+        help="WEBHOOK_MCP_PER_ENDPOINT_CONCURRENCY (default: the setting's, 64, capped at --concurrency)",
+    )
+    parser.add_argument("--batch-size", type=int, default=None, help="WEBHOOK_MCP_BATCH_SIZE (default 200)")
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="default: a fresh SQLite file in a temp dir. postgresql://user@host:port/db: a scratch "
+        "database is created on that server (connecting to db as admin) and dropped afterwards.",
+    )
+    parser.add_argument(
+        "--receiver-in-process", action="store_true", help="run the receiver on the benchmark's own event loop"
+    )
+    parser.add_argument(
+        "--verify-every", type=int, default=0, help="receiver verifies every Nth signature (default 0: off)"
+    )
+    parser.add_argument("--timeout", type=float, default=120.0, help="abort after this many seconds (default 120)")
+    parser.add_argument("--profile", metavar="FILE", help="cProfile the delivery phase and write pstats to FILE")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the text report")
+    args = parser.parse_args(argv)
+    if args.events < 1 or args.publish_batch < 1:
+        parser.error("--events and --publish-batch must be positive")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+
+    async def bounded() -> dict[str, Any]:
+        with scratch_database(args.database_url) as url:
+            return await asyncio.wait_for(run_bench(args, url), args.timeout)
+
+    try:
+        result = asyncio.run(bounded())
+    except TimeoutError:
+        print(f"ABORTED: the benchmark did not finish within --timeout {args.timeout:g} s", file=sys.stderr)
+        return 2
+    checks = evaluate(result)
+    result["checks"] = {name: {"pass": ok, "value": value} for name, ok, value in checks}
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print_report(result, checks)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""Migrations on empty real databases, and URL handling."""
+
+from __future__ import annotations
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect
+
+from webhook_mcp import ConfigurationError, database
+from webhook_mcp.tables import metadata
+
+EXPECTED_TABLES = {"webhooks", "events", "deliveries", "delivery_attempts", "alembic_version"}
+
+
+def test_upgrade_creates_every_table_and_index(database_url: str) -> None:
+    assert database.current_revision(database_url) is None
+    database.upgrade(database_url)
+    assert database.current_revision(database_url) == database.head_revision()
+    engine = database.create_sync(database_url)
+    try:
+        inspector = inspect(engine)
+        assert set(inspector.get_table_names()) == EXPECTED_TABLES
+        attempt_indexes = {ix["name"] for ix in inspector.get_indexes("delivery_attempts")}
+        assert {"ix_delivery_attempts_webhook_id_id", "ix_delivery_attempts_created_at"} <= attempt_indexes
+        assert "ix_deliveries_due" in {ix["name"] for ix in inspector.get_indexes("deliveries")}
+        with engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), metadata)
+        assert diff == [], f"migrations and tables.py disagree: {diff}"
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_twice_is_harmless(database_url: str) -> None:
+    database.upgrade(database_url)
+    database.upgrade(database_url)
+    assert database.current_revision(database_url) == database.head_revision()
+
+
+def test_sqlite_file_and_directory_are_created(tmp_path: object) -> None:
+    from pathlib import Path
+
+    target = Path(str(tmp_path)) / "nested" / "dir" / "hooks.db"
+    database.upgrade(f"sqlite:///{target}")
+    assert target.exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mysql://root@localhost/test", "not supported"),
+        ("not a url at all", "not a database URL"),
+        ("sqlite://", "in-memory"),
+        ("sqlite:///:memory:", "in-memory"),
+    ],
+)
+def test_unusable_urls_say_what_to_use(url: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        database.async_url(url)
+
+
+def test_urls_pick_async_and_sync_drivers() -> None:
+    assert database.async_url("sqlite:///x.db").drivername == "sqlite+aiosqlite"
+    assert database.sync_url("sqlite+aiosqlite:///x.db").drivername == "sqlite+pysqlite"
+    assert database.async_url("postgres://u@h/db").drivername == "postgresql+asyncpg"
+    assert database.sync_url("postgresql://u@h/db").drivername == "postgresql+psycopg"
+    assert database.async_url("postgresql+psycopg://u@h/db").drivername == "postgresql+psycopg"
+
+
+def test_unreachable_database_is_a_clear_error() -> None:
+    with pytest.raises(ConfigurationError, match="could not migrate"):
+        database.upgrade("postgresql://nobody@127.0.0.1:1/nothing")
