@@ -168,10 +168,12 @@ async def receiver(in_process: bool, verify_every: int) -> AsyncIterator[int]:
 async def receiver_call(port: int, method: str, path: str, body: str | None = None) -> Any:
     import aiohttp
 
-    async with aiohttp.ClientSession() as session:
-        async with session.request(method, f"http://127.0.0.1:{port}{path}", data=body) as response:
-            response.raise_for_status()
-            return await response.json() if method == "GET" else await response.text()
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, f"http://127.0.0.1:{port}{path}", data=body) as response,
+    ):
+        response.raise_for_status()
+        return await response.json() if method == "GET" else await response.text()
 
 
 # -- database ------------------------------------------------------------------------------------
@@ -260,79 +262,81 @@ async def run_bench(args: argparse.Namespace, database_url: str) -> dict[str, An
         "receiver": "in-process" if args.receiver_in_process else "subprocess",
         "python": sys.version.split()[0],
     }
-    async with receiver(args.receiver_in_process, args.verify_every) as port:
-        async with Hub.open(settings, dispatch=False) as hub:
-            hook = await hub.service.create_webhook(f"http://127.0.0.1:{port}/hook", [EVENT_TYPE], "bench")
-            secret = (await hub.service.get_secret(hook.id)).secret
-            await receiver_call(port, "POST", "/_control/secret", secret)
+    async with (
+        receiver(args.receiver_in_process, args.verify_every) as port,
+        Hub.open(settings, dispatch=False) as hub,
+    ):
+        hook = await hub.service.create_webhook(f"http://127.0.0.1:{port}/hook", [EVENT_TYPE], "bench")
+        secret = (await hub.service.get_secret(hook.id)).secret
+        await receiver_call(port, "POST", "/_control/secret", secret)
 
-            data = padded_data(hub.catalog.get(EVENT_TYPE).example, args.payload_bytes)
-            # -- publish, dispatcher stopped
-            published = 0
-            t0 = time.perf_counter()
-            while published < args.events:
-                size = min(args.publish_batch, args.events - published)
-                await hub.service.publish_many([(EVENT_TYPE, data, None)] * size)
-                published += size
-            publish_s = time.perf_counter() - t0
-            result["publish_seconds"] = round(publish_s, 3)
-            result["publish_events_per_s"] = round(args.events / publish_s, 1)
-            result["rss_after_publish_mb"] = round(rss_mb(), 1)
-            async with hub.store.engine.connect() as conn:
-                body_len = await conn.scalar(select(func.length(events.c.body)).limit(1))
-            result["body_bytes"] = body_len
+        data = padded_data(hub.catalog.get(EVENT_TYPE).example, args.payload_bytes)
+        # -- publish, dispatcher stopped
+        published = 0
+        t0 = time.perf_counter()
+        while published < args.events:
+            size = min(args.publish_batch, args.events - published)
+            await hub.service.publish_many([(EVENT_TYPE, data, None)] * size)
+            published += size
+        publish_s = time.perf_counter() - t0
+        result["publish_seconds"] = round(publish_s, 3)
+        result["publish_events_per_s"] = round(args.events / publish_s, 1)
+        result["rss_after_publish_mb"] = round(rss_mb(), 1)
+        async with hub.store.engine.connect() as conn:
+            body_len = await conn.scalar(select(func.length(events.c.body)).limit(1))
+        result["body_bytes"] = body_len
 
-            # -- deliver
-            dispatcher = Dispatcher(hub.store, hub.sender, settings)
-            profiler = cProfile.Profile() if args.profile else None
-            cpu0 = cpu_seconds()
+        # -- deliver
+        dispatcher = Dispatcher(hub.store, hub.sender, settings)
+        profiler = cProfile.Profile() if args.profile else None
+        cpu0 = cpu_seconds()
+        if profiler:
+            profiler.enable()
+        t1 = time.perf_counter()
+        task = asyncio.create_task(dispatcher.run(), name="bench-dispatcher")
+        first_at: float | None = None
+        half_at: float | None = None
+        try:
+            while dispatcher.delivered < args.events:
+                if task.done():
+                    task.result()
+                    raise RuntimeError("the dispatcher stopped early")
+                await asyncio.sleep(PROGRESS_POLL)
+                if first_at is None and dispatcher.delivered:
+                    first_at = time.perf_counter() - t1
+                if half_at is None and dispatcher.delivered >= args.events // 2:
+                    half_at = time.perf_counter() - t1
+            deliver_s = time.perf_counter() - t1
+        finally:
             if profiler:
-                profiler.enable()
-            t1 = time.perf_counter()
-            task = asyncio.create_task(dispatcher.run(), name="bench-dispatcher")
-            first_at: float | None = None
-            half_at: float | None = None
-            try:
-                while dispatcher.delivered < args.events:
-                    if task.done():
-                        task.result()
-                        raise RuntimeError("the dispatcher stopped early")
-                    await asyncio.sleep(PROGRESS_POLL)
-                    if first_at is None and dispatcher.delivered:
-                        first_at = time.perf_counter() - t1
-                    if half_at is None and dispatcher.delivered >= args.events // 2:
-                        half_at = time.perf_counter() - t1
-                deliver_s = time.perf_counter() - t1
-            finally:
-                if profiler:
-                    profiler.disable()
-                cpu_used = cpu_seconds() - cpu0
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            if profiler:
-                profiler.dump_stats(args.profile)
-            result["deliver_seconds"] = round(deliver_s, 3)
-            result["deliveries_per_s"] = round(args.events / deliver_s, 1)
-            result["first_recorded_after_s"] = round(first_at or 0.0, 3)
-            result["second_half_per_s"] = round((args.events - args.events // 2) / (deliver_s - (half_at or 0.0)), 1)
-            result["dispatcher_cpu_seconds"] = round(cpu_used, 2)
-            result["dispatcher_cpu_utilisation"] = round(cpu_used / deliver_s, 2)
+                profiler.disable()
+            cpu_used = cpu_seconds() - cpu0
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if profiler:
+            profiler.dump_stats(args.profile)
+        result["deliver_seconds"] = round(deliver_s, 3)
+        result["deliveries_per_s"] = round(args.events / deliver_s, 1)
+        result["first_recorded_after_s"] = round(first_at or 0.0, 3)
+        result["second_half_per_s"] = round((args.events - args.events // 2) / (deliver_s - (half_at or 0.0)), 1)
+        result["dispatcher_cpu_seconds"] = round(cpu_used, 2)
+        result["dispatcher_cpu_utilisation"] = round(cpu_used / deliver_s, 2)
 
-            async with hub.store.engine.connect() as conn:
-                succeeded = await conn.scalar(
-                    select(func.count()).select_from(deliveries).where(deliveries.c.state == "succeeded")
-                )
-                attempts = await conn.scalar(select(func.count()).select_from(delivery_attempts))
-            result["db_succeeded"] = int(succeeded or 0)
-            result["db_attempts"] = int(attempts or 0)
-            recv = await receiver_call(port, "GET", "/_control/stats")
-            result["receiver_requests"] = recv["count"]
-            result["receiver_duplicates"] = recv["duplicates"]
-            result["receiver_cpu_seconds"] = round(recv["cpu_seconds"], 2)
-            if args.verify_every:
-                result["signatures_verified"] = recv["verified"]
-                result["signatures_bad"] = recv["bad_signatures"]
+        async with hub.store.engine.connect() as conn:
+            succeeded = await conn.scalar(
+                select(func.count()).select_from(deliveries).where(deliveries.c.state == "succeeded")
+            )
+            attempts = await conn.scalar(select(func.count()).select_from(delivery_attempts))
+        result["db_succeeded"] = int(succeeded or 0)
+        result["db_attempts"] = int(attempts or 0)
+        recv = await receiver_call(port, "GET", "/_control/stats")
+        result["receiver_requests"] = recv["count"]
+        result["receiver_duplicates"] = recv["duplicates"]
+        result["receiver_cpu_seconds"] = round(recv["cpu_seconds"], 2)
+        if args.verify_every:
+            result["signatures_verified"] = recv["verified"]
+            result["signatures_bad"] = recv["bad_signatures"]
     result["peak_rss_mb"] = round(rss_mb(), 1)
     return result
 

@@ -174,4 +174,3 @@ async def receiver_factory() -> AsyncIterator[Callable[..., Awaitable[Receiver]]
         for started, runner in runners:
             started.release.set()
             await runner.cleanup()
-

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from conftest import Receiver, make_settings
 
+from conftest import Receiver, make_settings
 from webhook_mcp import Hub, InvalidArgumentError, InvalidPayloadError, NotFoundError, UnknownEventTypeError
 from webhook_mcp.store import AttemptRecord
 

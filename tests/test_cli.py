@@ -1,0 +1,74 @@
+"""The ``webhook-mcp`` command as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from webhook_mcp.cli import main
+from webhook_mcp.settings import Settings
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "webhook_mcp.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_help_lists_every_setting_and_command() -> None:
+    result = run("--help")
+    assert result.returncode == 0
+    for name in Settings.model_fields:
+        assert f"WEBHOOK_MCP_{name.upper()}" in result.stdout
+    for command in ("serve", "worker", "migrate", "publish", "claude-config"):
+        assert command in result.stdout
+
+
+def test_claude_config_is_a_ready_entry(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    os.environ["WEBHOOK_MCP_DATABASE_URL"] = url
+    try:
+        assert main(["claude-config"]) == 0
+    finally:
+        del os.environ["WEBHOOK_MCP_DATABASE_URL"]
+    entry = json.loads(capsys.readouterr().out)["mcpServers"]["webhook-mcp"]
+    assert Path(entry["command"]).is_absolute() and Path(entry["command"]).exists()
+    assert entry["args"] == ["serve"]
+    assert entry["env"]["WEBHOOK_MCP_DATABASE_URL"] == url
+
+
+def test_migrate_creates_the_database(tmp_path: Path) -> None:
+    target = tmp_path / "data" / "hooks.db"
+    result = run("migrate", env={"WEBHOOK_MCP_DATABASE_URL": f"sqlite:///{target}"})
+    assert result.returncode == 0, result.stderr
+    assert "revision 0001" in result.stdout and target.exists()
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"WEBHOOK_MCP_DELIVERY_TIMEOUT": "soon"}, "WEBHOOK_MCP_DELIVERY_TIMEOUT"),
+        ({"WEBHOOK_MCP_ALLOWED_PRIVATE_NETWORKS": "10.0.0.0/33"}, "CIDR"),
+        ({"WEBHOOK_MCP_RETRY_SCHEDULE": "5,-1"}, "WEBHOOK_MCP_RETRY_SCHEDULE"),
+        ({"WEBHOOK_MCP_DATABASE_URL": "mysql://root@localhost/x"}, "not supported"),
+    ],
+)
+def test_bad_settings_are_clear_errors(env: dict[str, str], message: str) -> None:
+    result = run("migrate", env=env)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_no_command_prints_help() -> None:
+    result = run()
+    assert result.returncode == 2 and "serve" in result.stdout
