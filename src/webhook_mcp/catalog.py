@@ -140,9 +140,7 @@ class _Refund(_Payload):
     created_at: datetime = _timestamp()
 
 
-OrderStatus = Literal[
-    "pending", "paid", "fulfilled", "shipped", "cancelled", "refunded", "partially_refunded"
-]
+OrderStatus = Literal["pending", "paid", "fulfilled", "shipped", "cancelled", "refunded", "partially_refunded"]
 
 
 class _Order(_Payload):
@@ -334,8 +332,7 @@ _ORDER_UPDATE = {"updated_at": _at(1, 11)}
 _BUILTINS: list[tuple[str, str, BaseModel]] = [
     (
         "order.created",
-        "Sent when a customer places a new order (status pending). Use it to start fulfilment or "
-        "notify staff.",
+        "Sent when a customer places a new order (status pending). Use it to start fulfilment or notify staff.",
         _Order(**_ORDER),
     ),
     (
@@ -421,8 +418,7 @@ _BUILTINS: list[tuple[str, str, BaseModel]] = [
     ),
     (
         "product.created",
-        "Sent when a new product is added to the catalogue. Use it to publish the product to other "
-        "sales channels.",
+        "Sent when a new product is added to the catalogue. Use it to publish the product to other sales channels.",
         _Product(**_PRODUCT),
     ),
     (
@@ -588,8 +584,7 @@ def _read_file(path: Path) -> Any:
     suffix = path.suffix.lower()
     if suffix not in {".json", ".yaml", ".yml"}:
         raise ConfigurationError(
-            f"event types file {path}: unsupported suffix {path.suffix or '(none)'!r}; "
-            "use a .json, .yaml or .yml file"
+            f"event types file {path}: unsupported suffix {path.suffix or '(none)'!r}; use a .json, .yaml or .yml file"
         )
     if not path.is_file():
         raise ConfigurationError(
@@ -605,8 +600,7 @@ def _read_file(path: Path) -> Any:
             return json.loads(text)
         except json.JSONDecodeError as exc:
             raise ConfigurationError(
-                f"event types file {path} is not valid JSON: {exc.msg} at line {exc.lineno}, "
-                f"column {exc.colno}"
+                f"event types file {path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
             ) from None
     try:
         return yaml.load(text, Loader=_Loader)
@@ -619,8 +613,7 @@ def _parse_entry(path: Path, index: int, entry: Any, taken: set[str]) -> EventTy
     label = f"event_types[{index}]"
     if not isinstance(entry, dict):
         raise ConfigurationError(
-            f"event types file {path}: {label} must be a mapping with name and description, "
-            f"not {type(entry).__name__}"
+            f"event types file {path}: {label} must be a mapping with name and description, not {type(entry).__name__}"
         )
     raw_name = entry.get("name")
     label += f" ({raw_name!r})" if isinstance(raw_name, str) else " (no name)"
@@ -636,8 +629,7 @@ def _parse_entry(path: Path, index: int, entry: Any, taken: set[str]) -> EventTy
     name = raw_name
     if not NAME_PATTERN.match(name):
         raise fail(
-            "'name' must be lower-case dotted group.action (letters, digits, underscores), "
-            "e.g. subscription.renewed"
+            "'name' must be lower-case dotted group.action (letters, digits, underscores), e.g. subscription.renewed"
         )
     if name in taken:
         raise fail(f"{name!r} is already defined (built-in or earlier in the file); rename or remove it")
@@ -658,13 +650,9 @@ def _parse_entry(path: Path, index: int, entry: Any, taken: set[str]) -> EventTy
             Draft202012Validator.check_schema(schema)
         except SchemaError as exc:
             where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in exc.absolute_path)
-            raise fail(
-                f"'schema' is not a valid JSON Schema (draft 2020-12): schema{where}: {exc.message}"
-            ) from None
+            raise fail(f"'schema' is not a valid JSON Schema (draft 2020-12): schema{where}: {exc.message}") from None
         if schema.get("type", "object") != "object":
-            raise fail(
-                "'schema' must describe an object (type: object), because data is always a JSON object"
-            )
+            raise fail("'schema' must describe an object (type: object), because data is always a JSON object")
     example = entry.get("example", {})
     if not isinstance(example, dict):
         raise fail("'example' must be an object (a mapping), the data of a typical event")
@@ -695,8 +683,7 @@ def _load_extra(path: Path, builtin_names: set[str]) -> list[EventType]:
     unknown = sorted(str(key) for key in document if key not in _TOP_KEYS)
     if unknown:
         raise ConfigurationError(
-            f"event types file {path}: unknown top-level key(s) {', '.join(unknown)}; "
-            "only event_types is allowed"
+            f"event types file {path}: unknown top-level key(s) {', '.join(unknown)}; only event_types is allowed"
         )
     entries = document["event_types"]
     if entries is None:

@@ -133,19 +133,14 @@ class Dispatcher:
             now = self._clock()
             decision = self.policy.decide(outcome, delivery.attempt_number, now, delivery.url)
             self._results.append(
-                AttemptRecord(
+                AttemptRecord.of(
+                    outcome,
                     delivery_id=delivery.id,
                     webhook_id=delivery.webhook_id,
                     event_id=delivery.event_id,
                     event_type=delivery.event_type,
                     attempt_number=delivery.attempt_number,
-                    is_test=False,
                     created_at=started,
-                    status_code=outcome.status_code,
-                    response_ms=outcome.response_ms,
-                    success=outcome.success,
-                    error=outcome.error,
-                    response_excerpt=outcome.response_excerpt,
                     next_state=decision.state,
                     next_attempt_at=decision.next_attempt_at,
                     disable_reason=decision.disable_reason,

@@ -31,6 +31,13 @@ toggle_webhook to pause and resume. Every request is signed per Standard Webhook
 
 READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 
+
+def _writes(*, destructive: bool = False, idempotent: bool = False, open_world: bool = False) -> ToolAnnotations:
+    return ToolAnnotations(
+        read_only_hint=False, destructive_hint=destructive, idempotent_hint=idempotent, open_world_hint=open_world
+    )
+
+
 WebhookId = Annotated[int, Field(description="The webhook's id, from list_webhooks or create_webhook.")]
 EventList = Annotated[
     list[str], Field(description="Event type names to subscribe to, e.g. ['order.created', 'order.updated'].")
@@ -115,9 +122,7 @@ def create_server(settings: Settings | None = None, *, hub: Hub | None = None) -
         "http://) URL on a public address; `events` lists event types from get_webhook_events. The webhook "
         "starts enabled with a fresh signing secret. Returns the webhook with its id. "
         "Next: get_webhook_secret (so the receiver can verify signatures), then test_webhook.",
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False
-        ),
+        annotations=_writes(),
     )
     async def create_webhook(
         url: Annotated[str, Field(description="Absolute http(s) URL of the receiving endpoint.")],
@@ -130,9 +135,7 @@ def create_server(settings: Settings | None = None, *, hub: Hub | None = None) -
         description="Change a webhook's url, events (replaces the whole list) or description; omitted "
         "fields stay as they are. Use it when an endpoint moved or needs other events. The secret is kept. "
         "Next: test_webhook to check the new URL.",
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
-        ),
+        annotations=_writes(idempotent=True),
     )
     async def update_webhook(
         id: WebhookId,
@@ -145,9 +148,7 @@ def create_server(settings: Settings | None = None, *, hub: Hub | None = None) -
     @server.tool(
         description="Delete a webhook for good, with its pending deliveries and delivery logs. Cannot be "
         "undone; to pause deliveries instead, use toggle_webhook.",
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False
-        ),
+        annotations=_writes(destructive=True),
     )
     async def delete_webhook(id: WebhookId) -> models.DeletedWebhook:
         return await _call(svc().delete_webhook(id))
@@ -158,9 +159,7 @@ def create_server(settings: Settings | None = None, *, hub: Hub | None = None) -
         "re-enabling it. Returns success, HTTP status, response time, a response excerpt and, on failure, "
         "the reason in words (connection refused, DNS failure, timeout, TLS error, HTTP 5xx...). "
         "The attempt is recorded in the logs as a test. Default event: webhook.test.",
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
-        ),
+        annotations=_writes(open_world=True),
     )
     async def test_webhook(
         id: WebhookId,
@@ -229,9 +228,7 @@ def create_server(settings: Settings | None = None, *, hub: Hub | None = None) -
         "disabled, pending deliveries are held and new events are not queued for it; on re-enable, held "
         "deliveries resume. Use it rather than delete_webhook for maintenance. Next after re-enabling: "
         "test_webhook.",
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False
-        ),
+        annotations=_writes(),
     )
     async def toggle_webhook(id: WebhookId) -> models.Webhook:
         return await _call(svc().toggle_webhook(id))
@@ -239,9 +236,7 @@ def create_server(settings: Settings | None = None, *, hub: Hub | None = None) -
     @server.tool(
         description="Queue a dead delivery (state failed: every attempt failed) for a fresh round of "
         "attempts. Find delivery ids in get_webhook_logs. If the webhook is disabled it waits until enabled.",
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
-        ),
+        annotations=_writes(open_world=True),
     )
     async def retry_delivery(
         id: Annotated[int, Field(description="The delivery id (delivery_id in get_webhook_logs).")],
@@ -251,9 +246,7 @@ def create_server(settings: Settings | None = None, *, hub: Hub | None = None) -
     @server.tool(
         description="Queue every dead delivery of a webhook (optionally only those created in the last "
         "`since_hours`) for redelivery, e.g. after fixing an outage at the endpoint. Returns how many.",
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
-        ),
+        annotations=_writes(open_world=True),
     )
     async def replay_failed(
         id: WebhookId,
@@ -267,9 +260,7 @@ def create_server(settings: Settings | None = None, *, hub: Hub | None = None) -
         description="Publish a real shop event: it is stored and delivered (signed, with retries) to EVERY "
         "enabled webhook subscribed to its type, not only one. `data` must match the event type's schema "
         "(see get_webhook_sample_payload). To try a single endpoint use test_webhook instead.",
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
-        ),
+        annotations=_writes(open_world=True),
     )
     async def send_event(
         event: Annotated[str, Field(description="Event type name, e.g. order.created.")],

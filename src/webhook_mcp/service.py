@@ -239,19 +239,14 @@ class WebhookService:
         body = envelope(event_id, event_type.name, started, data).encode()
         headers = signed_headers(secret_key(row.secret), event_id, int(started), body)
         outcome = await self.sender.send(row.url, headers, body)
-        record = AttemptRecord(
+        record = AttemptRecord.of(
+            outcome,
             delivery_id=None,
             webhook_id=webhook_id,
             event_id=event_id,
             event_type=event_type.name,
             attempt_number=1,
-            is_test=True,
             created_at=started,
-            status_code=outcome.status_code,
-            response_ms=outcome.response_ms,
-            success=outcome.success,
-            error=outcome.error,
-            response_excerpt=outcome.response_excerpt,
         )
         await self.store.record_attempts([record], self._clock())
         latest = await self.store.attempts_page(webhook_id, 1, None, None, True)

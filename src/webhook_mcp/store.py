@@ -6,7 +6,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import (
     Row,
@@ -52,6 +52,21 @@ class ClaimedDelivery:
     body: bytes
 
 
+class Outcome(Protocol):
+    """What the sender reports about one attempt (``sender.SendOutcome``)."""
+
+    @property
+    def success(self) -> bool: ...
+    @property
+    def status_code(self) -> int | None: ...
+    @property
+    def response_ms(self) -> float: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def response_excerpt(self) -> str: ...
+
+
 @dataclass(frozen=True, slots=True)
 class AttemptRecord:
     """One finished attempt and what the retry policy decided about its delivery."""
@@ -71,6 +86,39 @@ class AttemptRecord:
     next_state: str = "succeeded"
     next_attempt_at: float | None = None
     disable_reason: str | None = None
+
+    @classmethod
+    def of(
+        cls,
+        outcome: Outcome,
+        *,
+        delivery_id: int | None,
+        webhook_id: int,
+        event_id: str,
+        event_type: str,
+        attempt_number: int,
+        created_at: float,
+        next_state: str = "succeeded",
+        next_attempt_at: float | None = None,
+        disable_reason: str | None = None,
+    ) -> AttemptRecord:
+        return cls(
+            delivery_id=delivery_id,
+            webhook_id=webhook_id,
+            event_id=event_id,
+            event_type=event_type,
+            attempt_number=attempt_number,
+            is_test=delivery_id is None,
+            created_at=created_at,
+            status_code=outcome.status_code,
+            response_ms=outcome.response_ms,
+            success=outcome.success,
+            error=outcome.error,
+            response_excerpt=outcome.response_excerpt,
+            next_state=next_state,
+            next_attempt_at=next_attempt_at,
+            disable_reason=disable_reason,
+        )
 
 
 @dataclass(frozen=True, slots=True)
