@@ -436,11 +436,7 @@ def test_bad_entry_reports_its_index(tmp_path: Path) -> None:
 
 
 def test_duplicate_within_file(tmp_path: Path) -> None:
-    text = (
-        "event_types:\n"
-        "  - {name: sub.renewed, description: One.}\n"
-        "  - {name: sub.renewed, description: Two.}\n"
-    )
+    text = "event_types:\n  - {name: sub.renewed, description: One.}\n  - {name: sub.renewed, description: Two.}\n"
     message = _config_error(tmp_path, "types.yaml", text)
     assert "event_types[1] ('sub.renewed')" in message
     assert "already defined" in message

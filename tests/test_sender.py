@@ -165,7 +165,10 @@ async def test_retry_after_edge_cases(status: int, value: str | None, expected: 
         (httpx.ReadTimeout("timed out"), "timed out after 2.0s waiting for a response"),
         (DNSError("Name or service not known"), "DNS lookup failed for hooks.example.com"),
         (TLSError("certificate verify failed: self-signed certificate"), "TLS error: certificate verify failed"),
-        (BlockedAddressError("refused to deliver to 10.0.0.5: private address"), "refused to deliver to 10.0.0.5"),
+        (
+            BlockedAddressError("blocked: will not deliver to 10.0.0.5: private address"),
+            "blocked: will not deliver to 10.0.0.5",
+        ),
         (httpx.RemoteProtocolError("Server disconnected"), "hooks.example.com:443 closed the connection"),
         (httpx.ReadError("connection reset"), "connection reset by hooks.example.com:443"),
     ],
@@ -505,7 +508,7 @@ async def test_loopback_blocked_without_allow_list(receiver: Receiver, host: str
         outcome = await sender.send(receiver.url("/hook", host=host), HEADERS, BODY)
     assert not outcome.success and outcome.status_code is None
     assert outcome.error is not None
-    assert outcome.error.startswith(f"refused to deliver to {host}"), outcome.error
+    assert outcome.error.startswith(f"blocked: will not deliver to {host}"), outcome.error
     assert "loopback address" in outcome.error
     assert "WEBHOOK_MCP_ALLOWED_PRIVATE_NETWORKS" in outcome.error
     assert receiver.received == []
@@ -528,7 +531,7 @@ async def test_ipv6_literal_blocked() -> None:
     async with Sender(timeout=2.0) as sender:
         outcome = await sender.send("http://[::1]:9/hook", HEADERS, BODY)
         metadata = await sender.send("http://169.254.169.254/latest/meta-data/", HEADERS, BODY)
-    assert outcome.error is not None and outcome.error.startswith("refused to deliver to ::1: loopback")
+    assert outcome.error is not None and outcome.error.startswith("blocked: will not deliver to ::1: loopback")
     assert metadata.error is not None and "link-local" in metadata.error
 
 

@@ -78,7 +78,9 @@ async def test_secret_is_standard_webhooks_and_masked(db_hub: Hub) -> None:
         ("https://", r"not an absolute http\(s\) URL"),
         ("https://user:pw@example.com/", "user name or password"),
         ("https://example.com/#frag", "fragment"),
-        ("https://example.com:99999/", "invalid port"),
+        ("https://example.com:99999/", "Port out of range"),
+        ("http://[::1/x", "malformed"),
+        ("http://exa mple.com/x", "not a valid host name"),
         ("https://example.com/" + "a" * 2100, "the limit is 2048"),
     ],
 )

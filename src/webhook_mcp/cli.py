@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import __version__, database
+from .catalog import load_catalog
 from .errors import WebhookError
 from .hub import Hub
 from .settings import Settings, describe_settings
@@ -118,6 +119,9 @@ async def _worker(settings: Settings) -> None:
 
 
 async def _publish(settings: Settings, event_type: str, data: Any, key: str | None) -> None:
+    # Refuse bad input before the database is touched (or created).
+    catalog = load_catalog(settings.event_types_file)
+    catalog.validate(catalog.require_subscribable(event_type).name, data)
     async with Hub.open(settings, dispatch=False) as hub:
         published = await hub.publish(event_type, data, idempotency_key=key)
     note = " (duplicate idempotency key: the first event, nothing new queued)" if published.duplicate else ""

@@ -55,6 +55,7 @@ class Dispatcher:
         self._in_flight: Counter[int] = Counter()
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._keys: dict[str, bytes] = {}
+        self._writing = 0
         self._stopping = False
         self.delivered = 0
 
@@ -85,10 +86,16 @@ class Dispatcher:
             await self._flush_remaining()
             logger.info("dispatcher %s stopped", self.worker_id)
 
+    def _capacity(self) -> int:
+        """Free slots; finished results not yet written count too once they exceed a batch, so a
+        slow database throttles sending and a crash can only repeat what was truly in flight."""
+        backlog = len(self._results) + self._writing
+        return self.settings.max_concurrency - len(self._tasks) - max(0, backlog - self.settings.batch_size)
+
     async def _claim_loop(self) -> None:
         cfg = self.settings
         while True:
-            capacity = cfg.max_concurrency - len(self._tasks)
+            capacity = self._capacity()
             if capacity <= 0:
                 self._slot_free.clear()
                 await self._slot_free.wait()
@@ -98,13 +105,14 @@ class Dispatcher:
             saturated = [hook for hook, n in self._in_flight.items() if n >= cfg.per_endpoint_concurrency]
             try:
                 claimed = await self.store.claim(self.worker_id, want, self._clock(), cfg.lease_seconds, saturated)
+                over_limit = [d.id for d in claimed if not self._start(d)]
+                if over_limit:
+                    await self.store.release(over_limit, self._clock())
             except Exception:
+                # Whatever was claimed and not started comes due again when its lease ends.
                 logger.exception("claiming deliveries failed; retrying in %ss", DB_RETRY_DELAY)
                 await self._wait_for_wake(DB_RETRY_DELAY)
                 continue
-            over_limit = [d.id for d in claimed if not self._start(d)]
-            if over_limit:
-                await self.store.release(over_limit, self._clock())
             if len(claimed) < want:
                 await self._wait_for_wake(cfg.poll_interval)
 
@@ -165,18 +173,33 @@ class Dispatcher:
 
     async def _flush(self) -> bool:
         batch, self._results = self._results, []
+        self._writing = len(batch)
+        now = self._clock()
         try:
-            disabled = await self.store.record_attempts(batch, self._clock(), self.health)
+            disabled = await self.store.record_attempts(batch, now, self.health)
         except Exception:
             logger.exception("writing %d delivery results failed; will retry", len(batch))
             self._results = batch + self._results
             return False
+        finally:
+            self._writing = 0
         self.delivered += sum(1 for r in batch if r.success)
         for hook_id in disabled:
             logger.warning("webhook %s disabled after failed deliveries", hook_id)
-        # A retry may be due at once, and the freed capacity can take more work.
+        self._schedule_retry_wake(batch, now)
+        # The freed capacity can take more work at once.
         self._wake.set()
+        self._slot_free.set()
         return True
+
+    def _schedule_retry_wake(self, batch: list[AttemptRecord], now: float) -> None:
+        """A retry due before the next poll wakes the dispatcher itself, so short delays stay short."""
+        soonest = min(
+            (r.next_attempt_at for r in batch if r.next_state == "pending" and r.next_attempt_at is not None),
+            default=None,
+        )
+        if soonest is not None and soonest - now < self.settings.poll_interval:
+            asyncio.get_running_loop().call_later(max(0.0, soonest - now), self._wake.set)
 
     async def _finish_in_flight(self) -> None:
         tasks = list(self._tasks.values())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,6 +19,8 @@ from .sender import Sender
 from .service import WebhookService
 from .settings import Settings
 from .store import Store
+
+logger = logging.getLogger(__name__)
 
 
 class Hub:
@@ -70,12 +73,16 @@ class Hub:
                 task = asyncio.create_task(dispatcher.run(), name="webhook-mcp-dispatcher")
             yield hub
         finally:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            await sender.aclose()
-            await store.close()
+            try:
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            except Exception:
+                logger.exception("the dispatcher stopped with an error")
+            finally:
+                await sender.aclose()
+                await store.close()
 
     async def publish(self, event_type: str, data: Any, *, idempotency_key: str | None = None) -> PublishedEvent:
         """Record an event and queue it for every enabled webhook subscribed to its type; once this

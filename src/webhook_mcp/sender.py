@@ -109,7 +109,7 @@ def blocked_reason(address: Address, allowed_networks: Sequence[Network]) -> str
 
 def _blocked_message(host: str, address: Address | str, reason: str) -> str:
     shown = host if host == str(address) else f"{host} ({address})"
-    return f"refused to deliver to {shown}: {reason}; add its network to {ALLOW_SETTING} to allow it"
+    return f"blocked: will not deliver to {shown}: {reason}; add its network to {ALLOW_SETTING} to allow it"
 
 
 class GuardedResolver(AbstractResolver):
@@ -458,7 +458,7 @@ class Sender:
         where = f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
         detail = str(exc)
         if isinstance(exc, BlockedAddressError):
-            return detail or f"refused to deliver to {url.host}"
+            return detail or f"blocked: will not deliver to {url.host}"
         if isinstance(exc, DNSError):
             return f"DNS lookup failed for {url.host}" + (f" ({detail})" if detail else "")
         if isinstance(exc, TLSError):

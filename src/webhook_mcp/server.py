@@ -18,6 +18,7 @@ from . import __version__, models
 from .errors import WebhookError
 from .hub import Hub
 from .settings import Settings
+from .store import MAX_WEBHOOK_ID
 
 T = TypeVar("T")
 
@@ -38,7 +39,9 @@ def _writes(*, destructive: bool = False, idempotent: bool = False, open_world: 
     )
 
 
-WebhookId = Annotated[int, Field(description="The webhook's id, from list_webhooks or create_webhook.")]
+WebhookId = Annotated[
+    int, Field(ge=1, le=MAX_WEBHOOK_ID, description="The webhook's id, from list_webhooks or create_webhook.")
+]
 EventList = Annotated[
     list[str], Field(description="Event type names to subscribe to, e.g. ['order.created', 'order.updated'].")
 ]
@@ -239,7 +242,7 @@ def create_server(settings: Settings | None = None, *, hub: Hub | None = None) -
         annotations=_writes(open_world=True),
     )
     async def retry_delivery(
-        id: Annotated[int, Field(description="The delivery id (delivery_id in get_webhook_logs).")],
+        id: Annotated[int, Field(ge=1, le=2**63 - 1, description="The delivery id (delivery_id in get_webhook_logs).")],
     ) -> models.Delivery:
         return await _call(svc().retry_delivery(id))
 

@@ -3,7 +3,9 @@ Python code alike; knows nothing of MCP."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import re
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -30,6 +32,22 @@ VERIFY_HINT = (
     "it checks the HMAC-SHA256 in webhook-signature over 'webhook-id.webhook-timestamp.body' "
     "and rejects timestamps more than 5 minutes old."
 )
+
+
+_HOST_LABELS = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*\.?$")
+
+
+def _valid_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    try:
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return False
+    return len(ascii_host) <= 253 and _HOST_LABELS.match(ascii_host.lower()) is not None
 
 
 def envelope(event_id: str, event_type: str, created_at: float, data: dict[str, Any]) -> str:
@@ -86,7 +104,13 @@ class WebhookService:
             raise InvalidArgumentError("url is empty; give the absolute https:// address of your endpoint")
         if len(url) > MAX_URL_LENGTH:
             raise InvalidArgumentError(f"url is {len(url)} characters; the limit is {MAX_URL_LENGTH}")
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises on a malformed port
+        except ValueError as exc:
+            raise InvalidArgumentError(
+                f"url {url!r} is malformed ({exc}); use e.g. https://example.com/webhooks"
+            ) from exc
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise InvalidArgumentError(
                 f"url {url!r} is not an absolute http(s) URL; use e.g. https://example.com/webhooks"
@@ -95,10 +119,10 @@ class WebhookService:
             raise InvalidArgumentError("url must not contain a user name or password; authenticate by signature")
         if parts.fragment:
             raise InvalidArgumentError("url must not contain a #fragment; receivers never see it")
-        try:
-            parts.port  # noqa: B018 - raises on a malformed port
-        except ValueError as exc:
-            raise InvalidArgumentError(f"url {url!r} has an invalid port: {exc}") from exc
+        if not _valid_host(parts.hostname):
+            raise InvalidArgumentError(
+                f"url host {parts.hostname!r} is not a valid host name or IP address; check for typos and spaces"
+            )
         return url
 
     def _check_events(self, names: Sequence[str]) -> list[str]:
@@ -282,7 +306,7 @@ class WebhookService:
             raise InvalidArgumentError(f"status must be one of {', '.join(filters)}, got {status!r}")
         before = None
         if cursor:
-            if not cursor.isdigit():
+            if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 18):
                 raise InvalidArgumentError(
                     f"cursor {cursor!r} is not valid; pass the next_cursor of a previous get_webhook_logs call"
                 )

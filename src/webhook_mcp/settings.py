@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -30,7 +31,7 @@ def _split_csv(value: object) -> object:
 class Settings(BaseSettings):
     """Every knob of the service; each field is also documented in the README and ``--help``."""
 
-    model_config = SettingsConfigDict(env_prefix="WEBHOOK_MCP_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="WEBHOOK_MCP_", extra="ignore", frozen=True, allow_inf_nan=False)
 
     database_url: str = Field(
         default_factory=default_database_url,
@@ -111,8 +112,8 @@ class Settings(BaseSettings):
     def _check_schedule(cls, value: tuple[float, ...]) -> tuple[float, ...]:
         if not value:
             raise ValueError("retry_schedule needs at least one delay (use 0 for a single immediate attempt)")
-        if any(delay < 0 for delay in value):
-            raise ValueError("retry_schedule delays must be zero or positive seconds")
+        if any(not math.isfinite(delay) or delay < 0 for delay in value):
+            raise ValueError("retry_schedule delays must be finite, zero or positive seconds")
         return value
 
     @model_validator(mode="after")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -19,6 +20,8 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .tables import MAX_ERROR_LENGTH, deliveries, delivery_attempts, events, webhooks
@@ -127,12 +130,23 @@ class HealthPolicy:
     min_failures: int
 
 
+MAX_WEBHOOK_ID = 2**31 - 1
+MAX_ROW_ID = 2**63 - 1
+
+
 def new_event_id() -> str:
     return "evt_" + uuid.uuid4().hex
 
 
 def _clip(text: str | None, limit: int = MAX_ERROR_LENGTH) -> str | None:
     return None if text is None else text[:limit]
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= size:
+            return f"{seconds / size:g} {unit}"
+    return f"{seconds:g} seconds"
 
 
 class Store:
@@ -151,6 +165,8 @@ class Store:
         return row
 
     async def get_webhook(self, webhook_id: int) -> Row[Any] | None:
+        if not 0 < webhook_id <= MAX_WEBHOOK_ID:
+            return None
         async with self.engine.connect() as conn:
             return (await conn.execute(select(webhooks).where(webhooks.c.id == webhook_id))).one_or_none()
 
@@ -159,6 +175,8 @@ class Store:
             return list((await conn.execute(select(webhooks).order_by(webhooks.c.id))).all())
 
     async def update_webhook(self, webhook_id: int, values: Mapping[str, Any]) -> Row[Any] | None:
+        if not 0 < webhook_id <= MAX_WEBHOOK_ID:
+            return None
         async with self.engine.begin() as conn:
             return (
                 await conn.execute(
@@ -169,6 +187,8 @@ class Store:
     async def set_enabled(self, webhook_id: int, enabled: bool, reason: str | None, now: float) -> Row[Any] | None:
         """Flip the flag and move the webhook's waiting deliveries between pending and held in the
         same transaction, so a dispatcher never sees a disabled webhook with pending work."""
+        if not 0 < webhook_id <= MAX_WEBHOOK_ID:
+            return None
         async with self.engine.begin() as conn:
             row = (
                 await conn.execute(
@@ -190,17 +210,21 @@ class Store:
 
     @staticmethod
     async def _move_waiting(conn: AsyncConnection, webhook_ids: Sequence[int], enabled: bool, now: float) -> None:
-        source, target = ("held", "pending") if enabled else ("pending", "held")
-        values: dict[str, Any] = {"state": target, "updated_at": now, "lease_owner": None}
+        """Deliveries in flight (leased) are left alone: recording their result holds them if the
+        webhook is still disabled, and nothing is sent twice by a quick disable and enable."""
+        d = deliveries.c
         if enabled:
-            values["next_attempt_at"] = now
-        await conn.execute(
-            update(deliveries)
-            .where(deliveries.c.webhook_id.in_(webhook_ids), deliveries.c.state == source)
-            .values(**values)
-        )
+            query = update(deliveries).where(d.webhook_id.in_(webhook_ids), d.state == "held")
+            values: dict[str, Any] = {"state": "pending", "next_attempt_at": now}
+        else:
+            leased = and_(d.lease_owner.is_not(None), d.next_attempt_at > now)
+            query = update(deliveries).where(d.webhook_id.in_(webhook_ids), d.state == "pending", ~leased)
+            values = {"state": "held", "lease_owner": None}
+        await conn.execute(query.values(updated_at=now, **values))
 
     async def delete_webhook(self, webhook_id: int) -> tuple[Row[Any], int, int] | None:
+        if not 0 < webhook_id <= MAX_WEBHOOK_ID:
+            return None
         async with self.engine.begin() as conn:
             row = (await conn.execute(select(webhooks).where(webhooks.c.id == webhook_id))).one_or_none()
             if row is None:
@@ -247,21 +271,32 @@ class Store:
             batch_keys: dict[str, StoredEvent] = {}
             for new in new_events:
                 key = new.idempotency_key
-                if key and key in seen:
-                    first = seen[key]
+                if key and key in batch_keys:
+                    first_in_batch = batch_keys[key]
+                    results.append(StoredEvent(first_in_batch.id, first_in_batch.type, first_in_batch.queued, True))
+                    continue
+                event_row = {
+                    "id": new.id,
+                    "type": new.type,
+                    "body": new.body,
+                    "created_at": now,
+                    "idempotency_key": key,
+                }
+                first = seen.get(key) if key else None
+                if key and first is None and not await self._insert_keyed(conn, event_row):
+                    # Another transaction published this key since we looked: it won.
+                    first = (
+                        await conn.execute(select(events.c.id, events.c.type).where(events.c.idempotency_key == key))
+                    ).one()
+                if first is not None:
                     queued = await conn.scalar(
                         select(func.count()).select_from(deliveries).where(deliveries.c.event_id == first.id)
                     )
                     results.append(StoredEvent(first.id, first.type, int(queued or 0), True))
                     continue
-                if key and key in batch_keys:
-                    first_in_batch = batch_keys[key]
-                    results.append(StoredEvent(first_in_batch.id, first_in_batch.type, first_in_batch.queued, True))
-                    continue
+                if not key:
+                    event_rows.append(event_row)
                 targets = subscribers.get(new.type, ())
-                event_rows.append(
-                    {"id": new.id, "type": new.type, "body": new.body, "created_at": now, "idempotency_key": key}
-                )
                 delivery_rows.extend(
                     {
                         "webhook_id": hook_id,
@@ -283,6 +318,18 @@ class Store:
             if delivery_rows:
                 await conn.execute(insert(deliveries), delivery_rows)
         return results
+
+    async def _insert_keyed(self, conn: AsyncConnection, row: dict[str, Any]) -> bool:
+        """Insert an event with an idempotency key unless the key is taken; on PostgreSQL a
+        concurrent publisher of the same key waits for ours to commit, then yields."""
+        dialect_insert = pg_insert if self.is_postgres else sqlite_insert
+        statement = (
+            dialect_insert(events)
+            .values(**row)
+            .on_conflict_do_nothing(index_elements=["idempotency_key"])
+            .returning(events.c.id)
+        )
+        return (await conn.execute(statement)).first() is not None
 
     # -- dispatching ----------------------------------------------------------------------
 
@@ -327,15 +374,27 @@ class Store:
                 )
             }
             hooks = {
-                row.id: (row.url, row.secret)
+                row.id: (row.url, row.secret, row.enabled)
                 for row in await conn.execute(
-                    select(webhooks.c.id, webhooks.c.url, webhooks.c.secret).where(webhooks.c.id.in_(hook_ids))
+                    select(webhooks.c.id, webhooks.c.url, webhooks.c.secret, webhooks.c.enabled).where(
+                        webhooks.c.id.in_(hook_ids)
+                    )
                 )
             }
+            # A lease that outlived its worker can come due after the webhook was disabled.
+            disabled = [row.id for row in claimed if not hooks[row.webhook_id][2]]
+            if disabled:
+                await conn.execute(
+                    update(deliveries)
+                    .where(deliveries.c.id.in_(disabled))
+                    .values(state="held", lease_owner=None, attempts=deliveries.c.attempts - 1, updated_at=now)
+                )
         result = []
         for row in sorted(claimed, key=lambda r: r.id):
+            url, secret, enabled = hooks[row.webhook_id]
+            if not enabled:
+                continue
             event_type, body = bodies[row.event_id]
-            url, secret = hooks[row.webhook_id]
             result.append(
                 ClaimedDelivery(
                     row.id, row.webhook_id, row.event_id, event_type, row.attempts, url, secret, body.encode()
@@ -459,9 +518,9 @@ class Store:
                 and failures >= policy.min_failures
                 and now - failing_since >= policy.auto_disable_after
             ):
-                days = policy.auto_disable_after / 86400
                 reason = (
-                    f"auto-disabled: every delivery failed for {days:g} days ({failures} failures in a row); "
+                    f"auto-disabled: every delivery failed for {_duration(policy.auto_disable_after)} "
+                    f"({failures} failures in a row); "
                     "fix the endpoint, check it with test_webhook, then toggle_webhook to re-enable"
                 )
             if reason is not None and row.enabled:
@@ -515,7 +574,7 @@ class Store:
             ).one()
             p95 = None
             if totals.total:
-                offset = int(0.95 * (totals.total - 1))
+                offset = math.ceil(0.95 * totals.total) - 1  # nearest-rank percentile
                 p95 = await conn.scalar(
                     select(a.response_ms).where(where).order_by(a.response_ms).offset(offset).limit(1)
                 )
@@ -551,6 +610,8 @@ class Store:
     # -- redelivery and upkeep ------------------------------------------------------------
 
     async def get_delivery(self, delivery_id: int) -> Row[Any] | None:
+        if not 0 < delivery_id <= MAX_ROW_ID:
+            return None
         async with self.engine.connect() as conn:
             return (await conn.execute(select(deliveries).where(deliveries.c.id == delivery_id))).one_or_none()
 

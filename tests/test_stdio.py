@@ -1,0 +1,92 @@
+"""The installed console script over stdio, spawned exactly as Claude Desktop runs it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+import standardwebhooks
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+from mcp_types import CallToolResult
+
+from conftest import Receiver
+
+pytestmark = pytest.mark.anyio
+
+
+def console_script() -> str:
+    beside_python = Path(sys.executable).parent / "webhook-mcp"
+    if beside_python.exists():
+        return str(beside_python)
+    found = shutil.which("webhook-mcp")
+    if found is None:
+        pytest.fail("the webhook-mcp console script is not installed (pip install -e .)")
+    return found
+
+
+def text_of(result: CallToolResult) -> str:
+    return "\n".join(getattr(block, "text", "") for block in result.content)
+
+
+async def call(client: Client, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    result = await client.call_tool(name, arguments)
+    assert not result.is_error, f"{name}({arguments}) failed: {text_of(result)}"
+    assert isinstance(result.structured_content, dict)
+    return result.structured_content
+
+
+def server_parameters(database: Path, **extra_env: str) -> StdioServerParameters:
+    return StdioServerParameters(
+        command=console_script(),
+        args=["serve"],
+        env={
+            "WEBHOOK_MCP_DATABASE_URL": f"sqlite:///{database}",
+            "WEBHOOK_MCP_ALLOWED_PRIVATE_NETWORKS": "127.0.0.0/8",
+            "WEBHOOK_MCP_LOG_LEVEL": "WARNING",
+            "PATH": os.environ.get("PATH", ""),
+            **extra_env,
+        },
+        cwd=str(database.parent),
+    )
+
+
+async def test_console_script_serves_mcp_over_stdio(tmp_path: Path, receiver: Receiver) -> None:
+    database = tmp_path / "claude-desktop.db"
+    with anyio.fail_after(60):
+        async with Client(server_parameters(database)) as client:
+            tools = {tool.name for tool in (await client.list_tools()).tools}
+            assert {"list_webhooks", "create_webhook", "test_webhook", "get_webhook_logs", "send_event"} <= tools
+            assert len(tools) == 15
+
+            hook = await call(client, "create_webhook", {"url": receiver.url, "events": ["order.created"]})
+            secret = (await call(client, "get_webhook_secret", {"id": hook["id"]}))["secret"]
+            test = await call(client, "test_webhook", {"id": hook["id"]})
+            assert test["success"] is True and test["status_code"] == 200
+            (received,) = receiver.requests
+            assert standardwebhooks.Webhook(secret).verify(received.body, received.headers)["id"] == test["event_id"]
+
+            logs = await call(client, "get_webhook_logs", {"id": hook["id"]})
+            (entry,) = logs["attempts"]
+            assert entry["is_test"] is True and entry["status_code"] == 200 and entry["success"] is True
+
+            # The dispatcher runs inside `serve`: a published event is delivered in the background.
+            example = (await call(client, "get_webhook_sample_payload", {"event": "order.created"}))["body"]["data"]
+            published = await call(client, "send_event", {"event": "order.created", "data": example})
+            assert published["queued"] == 1
+            requests = await receiver.wait_for(2)
+            assert standardwebhooks.Webhook(secret).verify(requests[1].body, requests[1].headers)["data"] == example
+
+            errored = await client.call_tool("get_webhook", {"id": 42})
+            assert errored.is_error and "no webhook with id 42" in text_of(errored)
+    # The database is the file the environment named, and it persists for the next start.
+    assert database.exists()
+    with anyio.fail_after(60):
+        async with Client(server_parameters(database)) as client:
+            listed = await call(client, "list_webhooks", {})
+            assert [w["url"] for w in listed["webhooks"]] == [receiver.url]
