@@ -23,6 +23,7 @@ import hmac
 import ipaddress
 import json
 import multiprocessing
+import os
 import resource
 import sys
 import tempfile
@@ -218,6 +219,11 @@ def padded_data(example: dict[str, Any], payload_bytes: int) -> dict[str, Any]:
     return {**example, "filler": "x" * pad}
 
 
+def log(message: str) -> None:
+    """Phase markers on stderr (a profiler can attach or stop at them)."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
 def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
@@ -272,21 +278,28 @@ async def run_bench(args: argparse.Namespace, database_url: str) -> dict[str, An
 
         data = padded_data(hub.catalog.get(EVENT_TYPE).example, args.payload_bytes)
         # -- publish, dispatcher stopped
+        log(f"publishing {args.events} events (pid {os.getpid()})")
         published = 0
+        profiler = cProfile.Profile() if args.profile else None
+        if profiler:
+            profiler.enable()
         t0 = time.perf_counter()
         while published < args.events:
             size = min(args.publish_batch, args.events - published)
             await hub.service.publish_many([(EVENT_TYPE, data, None)] * size)
             published += size
         publish_s = time.perf_counter() - t0
+        if profiler:
+            profiler.disable()
+            profiler.dump_stats(f"{args.profile}-publish.pstats")
         result["publish_seconds"] = round(publish_s, 3)
         result["publish_events_per_s"] = round(args.events / publish_s, 1)
         result["rss_after_publish_mb"] = round(rss_mb(), 1)
-        async with hub.store.engine.connect() as conn:
-            body_len = await conn.scalar(select(func.length(events.c.body)).limit(1))
+        body_len = await hub.store.scalar(select(func.length(events.c.body)).limit(1))
         result["body_bytes"] = body_len
 
         # -- deliver
+        log("delivering")
         dispatcher = Dispatcher(hub.store, hub.sender, settings)
         profiler = cProfile.Profile() if args.profile else None
         cpu0 = cpu_seconds()
@@ -314,8 +327,9 @@ async def run_bench(args: argparse.Namespace, database_url: str) -> dict[str, An
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        log("delivered")
         if profiler:
-            profiler.dump_stats(args.profile)
+            profiler.dump_stats(f"{args.profile}-deliver.pstats")
         result["deliver_seconds"] = round(deliver_s, 3)
         result["deliveries_per_s"] = round(args.events / deliver_s, 1)
         result["first_recorded_after_s"] = round(first_at or 0.0, 3)
@@ -323,11 +337,10 @@ async def run_bench(args: argparse.Namespace, database_url: str) -> dict[str, An
         result["dispatcher_cpu_seconds"] = round(cpu_used, 2)
         result["dispatcher_cpu_utilisation"] = round(cpu_used / deliver_s, 2)
 
-        async with hub.store.engine.connect() as conn:
-            succeeded = await conn.scalar(
-                select(func.count()).select_from(deliveries).where(deliveries.c.state == "succeeded")
-            )
-            attempts = await conn.scalar(select(func.count()).select_from(delivery_attempts))
+        succeeded = await hub.store.scalar(
+            select(func.count()).select_from(deliveries).where(deliveries.c.state == "succeeded")
+        )
+        attempts = await hub.store.scalar(select(func.count()).select_from(delivery_attempts))
         result["db_succeeded"] = int(succeeded or 0)
         result["db_attempts"] = int(attempts or 0)
         recv = await receiver_call(port, "GET", "/_control/stats")
@@ -435,7 +448,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--verify-every", type=int, default=0, help="receiver verifies every Nth signature (default 0: off)"
     )
     parser.add_argument("--timeout", type=float, default=120.0, help="abort after this many seconds (default 120)")
-    parser.add_argument("--profile", metavar="FILE", help="cProfile the delivery phase and write pstats to FILE")
+    parser.add_argument(
+        "--profile", metavar="PREFIX", help="cProfile each phase: write PREFIX-publish.pstats and PREFIX-deliver.pstats"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the text report")
     args = parser.parse_args(argv)
     if args.events < 1 or args.publish_batch < 1:

@@ -143,17 +143,15 @@ async def publish_backlog(hub: Hub, total: int, batch: int = 500) -> list[str]:
 
 async def leased(hub: Hub) -> set[str]:
     """Event ids of deliveries claimed by some worker and not yet recorded."""
-    async with hub.store.engine.connect() as conn:
-        rows = await conn.execute(
-            select(deliveries.c.event_id).where(deliveries.c.state == "pending", deliveries.c.lease_owner.is_not(None))
-        )
-        return {row.event_id for row in rows}
+    rows = await hub.store.fetch_all(
+        select(deliveries.c.event_id).where(deliveries.c.state == "pending", deliveries.c.lease_owner.is_not(None))
+    )
+    return {row.event_id for row in rows}
 
 
 async def delivery_states(hub: Hub) -> Counter[str]:
-    async with hub.store.engine.connect() as conn:
-        rows = await conn.execute(select(deliveries.c.state, func.count()).group_by(deliveries.c.state))
-        return Counter({state: n for state, n in rows})
+    rows = await hub.store.fetch_all(select(deliveries.c.state, func.count()).group_by(deliveries.c.state))
+    return Counter({state: n for state, n in rows})
 
 
 async def terminate(worker: Worker, timeout: float = 10.0) -> int:
@@ -225,11 +223,10 @@ async def drain_with_two_workers(
 
             async def watch_owners() -> None:
                 while True:
-                    async with hub.store.engine.connect() as conn:
-                        rows = await conn.execute(
-                            select(deliveries.c.lease_owner).where(deliveries.c.lease_owner.is_not(None)).distinct()
-                        )
-                        owners.update(row.lease_owner for row in rows)
+                    rows = await hub.store.fetch_all(
+                        select(deliveries.c.lease_owner).where(deliveries.c.lease_owner.is_not(None)).distinct()
+                    )
+                    owners.update(row.lease_owner for row in rows)
                     await anyio.sleep(0.01)
 
             async with anyio.create_task_group() as tg:
@@ -310,9 +307,8 @@ async def test_cli_publish(receiver: Receiver, sqlite_url: str, tmp_path: Path) 
         words = out.split()
         assert len(words) >= 2 and words[0].startswith("evt_"), out
         assert "queued for 1 webhook(s)" in out
-        async with hub.store.engine.connect() as conn:
-            body = await conn.scalar(select(events.c.body).where(events.c.id == words[0]))
-            queued = await conn.scalar(select(func.count()).select_from(deliveries))
+        body = await hub.store.scalar(select(events.c.body).where(events.c.id == words[0]))
+        queued = await hub.store.scalar(select(func.count()).select_from(deliveries))
         assert body is not None and json.loads(body)["data"] == example
         assert queued == 1
 
@@ -329,8 +325,7 @@ async def test_cli_publish(receiver: Receiver, sqlite_url: str, tmp_path: Path) 
             assert err.startswith("webhook-mcp: ") or "\nwebhook-mcp: " in err, err
             assert "Traceback" not in err
             assert out == ""
-        async with hub.store.engine.connect() as conn:
-            assert await conn.scalar(select(func.count()).select_from(events)) == 1
+        assert await hub.store.scalar(select(func.count()).select_from(events)) == 1
 
 
 async def test_cli_publish_idempotency_key(receiver: Receiver, sqlite_url: str, tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import jsonschema_rs
 import yaml
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import SchemaError, ValidationError
@@ -65,6 +66,12 @@ _FORMAT_CHECKER.checks("date-time")(_is_datetime)
 
 def _validator(schema: dict[str, Any]) -> Draft202012Validator:
     return Draft202012Validator(schema, format_checker=_FORMAT_CHECKER)
+
+
+def _fast_validator(schema: dict[str, Any]) -> jsonschema_rs.Draft202012Validator:
+    """The publish path checks validity with the Rust validator (~100x faster); the Python one
+    only words the errors, so both share the same format checks and messages stay the same."""
+    return jsonschema_rs.Draft202012Validator(schema, validate_formats=True, formats={"date-time": _is_datetime})
 
 
 def _path_key(part: object) -> tuple[int, int, str]:
@@ -486,6 +493,7 @@ class Catalog:
             self._types[event_type.name] = event_type
         self._ordered = sorted(self._types.values(), key=lambda t: (t.group, t.name))
         self._validators: dict[str, Draft202012Validator] = {}
+        self._fast_validators: dict[str, jsonschema_rs.Draft202012Validator] = {}
 
     def get(self, name: str) -> EventType:
         try:
@@ -533,6 +541,11 @@ class Catalog:
         if not isinstance(data, dict):
             raise InvalidPayloadError(name, ["data must be a JSON object"])
         if event_type.schema is None:
+            return
+        fast = self._fast_validators.get(name)
+        if fast is None:
+            fast = self._fast_validators[name] = _fast_validator(event_type.schema)
+        if fast.is_valid(data):
             return
         validator = self._validators.get(name)
         if validator is None:

@@ -10,8 +10,8 @@ import os
 import socket
 import time
 import uuid
-from collections import Counter
-from collections.abc import Callable
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Iterable
 
 from .retries import RetryPolicy
 from .sender import Sender
@@ -53,15 +53,38 @@ class Dispatcher:
         self._results_ready = asyncio.Event()
         self._results: list[AttemptRecord] = []
         self._in_flight: Counter[int] = Counter()
+        self._queued: dict[int, deque[ClaimedDelivery]] = defaultdict(deque)
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._keys: dict[str, bytes] = {}
+        self._background: set[asyncio.Task[None]] = set()
         self._writing = 0
+        self._max_tasks = settings.max_concurrency
+        self._min_claim = max(1, min(settings.batch_size, settings.max_concurrency) // 4)
+        # Deliveries claimed ahead per endpoint: a few rounds, yet few enough that the last queued
+        # one is sent before its lease ends even if every round runs into the delivery timeout.
+        rounds = int(settings.lease_seconds // settings.delivery_timeout) - 2
+        self._queue_depth = settings.per_endpoint_concurrency * min(4, max(1, rounds))
         self._stopping = False
         self.delivered = 0
 
     def wake(self) -> None:
         """Called after a publish in this process, so new work starts without waiting for a poll."""
         self._wake.set()
+
+    def drop_queued(self, webhook_ids: Iterable[int]) -> None:
+        """A webhook was disabled: hand back what is queued here for it instead of sending it
+        (the next claim holds it). Deliveries already in flight finish."""
+        dropped = [d.id for hook in webhook_ids for d in self._queued.pop(hook, ())]
+        if dropped:
+            task = asyncio.create_task(self._release(dropped))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _release(self, delivery_ids: list[int]) -> None:
+        try:
+            await self.store.release(delivery_ids, self._clock())
+        except Exception:
+            logger.exception("could not hand back %d deliveries; their leases will expire", len(delivery_ids))
 
     @property
     def in_flight(self) -> int:
@@ -77,6 +100,7 @@ class Dispatcher:
         finally:
             self._stopping = True
             pruner.cancel()
+            await self._release_queued()
             await self._finish_in_flight()
             flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -96,15 +120,22 @@ class Dispatcher:
         cfg = self.settings
         while True:
             capacity = self._capacity()
-            if capacity <= 0:
+            # Small claims cost a transaction each for little work: wait until a quarter is free.
+            if capacity <= 0 or (capacity < self._min_claim and self._tasks):
                 self._slot_free.clear()
                 await self._slot_free.wait()
                 continue
             self._wake.clear()
-            want = min(cfg.batch_size, capacity)
-            saturated = [hook for hook, n in self._in_flight.items() if n >= cfg.per_endpoint_concurrency]
+            # Not capped by capacity: what cannot start yet waits in its endpoint's queue (rooms bound it).
+            want = cfg.batch_size
+            # Each endpoint may hold one round in flight and one queued here, no more.
+            limit = cfg.per_endpoint_concurrency + self._queue_depth
+            busy = self._in_flight.keys() | self._queued.keys()
+            rooms = {hook: limit - self._in_flight[hook] - len(self._queued.get(hook, ())) for hook in busy}
             try:
-                claimed = await self.store.claim(self.worker_id, want, self._clock(), cfg.lease_seconds, saturated)
+                claimed = await self.store.claim(
+                    self.worker_id, want, self._clock(), cfg.lease_seconds, rooms, default_room=limit
+                )
                 over_limit = [d.id for d in claimed if not self._start(d)]
                 if over_limit:
                     await self.store.release(over_limit, self._clock())
@@ -121,11 +152,42 @@ class Dispatcher:
             await asyncio.wait_for(self._wake.wait(), seconds)
 
     def _start(self, delivery: ClaimedDelivery) -> bool:
-        if self._in_flight[delivery.webhook_id] >= self.settings.per_endpoint_concurrency:
-            return False
-        self._in_flight[delivery.webhook_id] += 1
+        """Send now if there is a free slot (overall and for the endpoint), else queue it locally
+        behind its endpoint (bounded by ``_queue_depth``); False means it must be handed back."""
+        hook = delivery.webhook_id
+        if self._in_flight[hook] < self.settings.per_endpoint_concurrency and len(self._tasks) < self._max_tasks:
+            self._in_flight[hook] += 1
+            self._launch(delivery)
+            return True
+        queue = self._queued[hook]
+        if len(queue) < self._queue_depth:
+            queue.append(delivery)
+            return True
+        return False
+
+    def _launch(self, delivery: ClaimedDelivery) -> None:
         self._tasks[delivery.id] = asyncio.create_task(self._deliver(delivery))
-        return True
+
+    def _slot_freed(self, hook: int) -> None:
+        """Give the freed slot to the same endpoint's queue, else to any queued endpoint with room."""
+        self._in_flight[hook] -= 1
+        if self._in_flight[hook] <= 0:
+            del self._in_flight[hook]
+        if not self._queued or self._stopping:
+            return
+        per_endpoint = self.settings.per_endpoint_concurrency
+        candidates = [hook] if hook in self._queued else list(self._queued)
+        for candidate in candidates:
+            if self._in_flight[candidate] >= per_endpoint or len(self._tasks) >= self._max_tasks:
+                continue
+            queue = self._queued[candidate]
+            self._in_flight[candidate] += 1
+            self._launch(queue.popleft())
+            if len(queue) == self._queue_depth // 2:
+                self._wake.set()  # half drained: claim the next rounds for this endpoint
+            if not queue:
+                del self._queued[candidate]
+            return
 
     def _key(self, secret: str) -> bytes:
         key = self._keys.get(secret)
@@ -158,9 +220,7 @@ class Dispatcher:
                 self._results_ready.set()
         finally:
             self._tasks.pop(delivery.id, None)
-            self._in_flight[delivery.webhook_id] -= 1
-            if self._in_flight[delivery.webhook_id] <= 0:
-                del self._in_flight[delivery.webhook_id]
+            self._slot_freed(delivery.webhook_id)
             self._slot_free.set()
 
     async def _flush_loop(self) -> None:
@@ -186,6 +246,7 @@ class Dispatcher:
         self.delivered += sum(1 for r in batch if r.success)
         for hook_id in disabled:
             logger.warning("webhook %s disabled after failed deliveries", hook_id)
+        self.drop_queued(disabled)
         self._schedule_retry_wake(batch, now)
         # The freed capacity can take more work at once.
         self._wake.set()
@@ -200,6 +261,14 @@ class Dispatcher:
         )
         if soonest is not None and soonest - now < self.settings.poll_interval:
             asyncio.get_running_loop().call_later(max(0.0, soonest - now), self._wake.set)
+
+    async def _release_queued(self) -> None:
+        queued = [delivery.id for queue in self._queued.values() for delivery in queue]
+        self._queued.clear()
+        if queued:
+            await self._release(queued)
+        if self._background:
+            await asyncio.wait(list(self._background))
 
     async def _finish_in_flight(self) -> None:
         tasks = list(self._tasks.values())

@@ -38,7 +38,12 @@ class Hub:
         self.sender = sender
         self.dispatcher = dispatcher
         self.service = WebhookService(
-            store, catalog, sender, settings, on_publish=dispatcher.wake if dispatcher else None
+            store,
+            catalog,
+            sender,
+            settings,
+            on_publish=dispatcher.wake if dispatcher else None,
+            on_disable=dispatcher.drop_queued if dispatcher else None,
         )
 
     @classmethod
@@ -57,7 +62,7 @@ class Hub:
         catalog = load_catalog(settings.event_types_file)
         if migrate:
             await asyncio.to_thread(database.upgrade, settings.database_url)
-        store = Store(database.create_async(settings.database_url))
+        store = Store(database.create_sync(settings.database_url))
         sender = Sender(
             timeout=settings.delivery_timeout,
             allowed_networks=settings.allowed_private_networks,

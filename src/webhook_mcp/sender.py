@@ -25,6 +25,7 @@ import aiohttp
 import httpx
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
+from multidict import CIMultiDictProxy
 from yarl import URL
 
 __all__ = [
@@ -52,6 +53,7 @@ _CACHE_LIMIT = 4096
 _NEEDS_CLEANUP_CLOSED = (3, 13, 0) <= sys.version_info < (3, 13, 1) or sys.version_info < (3, 12, 8)
 
 _E = TypeVar("_E", bound=BaseException)
+_Headers = Mapping[str, str] | Sequence[tuple[str, str]]
 
 _CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
@@ -167,6 +169,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._resolver: GuardedResolver | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._literal_checks: dict[str, str | None] = {}
+        self._yarl: dict[httpx.URL, URL] = {}
 
     def _open(self) -> aiohttp.ClientSession:
         self._loop = asyncio.get_running_loop()
@@ -208,31 +211,45 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return message
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        url = request.url
-        if url.scheme not in ("http", "https"):
-            raise httpx.UnsupportedProtocol(
-                f"unsupported URL scheme {url.scheme!r} (use http or https)", request=request
-            )
-        if not url.host:
-            raise httpx.UnsupportedProtocol("the URL has no host name", request=request)
-        refusal = self._check_literal(url.host)
-        if refusal is not None:
-            raise BlockedAddressError(refusal, request=request)
-        session = self._session
-        if session is None or self._loop is not asyncio.get_running_loop():
-            session = self._open()
         try:
             body = request.content
         except httpx.RequestNotRead:
             body = await request.aread()
-        try:
-            response = await session.request(
-                request.method,
-                URL(str(url), encoded=True),
-                headers=request.headers.multi_items(),
-                data=body,
-                allow_redirects=False,
+        status, _reason, headers, content = await self.exchange(
+            request.method, request.url, request.headers.multi_items(), body
+        )
+        raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        if "Content-Encoding" in headers:
+            # The body was decompressed already; httpx must not try again.
+            raw = [(k, v) for k, v in raw if k.lower() not in (b"content-encoding", b"content-length")]
+        return httpx.Response(status, headers=raw, content=content, request=request)
+
+    async def exchange(
+        self, method: str, url: httpx.URL, headers: _Headers, body: bytes
+    ) -> tuple[int, str, CIMultiDictProxy[str], bytes]:
+        """One request on the shared session: status, reason, headers and the capped body.
+
+        The dispatcher calls this directly: building httpx objects for every delivery costs more
+        than the rest of the attempt. Failures are raised as the httpx exceptions either way."""
+        if url.scheme not in ("http", "https"):
+            raise httpx.UnsupportedProtocol(
+                f"unsupported URL scheme {url.scheme!r} (use http or https)", request=httpx.Request(method, url)
             )
+        if not url.host:
+            raise httpx.UnsupportedProtocol("the URL has no host name", request=httpx.Request(method, url))
+        refusal = self._check_literal(url.host)
+        if refusal is not None:
+            raise BlockedAddressError(refusal, request=httpx.Request(method, url))
+        session = self._session
+        if session is None or self._loop is not asyncio.get_running_loop():
+            session = self._open()
+        target = self._yarl.get(url)
+        if target is None:
+            if len(self._yarl) >= _CACHE_LIMIT:
+                self._yarl.clear()
+            target = self._yarl[url] = URL(str(url), encoded=True)
+        try:
+            response = await session.request(method, target, headers=headers, data=body, allow_redirects=False)
             try:
                 content = await self._read_capped(response.content)
             except BaseException:
@@ -243,14 +260,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             else:
                 response.close()
         except aiohttp.ClientError as exc:
-            raise _to_httpx_error(exc, request) from exc
+            raise _to_httpx_error(exc, httpx.Request(method, url)) from exc
         except TimeoutError as exc:
-            raise httpx.ReadTimeout("timed out waiting for the response", request=request) from exc
-        headers = response.raw_headers
-        if "Content-Encoding" in response.headers:
-            # The body was decompressed already; httpx must not try again.
-            headers = tuple((k, v) for k, v in headers if k.lower() not in (b"content-encoding", b"content-length"))
-        return httpx.Response(response.status, headers=headers, content=content, request=request)
+            raise httpx.ReadTimeout("timed out waiting for the response", request=httpx.Request(method, url)) from exc
+        return response.status, response.reason or "", response.headers, content
 
     async def _read_capped(self, stream: aiohttp.StreamReader) -> bytes:
         remaining = self._max_body_bytes
@@ -377,27 +390,32 @@ class Sender:
                 max_body_bytes=excerpt_bytes,
             )
         )
+        # Our own transport is driven without httpx objects; any other (respx in tests) through httpx.
+        self._direct = self._transport if isinstance(self._transport, AiohttpTransport) else None
 
     async def send(self, url: str, headers: Mapping[str, str], body: bytes) -> SendOutcome:
         start = time.perf_counter()
         try:
             parsed = self._urls.get(url)
             if parsed is None:
-                # Parsing dominates httpx.Request's cost and the dispatcher sends to few distinct URLs.
+                # Parsing is the dearest part of a request and the dispatcher sends to few distinct URLs.
                 parsed = httpx.URL(url)
                 if len(self._urls) >= _CACHE_LIMIT:
                     self._urls.clear()
                 self._urls[url] = parsed
-            request = httpx.Request("POST", parsed, headers=headers, content=body)
         except Exception as exc:
             return self._failure(start, f"invalid webhook URL {url!r}: {exc}")
         try:
             async with asyncio.timeout(self._backstop):
+                if self._direct is not None:
+                    status, reason, response_headers, data = await self._direct.exchange("POST", parsed, headers, body)
+                    return self._outcome(start, parsed, status, reason, response_headers, data)
+                request = httpx.Request("POST", parsed, headers=headers, content=body)
                 response = await self._transport.handle_async_request(request)
                 data = await self._read_excerpt(response)
-            return self._outcome(start, request, response, data)
+            return self._outcome(start, parsed, response.status_code, response.reason_phrase, response.headers, data)
         except Exception as exc:
-            return self._failure(start, self._describe(exc, request))
+            return self._failure(start, self._describe(exc, parsed))
 
     async def _read_excerpt(self, response: httpx.Response) -> bytes:
         cap = self._excerpt_bytes
@@ -417,28 +435,29 @@ class Sender:
             await response.aclose()
         return b"".join(chunks)[:cap]
 
-    def _outcome(self, start: float, request: httpx.Request, response: httpx.Response, data: bytes) -> SendOutcome:
-        status = response.status_code
+    def _outcome(
+        self, start: float, url: httpx.URL, status: int, reason: str, headers: Mapping[str, str], data: bytes
+    ) -> SendOutcome:
         success = 200 <= status < 300
         error: str | None = None
         retry_after: float | None = None
         if not success:
-            error = f"HTTP {status} {response.reason_phrase}".rstrip()
-            location = response.headers.get("location")
+            error = f"HTTP {status} {reason}".rstrip()
+            location = headers.get("location")
             if 300 <= status < 400 and location:
                 try:
-                    target = str(request.url.join(location))
+                    target = str(url.join(location))
                 except Exception:
                     target = location
                 error = f"HTTP {status} redirect to {target} (redirects are not followed; update the webhook URL)"
             elif status in (429, 503):
-                retry_after = parse_retry_after(response.headers.get("retry-after"))
+                retry_after = parse_retry_after(headers.get("retry-after"))
         return SendOutcome(
             success=success,
             status_code=status,
             response_ms=round((time.perf_counter() - start) * 1000, 1),
             error=error,
-            response_excerpt=data.decode("utf-8", errors="replace"),
+            response_excerpt=data[: self._excerpt_bytes].decode("utf-8", errors="replace"),
             retry_after=retry_after,
         )
 
@@ -452,9 +471,8 @@ class Sender:
             retry_after=None,
         )
 
-    def _describe(self, exc: Exception, request: httpx.Request) -> str:
+    def _describe(self, exc: Exception, url: httpx.URL) -> str:
         """The failure in words a merchant can act on, whichever transport raised it."""
-        url = request.url
         where = f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
         detail = str(exc)
         if isinstance(exc, BlockedAddressError):

@@ -2,27 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import (
+    Connection,
+    Engine,
+    Executable,
     Row,
+    Select,
     and_,
     bindparam,
     case,
     delete,
     func,
     insert,
+    literal,
     select,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .tables import MAX_ERROR_LENGTH, deliveries, delivery_attempts, events, webhooks
 
@@ -130,6 +136,7 @@ class HealthPolicy:
     min_failures: int
 
 
+DB_THREADS = 8
 MAX_WEBHOOK_ID = 2**31 - 1
 MAX_ROW_ID = 2**63 - 1
 
@@ -149,49 +156,91 @@ def _duration(seconds: float) -> str:
     return f"{seconds:g} seconds"
 
 
+T = TypeVar("T")
+
+
 class Store:
-    def __init__(self, engine: AsyncEngine) -> None:
+    """Each operation is one transaction run whole on a database thread: one hop from the event
+    loop per transaction instead of one per statement, which keeps claims fast while hundreds of
+    deliveries share the loop. SQLite gets a single thread (it has one writer anyway)."""
+
+    def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.is_postgres = engine.dialect.name == "postgresql"
+        threads = DB_THREADS if self.is_postgres else 1
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="webhook-mcp-db")
 
     async def close(self) -> None:
-        await self.engine.dispose()
+        await asyncio.get_running_loop().run_in_executor(self._executor, self.engine.dispose)
+        self._executor.shutdown(wait=True)
+
+    async def _write(self, work: Callable[[Connection], T]) -> T:
+        def transaction() -> T:
+            with self.engine.begin() as conn:
+                return work(conn)
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, transaction)
+
+    async def _read(self, work: Callable[[Connection], T]) -> T:
+        def read() -> T:
+            with self.engine.connect() as conn:
+                return work(conn)
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, read)
+
+    async def fetch_all(self, query: Executable) -> list[Row[Any]]:
+        """Ad-hoc reads, for tests and tools outside the service."""
+        return await self._read(lambda conn: list(conn.execute(query).all()))
+
+    async def scalar(self, query: Executable) -> Any:
+        return await self._read(lambda conn: conn.scalar(query))
 
     # -- webhooks -------------------------------------------------------------------------
 
     async def insert_webhook(self, values: Mapping[str, Any]) -> Row[Any]:
-        async with self.engine.begin() as conn:
-            row = (await conn.execute(insert(webhooks).values(**values).returning(*webhooks.c))).one()
-        return row
+        def work(conn: Connection) -> Any:
+            row = (conn.execute(insert(webhooks).values(**values).returning(*webhooks.c))).one()
+            return row
+
+        return await self._write(work)
 
     async def get_webhook(self, webhook_id: int) -> Row[Any] | None:
         if not 0 < webhook_id <= MAX_WEBHOOK_ID:
             return None
-        async with self.engine.connect() as conn:
-            return (await conn.execute(select(webhooks).where(webhooks.c.id == webhook_id))).one_or_none()
+
+        def work(conn: Connection) -> Any:
+            return (conn.execute(select(webhooks).where(webhooks.c.id == webhook_id))).one_or_none()
+
+        return await self._read(work)
 
     async def list_webhooks(self) -> list[Row[Any]]:
-        async with self.engine.connect() as conn:
-            return list((await conn.execute(select(webhooks).order_by(webhooks.c.id))).all())
+        def work(conn: Connection) -> Any:
+            return list((conn.execute(select(webhooks).order_by(webhooks.c.id))).all())
+
+        return await self._read(work)
 
     async def update_webhook(self, webhook_id: int, values: Mapping[str, Any]) -> Row[Any] | None:
         if not 0 < webhook_id <= MAX_WEBHOOK_ID:
             return None
-        async with self.engine.begin() as conn:
+
+        def work(conn: Connection) -> Any:
             return (
-                await conn.execute(
+                conn.execute(
                     update(webhooks).where(webhooks.c.id == webhook_id).values(**values).returning(*webhooks.c)
                 )
             ).one_or_none()
+
+        return await self._write(work)
 
     async def set_enabled(self, webhook_id: int, enabled: bool, reason: str | None, now: float) -> Row[Any] | None:
         """Flip the flag and move the webhook's waiting deliveries between pending and held in the
         same transaction, so a dispatcher never sees a disabled webhook with pending work."""
         if not 0 < webhook_id <= MAX_WEBHOOK_ID:
             return None
-        async with self.engine.begin() as conn:
+
+        def work(conn: Connection) -> Any:
             row = (
-                await conn.execute(
+                conn.execute(
                     update(webhooks)
                     .where(webhooks.c.id == webhook_id)
                     .values(
@@ -205,11 +254,13 @@ class Store:
                 )
             ).one_or_none()
             if row is not None:
-                await self._move_waiting(conn, [webhook_id], enabled, now)
-        return row
+                self._move_waiting(conn, [webhook_id], enabled, now)
+            return row
+
+        return await self._write(work)
 
     @staticmethod
-    async def _move_waiting(conn: AsyncConnection, webhook_ids: Sequence[int], enabled: bool, now: float) -> None:
+    def _move_waiting(conn: Connection, webhook_ids: Sequence[int], enabled: bool, now: float) -> None:
         """Deliveries in flight (leased) are left alone: recording their result holds them if the
         webhook is still disabled, and nothing is sent twice by a quick disable and enable."""
         d = deliveries.c
@@ -220,30 +271,34 @@ class Store:
             leased = and_(d.lease_owner.is_not(None), d.next_attempt_at > now)
             query = update(deliveries).where(d.webhook_id.in_(webhook_ids), d.state == "pending", ~leased)
             values = {"state": "held", "lease_owner": None}
-        await conn.execute(query.values(updated_at=now, **values))
+        conn.execute(query.values(updated_at=now, **values))
 
     async def delete_webhook(self, webhook_id: int) -> tuple[Row[Any], int, int] | None:
         if not 0 < webhook_id <= MAX_WEBHOOK_ID:
             return None
-        async with self.engine.begin() as conn:
-            row = (await conn.execute(select(webhooks).where(webhooks.c.id == webhook_id))).one_or_none()
+
+        def work(conn: Connection) -> Any:
+            row = (conn.execute(select(webhooks).where(webhooks.c.id == webhook_id))).one_or_none()
             if row is None:
                 return None
-            attempts = await conn.execute(delete(delivery_attempts).where(delivery_attempts.c.webhook_id == webhook_id))
-            removed = await conn.execute(delete(deliveries).where(deliveries.c.webhook_id == webhook_id))
-            await conn.execute(delete(webhooks).where(webhooks.c.id == webhook_id))
-        return row, removed.rowcount, attempts.rowcount
+            attempts = conn.execute(delete(delivery_attempts).where(delivery_attempts.c.webhook_id == webhook_id))
+            removed = conn.execute(delete(deliveries).where(deliveries.c.webhook_id == webhook_id))
+            conn.execute(delete(webhooks).where(webhooks.c.id == webhook_id))
+            return row, removed.rowcount, attempts.rowcount
+
+        return await self._write(work)
 
     # -- publishing -----------------------------------------------------------------------
 
     async def publish(self, new_events: Sequence[NewEvent], now: float, idempotency_since: float) -> list[StoredEvent]:
         """The outbox: events and their deliveries are committed together, so nothing published
         can be lost, and an idempotency key seen within the window returns the first event."""
-        async with self.engine.begin() as conn:
+
+        def work(conn: Connection) -> Any:
             keys = [e.idempotency_key for e in new_events if e.idempotency_key]
             seen: dict[str, Any] = {}
             if keys:
-                rows = await conn.execute(
+                rows = conn.execute(
                     select(events.c.id, events.c.type, events.c.idempotency_key, events.c.created_at).where(
                         events.c.idempotency_key.in_(keys)
                     )
@@ -255,13 +310,11 @@ class Store:
                     else:
                         expired.append(row.idempotency_key)
                 if expired:
-                    await conn.execute(
+                    conn.execute(
                         update(events).where(events.c.idempotency_key.in_(expired)).values(idempotency_key=None)
                     )
             subscribers: dict[str, list[int]] = defaultdict(list)
-            for hook in await conn.execute(
-                select(webhooks.c.id, webhooks.c.events).where(webhooks.c.enabled.is_(True))
-            ):
+            for hook in conn.execute(select(webhooks.c.id, webhooks.c.events).where(webhooks.c.enabled.is_(True))):
                 for event_type in hook.events:
                     subscribers[event_type].append(hook.id)
 
@@ -283,13 +336,13 @@ class Store:
                     "idempotency_key": key,
                 }
                 first = seen.get(key) if key else None
-                if key and first is None and not await self._insert_keyed(conn, event_row):
+                if key and first is None and not self._insert_keyed(conn, event_row):
                     # Another transaction published this key since we looked: it won.
                     first = (
-                        await conn.execute(select(events.c.id, events.c.type).where(events.c.idempotency_key == key))
+                        conn.execute(select(events.c.id, events.c.type).where(events.c.idempotency_key == key))
                     ).one()
                 if first is not None:
-                    queued = await conn.scalar(
+                    queued = conn.scalar(
                         select(func.count()).select_from(deliveries).where(deliveries.c.event_id == first.id)
                     )
                     results.append(StoredEvent(first.id, first.type, int(queued or 0), True))
@@ -314,12 +367,14 @@ class Store:
                     batch_keys[key] = stored
                 results.append(stored)
             if event_rows:
-                await conn.execute(insert(events), event_rows)
+                conn.execute(insert(events), event_rows)
             if delivery_rows:
-                await conn.execute(insert(deliveries), delivery_rows)
-        return results
+                conn.execute(insert(deliveries), delivery_rows)
+            return results
 
-    async def _insert_keyed(self, conn: AsyncConnection, row: dict[str, Any]) -> bool:
+        return await self._write(work)
+
+    def _insert_keyed(self, conn: Connection, row: dict[str, Any]) -> bool:
         """Insert an event with an idempotency key unless the key is taken; on PostgreSQL a
         concurrent publisher of the same key waits for ours to commit, then yields."""
         dialect_insert = pg_insert if self.is_postgres else sqlite_insert
@@ -329,29 +384,29 @@ class Store:
             .on_conflict_do_nothing(index_elements=["idempotency_key"])
             .returning(events.c.id)
         )
-        return (await conn.execute(statement)).first() is not None
+        return conn.execute(statement).first() is not None
 
     # -- dispatching ----------------------------------------------------------------------
 
     async def claim(
-        self, owner: str, limit: int, now: float, lease: float, exclude_webhooks: Iterable[int] = ()
+        self,
+        owner: str,
+        limit: int,
+        now: float,
+        lease: float,
+        rooms: Mapping[int, int] | None = None,
+        default_room: int | None = None,
     ) -> list[ClaimedDelivery]:
         """Take up to ``limit`` due deliveries atomically; a claim is a lease that pushes the
-        delivery's due time forward, so a crashed worker's deliveries come due again by themselves."""
-        due = (
-            select(deliveries.c.id)
-            .where(deliveries.c.state == "pending", deliveries.c.next_attempt_at <= now)
-            .order_by(deliveries.c.next_attempt_at)
-            .limit(limit)
-        )
-        excluded = list(exclude_webhooks)
-        if excluded:
-            due = due.where(deliveries.c.webhook_id.not_in(excluded))
-        if self.is_postgres:
-            due = due.with_for_update(skip_locked=True)
-        async with self.engine.begin() as conn:
+        delivery's due time forward, so a crashed worker's deliveries come due again by themselves.
+
+        ``rooms`` caps how many may be taken per webhook (``default_room`` for the others), so a
+        backlog for one endpoint never crowds out the rest or comes back unused."""
+
+        def work(conn: Connection) -> Any:
+            due = self._due(limit, now, rooms or {}, default_room)
             claimed = (
-                await conn.execute(
+                conn.execute(
                     update(deliveries)
                     .where(deliveries.c.id.in_(due.scalar_subquery()))
                     .values(
@@ -369,13 +424,13 @@ class Store:
             hook_ids = {row.webhook_id for row in claimed}
             bodies = {
                 row.id: (row.type, row.body)
-                for row in await conn.execute(
+                for row in conn.execute(
                     select(events.c.id, events.c.type, events.c.body).where(events.c.id.in_(event_ids))
                 )
             }
             hooks = {
                 row.id: (row.url, row.secret, row.enabled)
-                for row in await conn.execute(
+                for row in conn.execute(
                     select(webhooks.c.id, webhooks.c.url, webhooks.c.secret, webhooks.c.enabled).where(
                         webhooks.c.id.in_(hook_ids)
                     )
@@ -384,34 +439,70 @@ class Store:
             # A lease that outlived its worker can come due after the webhook was disabled.
             disabled = [row.id for row in claimed if not hooks[row.webhook_id][2]]
             if disabled:
-                await conn.execute(
+                conn.execute(
                     update(deliveries)
                     .where(deliveries.c.id.in_(disabled))
                     .values(state="held", lease_owner=None, attempts=deliveries.c.attempts - 1, updated_at=now)
                 )
-        result = []
-        for row in sorted(claimed, key=lambda r: r.id):
-            url, secret, enabled = hooks[row.webhook_id]
-            if not enabled:
-                continue
-            event_type, body = bodies[row.event_id]
-            result.append(
-                ClaimedDelivery(
-                    row.id, row.webhook_id, row.event_id, event_type, row.attempts, url, secret, body.encode()
+            result = []
+            for row in sorted(claimed, key=lambda r: r.id):
+                url, secret, enabled = hooks[row.webhook_id]
+                if not enabled:
+                    continue
+                event_type, body = bodies[row.event_id]
+                result.append(
+                    ClaimedDelivery(
+                        row.id, row.webhook_id, row.event_id, event_type, row.attempts, url, secret, body.encode()
+                    )
                 )
+            return result
+
+        return await self._write(work)
+
+    def _due(self, limit: int, now: float, rooms: Mapping[int, int], default_room: int | None) -> Select[Any]:
+        """The ids to claim (built on the database thread: it is not free to build)."""
+        d = deliveries.c
+        # Ranking looks at a bounded window of the oldest due rows, never the whole backlog.
+        scan = (
+            select(d.id, d.webhook_id, d.next_attempt_at)
+            .where(d.state == "pending", d.next_attempt_at <= now)
+            .order_by(d.next_attempt_at)
+            .limit(limit if default_room is None else limit * 4)
+        )
+        full = [hook for hook, room in rooms.items() if room <= 0]
+        if full:
+            scan = scan.where(d.webhook_id.not_in(full))
+        if self.is_postgres:
+            scan = scan.with_for_update(skip_locked=True)
+        if default_room is None:
+            due = scan.with_only_columns(d.id)
+        else:
+            candidates = scan.subquery("candidates")
+            rank = func.row_number().over(
+                partition_by=candidates.c.webhook_id, order_by=(candidates.c.next_attempt_at, candidates.c.id)
             )
-        return result
+            ranked = select(candidates, rank.label("rank")).subquery("ranked")
+            open_rooms = {hook: room for hook, room in rooms.items() if room > 0}
+            room = (
+                case(open_rooms, value=ranked.c.webhook_id, else_=default_room) if open_rooms else literal(default_room)
+            )
+            due = select(ranked.c.id).where(ranked.c.rank <= room).order_by(ranked.c.next_attempt_at).limit(limit)
+
+        return due
 
     async def release(self, delivery_ids: Sequence[int], now: float) -> None:
         """Hand back claimed deliveries untouched (the attempt was never made)."""
         if not delivery_ids:
             return
-        async with self.engine.begin() as conn:
-            await conn.execute(
+
+        def work(conn: Connection) -> Any:
+            conn.execute(
                 update(deliveries)
                 .where(deliveries.c.id.in_(delivery_ids))
                 .values(next_attempt_at=now, lease_owner=None, attempts=deliveries.c.attempts - 1)
             )
+
+        return await self._write(work)
 
     async def record_attempts(
         self, records: Sequence[AttemptRecord], now: float, policy: HealthPolicy | None = None
@@ -420,7 +511,8 @@ class Store:
         one transaction; returns the ids of webhooks this batch disabled."""
         if not records:
             return []
-        async with self.engine.begin() as conn:
+
+        def work(conn: Connection) -> Any:
             attempt_rows = [
                 {
                     "webhook_id": r.webhook_id,
@@ -438,11 +530,11 @@ class Store:
                 }
                 for r in records
             ]
-            await conn.execute(insert(delivery_attempts), attempt_rows)
+            conn.execute(insert(delivery_attempts), attempt_rows)
             real = [r for r in records if r.delivery_id is not None]
             if not real:
                 return []
-            await conn.execute(
+            conn.execute(
                 update(deliveries)
                 .where(deliveries.c.id == bindparam("d_id"))
                 .values(
@@ -467,17 +559,19 @@ class Store:
                     for r in real
                 ],
             )
-            return await self._update_health(conn, real, now, policy)
+            return self._update_health(conn, real, now, policy)
 
-    async def _update_health(
-        self, conn: AsyncConnection, records: Sequence[AttemptRecord], now: float, policy: HealthPolicy | None
+        return await self._write(work)
+
+    def _update_health(
+        self, conn: Connection, records: Sequence[AttemptRecord], now: float, policy: HealthPolicy | None
     ) -> list[int]:
         by_hook: dict[int, list[AttemptRecord]] = defaultdict(list)
         for record in records:
             by_hook[record.webhook_id].append(record)
         current = {
             row.id: row
-            for row in await conn.execute(
+            for row in conn.execute(
                 select(
                     webhooks.c.id,
                     webhooks.c.enabled,
@@ -526,10 +620,10 @@ class Store:
             if reason is not None and row.enabled:
                 values.update(enabled=False, disabled_reason=reason, disabled_at=now, updated_at=now)
                 disabled.append(hook_id)
-            await conn.execute(update(webhooks).where(webhooks.c.id == hook_id).values(**values))
+            conn.execute(update(webhooks).where(webhooks.c.id == hook_id).values(**values))
         disabled_now = disabled + [hook_id for hook_id, row in current.items() if not row.enabled]
         if disabled_now:
-            await self._move_waiting(conn, disabled_now, enabled=False, now=now)
+            self._move_waiting(conn, disabled_now, enabled=False, now=now)
         return disabled
 
     # -- reading logs and stats -------------------------------------------------------------
@@ -549,8 +643,11 @@ class Store:
             query = query.where(delivery_attempts.c.success.is_(success))
         if is_test is not None:
             query = query.where(delivery_attempts.c.is_test.is_(is_test))
-        async with self.engine.connect() as conn:
-            return list((await conn.execute(query)).all())
+
+        def work(conn: Connection) -> Any:
+            return list((conn.execute(query)).all())
+
+        return await self._read(work)
 
     async def stats(self, webhook_id: int, since: float | None) -> dict[str, Any]:
         a = delivery_attempts.c
@@ -558,9 +655,10 @@ class Store:
         if since is not None:
             scope.append(a.created_at >= since)
         where = and_(*scope)
-        async with self.engine.connect() as conn:
+
+        def work(conn: Connection) -> Any:
             totals = (
-                await conn.execute(
+                conn.execute(
                     select(
                         func.count().label("total"),
                         func.coalesce(func.sum(case((a.success, 1), else_=0)), 0).label("succeeded"),
@@ -575,58 +673,62 @@ class Store:
             p95 = None
             if totals.total:
                 offset = math.ceil(0.95 * totals.total) - 1  # nearest-rank percentile
-                p95 = await conn.scalar(
-                    select(a.response_ms).where(where).order_by(a.response_ms).offset(offset).limit(1)
-                )
+                p95 = conn.scalar(select(a.response_ms).where(where).order_by(a.response_ms).offset(offset).limit(1))
             streak_scope = [where]
             if totals.last_success_id is not None:
                 streak_scope.append(a.id > totals.last_success_id)
-            streak = await conn.scalar(select(func.count()).where(*streak_scope))
+            streak = conn.scalar(select(func.count()).where(*streak_scope))
             d = deliveries.c
             states = {
                 row.state: row.n
-                for row in await conn.execute(
+                for row in conn.execute(
                     select(d.state, func.count().label("n")).where(d.webhook_id == webhook_id).group_by(d.state)
                 )
             }
-            next_retry = await conn.scalar(
+            next_retry = conn.scalar(
                 select(func.min(d.next_attempt_at)).where(
                     d.webhook_id == webhook_id, d.state == "pending", d.attempts > 0
                 )
             )
-        return {
-            "total": int(totals.total),
-            "succeeded": int(totals.succeeded),
-            "tests": int(totals.tests),
-            "avg_ms": None if totals.avg_ms is None else float(totals.avg_ms),
-            "p95_ms": None if p95 is None else float(p95),
-            "last_success": totals.last_success,
-            "last_failure": totals.last_failure,
-            "streak": int(streak or 0),
-            "states": states,
-            "next_retry": next_retry,
-        }
+            return {
+                "total": int(totals.total),
+                "succeeded": int(totals.succeeded),
+                "tests": int(totals.tests),
+                "avg_ms": None if totals.avg_ms is None else float(totals.avg_ms),
+                "p95_ms": None if p95 is None else float(p95),
+                "last_success": totals.last_success,
+                "last_failure": totals.last_failure,
+                "streak": int(streak or 0),
+                "states": states,
+                "next_retry": next_retry,
+            }
+
+        return await self._read(work)
 
     # -- redelivery and upkeep ------------------------------------------------------------
 
     async def get_delivery(self, delivery_id: int) -> Row[Any] | None:
         if not 0 < delivery_id <= MAX_ROW_ID:
             return None
-        async with self.engine.connect() as conn:
-            return (await conn.execute(select(deliveries).where(deliveries.c.id == delivery_id))).one_or_none()
+
+        def work(conn: Connection) -> Any:
+            return (conn.execute(select(deliveries).where(deliveries.c.id == delivery_id))).one_or_none()
+
+        return await self._read(work)
 
     async def requeue(
         self, webhook_id: int, now: float, delivery_id: int | None = None, since: float | None = None
     ) -> int:
         """Revive dead deliveries with a fresh attempt budget; held when the webhook is disabled."""
-        async with self.engine.begin() as conn:
-            enabled = await conn.scalar(select(webhooks.c.enabled).where(webhooks.c.id == webhook_id))
+
+        def work(conn: Connection) -> Any:
+            enabled = conn.scalar(select(webhooks.c.enabled).where(webhooks.c.id == webhook_id))
             query = update(deliveries).where(deliveries.c.webhook_id == webhook_id, deliveries.c.state == "failed")
             if delivery_id is not None:
                 query = query.where(deliveries.c.id == delivery_id)
             if since is not None:
                 query = query.where(deliveries.c.created_at >= since)
-            result = await conn.execute(
+            result = conn.execute(
                 query.values(
                     state="pending" if enabled else "held",
                     attempts=0,
@@ -636,18 +738,21 @@ class Store:
                     updated_at=now,
                 )
             )
-        return int(result.rowcount)
+            return int(result.rowcount)
+
+        return await self._write(work)
 
     async def prune_attempts(self, older_than: float, batch: int) -> int:
         """Delete one small batch of old log rows, so pruning never holds a long write lock."""
-        async with self.engine.begin() as conn:
+
+        def work(conn: Connection) -> Any:
             oldest = (
                 select(delivery_attempts.c.id)
                 .where(delivery_attempts.c.created_at < older_than)
                 .order_by(delivery_attempts.c.id)
                 .limit(batch)
             )
-            result = await conn.execute(
-                delete(delivery_attempts).where(delivery_attempts.c.id.in_(oldest.scalar_subquery()))
-            )
-        return int(result.rowcount)
+            result = conn.execute(delete(delivery_attempts).where(delivery_attempts.c.id.in_(oldest.scalar_subquery())))
+            return int(result.rowcount)
+
+        return await self._write(work)
