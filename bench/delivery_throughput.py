@@ -37,6 +37,8 @@ from typing import Any
 
 from aiohttp import web
 
+from webhook_mcp.cli import run
+
 # Targets from the issue.
 TARGET_DELIVERIES_PER_S = 3500.0
 TARGET_PUBLISH_SECONDS_FOR_20K = 2.0
@@ -466,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
             return await asyncio.wait_for(run_bench(args, url), args.timeout)
 
     try:
-        result = asyncio.run(bounded())
+        result = run(bounded())  # the event loop `serve` and `worker` use
     except TimeoutError:
         print(f"ABORTED: the benchmark did not finish within --timeout {args.timeout:g} s", file=sys.stderr)
         return 2

@@ -545,7 +545,10 @@ async def test_per_endpoint_concurrency_limit(receiver_factory: ReceiverFactory,
 
 
 async def test_two_dispatchers_deliver_exactly_once(receiver: Receiver, sqlite_url: str) -> None:
-    settings = make_settings(sqlite_url, batch_size=20, max_concurrency=16, per_endpoint_concurrency=16)
+    # Each dispatcher holds at most a handful at a time (2 in flight, a short local queue), so both take work.
+    settings = make_settings(
+        sqlite_url, batch_size=20, max_concurrency=4, per_endpoint_concurrency=2, lease_seconds=8, delivery_timeout=2
+    )
     async with Hub.open(settings) as one, Hub.open(settings) as two:
         hook = await one.service.create_webhook(receiver.url, [EVENT])
         ids: list[str] = []

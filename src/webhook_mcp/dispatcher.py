@@ -128,7 +128,7 @@ class Dispatcher:
             self._wake.clear()
             # Not capped by capacity: what cannot start yet waits in its endpoint's queue (rooms bound it).
             want = cfg.batch_size
-            # Each endpoint may hold one round in flight and one queued here, no more.
+            # Each endpoint may hold one round in flight and a few more rounds queued here, no more.
             limit = cfg.per_endpoint_concurrency + self._queue_depth
             busy = self._in_flight.keys() | self._queued.keys()
             rooms = {hook: limit - self._in_flight[hook] - len(self._queued.get(hook, ())) for hook in busy}
