@@ -51,6 +51,7 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._slot_free = asyncio.Event()
         self._results_ready = asyncio.Event()
+        self._has_results = asyncio.Event()
         self._results: list[AttemptRecord] = []
         self._in_flight: Counter[int] = Counter()
         self._queued: dict[int, deque[ClaimedDelivery]] = defaultdict(deque)
@@ -216,6 +217,7 @@ class Dispatcher:
                     disable_reason=decision.disable_reason,
                 )
             )
+            self._has_results.set()
             if len(self._results) >= self.settings.batch_size:
                 self._results_ready.set()
         finally:
@@ -224,12 +226,17 @@ class Dispatcher:
             self._slot_free.set()
 
     async def _flush_loop(self) -> None:
+        """Write results a batch at a time, or what has gathered after ``FLUSH_INTERVAL``; sleeps
+        while there is nothing to write, so an idle dispatcher costs nothing here."""
         while True:
+            await self._has_results.wait()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._results_ready.wait(), FLUSH_INTERVAL)
             self._results_ready.clear()
             if self._results and not await self._flush():
                 await asyncio.sleep(DB_RETRY_DELAY)
+            if not self._results:
+                self._has_results.clear()
 
     async def _flush(self) -> bool:
         batch, self._results = self._results, []
