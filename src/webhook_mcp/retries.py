@@ -4,18 +4,9 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Protocol
 
 from .settings import Settings
-
-
-class Outcome(Protocol):
-    @property
-    def success(self) -> bool: ...
-    @property
-    def status_code(self) -> int | None: ...
-    @property
-    def retry_after(self) -> float | None: ...
+from .store import Outcome
 
 
 @dataclass(frozen=True, slots=True)
