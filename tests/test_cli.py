@@ -72,3 +72,37 @@ def test_bad_settings_are_clear_errors(env: dict[str, str], message: str) -> Non
 def test_no_command_prints_help() -> None:
     result = run()
     assert result.returncode == 2 and "serve" in result.stdout
+
+
+def test_publish_reads_data_from_stdin(tmp_path: Path) -> None:
+    from webhook_mcp.catalog import load_catalog
+
+    url = f"sqlite:///{tmp_path / 'hooks.db'}"
+    example = json.dumps(load_catalog().get("customer.created").example)
+    result = subprocess.run(
+        [sys.executable, "-m", "webhook_mcp.cli", "publish", "customer.created", "--data", "-"],
+        input=example,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "WEBHOOK_MCP_DATABASE_URL": url},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("evt_") and "queued for 0 webhook(s)" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["order.created", "--data", "@/nonexistent/order.json"], "cannot read --data file"),
+        (["order.created", "--data", "[1, 2]"], "must hold a JSON object"),
+        (["order.created", "--data", '{"id": 5}'], "does not match its schema"),
+        (["webhook.test", "--data", "{}"], "cannot be subscribed"),
+    ],
+)
+def test_publish_rejects_bad_input_before_touching_the_database(tmp_path: Path, args: list[str], message: str) -> None:
+    database = tmp_path / "never.db"
+    result = run("publish", *args, env={"WEBHOOK_MCP_DATABASE_URL": f"sqlite:///{database}"})
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not database.exists()
