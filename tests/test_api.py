@@ -97,6 +97,15 @@ def _free_port() -> int:
 
 @pytest.fixture
 def http_server(tmp_path: Path) -> Iterator[str]:
+    yield from _serve(tmp_path, "streamable-http")
+
+
+@pytest.fixture
+def sse_server(tmp_path: Path) -> Iterator[str]:
+    yield from _serve(tmp_path, "sse")
+
+
+def _serve(tmp_path: Path, transport: str) -> Iterator[str]:
     port = _free_port()
     env = {
         **os.environ,
@@ -105,7 +114,7 @@ def http_server(tmp_path: Path) -> Iterator[str]:
         "WEBHOOK_MCP_API_TOKEN": TOKEN,
         "WEBHOOK_MCP_LOG_LEVEL": "WARNING",
     }
-    command = [sys.executable, "-m", "webhook_mcp.cli", "serve", "--transport", "streamable-http"]
+    command = [sys.executable, "-m", "webhook_mcp.cli", "serve", "--transport", transport]
     process = subprocess.Popen(
         [*command, "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
@@ -153,3 +162,16 @@ async def test_served_mcp_and_events_share_one_http_server(http_server: str) -> 
         counts = stats.structured_content
         assert counts is not None
         assert counts["pending_deliveries"] + counts["failed_deliveries"] + counts["succeeded_deliveries"] >= 1
+
+
+async def test_sse_transport_serves_the_tools(sse_server: str) -> None:
+    from mcp.client.session import ClientSession
+    from mcp.client.sse import sse_client
+
+    with anyio.fail_after(30):
+        async with sse_client(f"{sse_server}/sse") as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            names = {tool.name for tool in (await session.list_tools()).tools}
+            assert {"list_webhooks", "create_webhook", "test_webhook", "send_event"} <= names
+            events = await session.call_tool("get_webhook_events", {})
+            assert events.structured_content is not None and events.structured_content["total"] >= 15
