@@ -59,6 +59,7 @@ def test_migrate_creates_the_database(tmp_path: Path) -> None:
         ({"WEBHOOK_MCP_DELIVERY_TIMEOUT": "soon"}, "WEBHOOK_MCP_DELIVERY_TIMEOUT"),
         ({"WEBHOOK_MCP_ALLOWED_PRIVATE_NETWORKS": "10.0.0.0/33"}, "CIDR"),
         ({"WEBHOOK_MCP_RETRY_SCHEDULE": "5,-1"}, "WEBHOOK_MCP_RETRY_SCHEDULE"),
+        ({"WEBHOOK_MCP_LEASE_SECONDS": "5"}, "must be longer than delivery_timeout"),
         ({"WEBHOOK_MCP_DATABASE_URL": "mysql://root@localhost/x"}, "not supported"),
     ],
 )

@@ -80,6 +80,7 @@ def worker_env(database_url: str, **extra: str) -> dict[str, str]:
         WEBHOOK_MCP_DATABASE_URL=database_url,
         WEBHOOK_MCP_ALLOWED_PRIVATE_NETWORKS="127.0.0.0/8",
         WEBHOOK_MCP_LEASE_SECONDS="2",
+        WEBHOOK_MCP_DELIVERY_TIMEOUT="1",
         WEBHOOK_MCP_POLL_INTERVAL="0.1",
         WEBHOOK_MCP_MAX_CONCURRENCY=str(MAX_CONCURRENCY),
         WEBHOOK_MCP_PER_ENDPOINT_CONCURRENCY=str(MAX_CONCURRENCY),

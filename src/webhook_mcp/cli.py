@@ -184,8 +184,11 @@ def _claude_config(settings: Settings) -> None:
 def _settings_error(exc: ValidationError) -> str:
     lines = ["invalid setting(s):"]
     for error in exc.errors():
-        name = "WEBHOOK_MCP_" + "_".join(str(part) for part in error["loc"][:1]).upper()
-        lines.append(f"  {name}: {error['msg']}")
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if error["loc"]:
+            lines.append(f"  WEBHOOK_MCP_{str(error['loc'][0]).upper()}: {message}")
+        else:
+            lines.append(f"  {message}")
     return "\n".join(lines)
 
 

@@ -117,9 +117,14 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _check_concurrency(self) -> Settings:
+    def _check_consistency(self) -> Settings:
         if self.per_endpoint_concurrency > self.max_concurrency:
             raise ValueError("per_endpoint_concurrency cannot exceed max_concurrency")
+        if self.lease_seconds <= self.delivery_timeout:
+            raise ValueError(
+                f"lease_seconds ({self.lease_seconds:g}) must be longer than delivery_timeout "
+                f"({self.delivery_timeout:g}), or another worker retakes deliveries still in flight"
+            )
         return self
 
     @property
