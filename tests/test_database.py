@@ -56,15 +56,15 @@ def test_sqlite_file_and_directory_are_created(tmp_path: object) -> None:
 )
 def test_unusable_urls_say_what_to_use(url: str, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
-        database.async_url(url)
+        database.sync_url(url)
 
 
-def test_urls_pick_async_and_sync_drivers() -> None:
-    assert database.async_url("sqlite:///x.db").drivername == "sqlite+aiosqlite"
+def test_urls_pick_the_synchronous_drivers() -> None:
+    assert database.sync_url("sqlite:///x.db").drivername == "sqlite+pysqlite"
     assert database.sync_url("sqlite+aiosqlite:///x.db").drivername == "sqlite+pysqlite"
-    assert database.async_url("postgres://u@h/db").drivername == "postgresql+asyncpg"
-    assert database.sync_url("postgresql://u@h/db").drivername == "postgresql+psycopg"
-    assert database.async_url("postgresql+psycopg://u@h/db").drivername == "postgresql+psycopg"
+    assert database.sync_url("postgres://u@h/db").drivername == "postgresql+psycopg"
+    assert database.sync_url("postgresql+asyncpg://u@h/db").drivername == "postgresql+psycopg"
+    assert database.sync_url("postgresql+psycopg://u@h/db").drivername == "postgresql+psycopg"
 
 
 def test_unreachable_database_is_a_clear_error() -> None:

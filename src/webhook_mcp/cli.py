@@ -125,7 +125,7 @@ async def _until_signalled() -> None:
 
 async def _worker(settings: Settings) -> None:
     async with Hub.open(settings, dispatch=True):
-        logger.info("worker running on %s; Ctrl-C or SIGTERM stops it", database.async_url(settings.database_url))
+        logger.info("worker running on %s; Ctrl-C or SIGTERM stops it", database.sync_url(settings.database_url))
         await _until_signalled()
 
 

@@ -14,14 +14,14 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from .errors import ConfigurationError
 
 logger = logging.getLogger(__name__)
 
-_ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
-_SYNC_DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg"}
+# The store runs each transaction whole on a thread, so it wants the synchronous drivers; URLs
+# naming an async driver (sqlite+aiosqlite, postgresql+asyncpg) are mapped to these.
+_DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg"}
 _MIGRATION_LOCK_ID = 0x77686D63  # "whmc": serialises concurrent `upgrade head` on PostgreSQL
 
 
@@ -33,7 +33,7 @@ def _parse(url: str) -> URL:
             f"WEBHOOK_MCP_DATABASE_URL {url!r} is not a database URL; use sqlite:///path/to/file.db "
             "or postgresql://user@host:5432/dbname"
         ) from exc
-    if parsed.get_backend_name() not in _ASYNC_DRIVERS:
+    if parsed.get_backend_name() not in _DRIVERS:
         raise ConfigurationError(
             f"database {parsed.get_backend_name()!r} is not supported; use sqlite:///path/to/file.db "
             "or postgresql://user@host:5432/dbname"
@@ -46,20 +46,12 @@ def _parse(url: str) -> URL:
     return parsed
 
 
-def async_url(url: str) -> URL:
-    parsed = _parse(url)
-    backend = parsed.get_backend_name()
-    if "+" in parsed.drivername and parsed.get_driver_name() in ("aiosqlite", "asyncpg", "psycopg"):
-        return parsed
-    return parsed.set(drivername=f"{backend}+{_ASYNC_DRIVERS[backend]}")
-
-
 def sync_url(url: str) -> URL:
     parsed = _parse(url)
     backend = parsed.get_backend_name()
     if "+" in parsed.drivername and parsed.get_driver_name() in ("pysqlite", "psycopg"):
         return parsed
-    return parsed.set(drivername=f"{backend}+{_SYNC_DRIVERS[backend]}")
+    return parsed.set(drivername=f"{backend}+{_DRIVERS[backend]}")
 
 
 def _sqlite_setup(engine: Engine) -> None:
@@ -86,23 +78,14 @@ def _ensure_sqlite_dir(parsed: URL) -> None:
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
 
-def create_async(url: str) -> AsyncEngine:
-    parsed = async_url(url)
-    _ensure_sqlite_dir(parsed)
-    if parsed.get_backend_name() == "sqlite":
-        engine = create_async_engine(parsed)
-        _sqlite_setup(engine.sync_engine)
-        return engine
-    return create_async_engine(parsed, pool_size=10, max_overflow=10, pool_pre_ping=True)
-
-
 def create_sync(url: str) -> Engine:
     parsed = sync_url(url)
     _ensure_sqlite_dir(parsed)
-    engine = create_engine(parsed)
     if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(parsed)
         _sqlite_setup(engine)
-    return engine
+        return engine
+    return create_engine(parsed, pool_size=10, max_overflow=10, pool_pre_ping=True)
 
 
 def _alembic_config() -> Config:

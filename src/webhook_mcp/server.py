@@ -17,6 +17,7 @@ from pydantic import Field
 from . import __version__, models
 from .errors import WebhookError
 from .hub import Hub
+from .service import WebhookService
 from .settings import Settings
 from .store import MAX_WEBHOOK_ID
 
@@ -90,7 +91,7 @@ def create_server(settings: Settings | None = None, *, hub: Hub | None = None) -
         lifespan=lifespan,
     )
 
-    def svc() -> Any:
+    def svc() -> WebhookService:
         return slot.get().service
 
     @server.tool(
@@ -109,7 +110,7 @@ def create_server(settings: Settings | None = None, *, hub: Hub | None = None) -
         annotations=READ,
     )
     async def get_webhook_events() -> models.EventTypeList:
-        return svc().list_event_types()  # type: ignore[no-any-return]
+        return svc().list_event_types()
 
     @server.tool(
         description="Show one webhook: URL, events, description, enabled state and disabled reason, "
@@ -182,7 +183,7 @@ def create_server(settings: Settings | None = None, *, hub: Hub | None = None) -
         event: Annotated[str, Field(description="Event type name, e.g. order.created.")],
     ) -> models.SamplePayload:
         try:
-            return svc().sample_payload(event)  # type: ignore[no-any-return]
+            return svc().sample_payload(event)
         except WebhookError as exc:
             raise ToolError(str(exc)) from exc
 
