@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import ipaddress
 import json
 import os
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio
 import psycopg
 import pytest
 from aiohttp import web
@@ -25,6 +27,20 @@ LOOPBACK = [ipaddress.ip_network("127.0.0.0/8")]
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+async def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01) -> Any:
+    """Check ``predicate`` (sync or async) every few ms until it is truthy; fail after ``timeout`` s.
+
+    For state in a database another process writes, where there is no event to wait on."""
+    with anyio.fail_after(timeout):
+        while True:
+            result = predicate()
+            if inspect.isawaitable(result):
+                result = await result
+            if result:
+                return result
+            await anyio.sleep(interval)
 
 
 def make_settings(database_url: str, **overrides: Any) -> Settings:

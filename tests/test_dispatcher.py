@@ -4,7 +4,6 @@ real databases (the important rules run on both SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import asyncio
-import inspect
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -16,7 +15,7 @@ import standardwebhooks
 from aiohttp import web
 from sqlalchemy import func, select
 
-from conftest import Received, Receiver, make_settings
+from conftest import Received, Receiver, make_settings, wait_until
 from webhook_mcp import Hub
 from webhook_mcp.store import AttemptRecord
 from webhook_mcp.tables import deliveries, delivery_attempts, events
@@ -26,18 +25,6 @@ pytestmark = pytest.mark.anyio
 EVENT = "order.created"
 
 ReceiverFactory = Callable[..., Awaitable[Receiver]]
-
-
-async def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01) -> Any:
-    """Check ``predicate`` (sync or async) every few ms until it is truthy; fail after ``timeout`` s."""
-    with anyio.fail_after(timeout):
-        while True:
-            result = predicate()
-            if inspect.isawaitable(result):
-                result = await result
-            if result:
-                return result
-            await anyio.sleep(interval)
 
 
 def header(received: Received, name: str) -> str:

@@ -13,14 +13,13 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
 from aiohttp import web
 from sqlalchemy import func, select
 
-from conftest import Received, Receiver, make_settings
+from conftest import Received, Receiver, make_settings, wait_until
 from webhook_mcp import Hub
 from webhook_mcp.tables import deliveries, events
 
@@ -31,26 +30,13 @@ CLI = shutil.which("webhook-mcp", path=str(Path(sys.executable).parent)) or shut
 # Worker settings for these tests. After a SIGKILL, exactly the deliveries the dead worker had claimed
 # but not recorded (still leased) come due again when the lease ends, so only those that had also reached
 # the receiver can arrive twice: the ones in flight (<= MAX_CONCURRENCY) plus finished ones whose results
-# were waiting for the next batched write. The crash test asserts that set bound exactly. The round
-# figure MAX_CONCURRENCY + BATCH_SIZE does NOT hold today: the dispatcher keeps claiming while results
-# wait to be written (observed 96 > 82 here); see test_unrecorded_results_limit_new_claims in
-# test_dispatcher.py.
+# were waiting for the next batched write. The crash test asserts that set bound exactly (the dispatcher
+# stops claiming while more than a batch of results waits to be written; see
+# test_unrecorded_results_limit_new_claims in test_dispatcher.py).
 MAX_CONCURRENCY = 32
 BATCH_SIZE = 50
 
 ReceiverFactory = Callable[..., Awaitable[Receiver]]
-
-
-async def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
-    """Check ``predicate`` (sync or async) every few ms until it is truthy; fail after ``timeout`` s."""
-    with anyio.fail_after(timeout):
-        while True:
-            result = predicate()
-            if asyncio.iscoroutine(result):
-                result = await result
-            if result:
-                return result
-            await anyio.sleep(interval)
 
 
 class IdLog:
