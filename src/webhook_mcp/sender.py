@@ -169,7 +169,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._resolver: GuardedResolver | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._literal_checks: dict[str, str | None] = {}
-        self._yarl: dict[httpx.URL, URL] = {}
 
     def _open(self) -> aiohttp.ClientSession:
         self._loop = asyncio.get_running_loop()
@@ -228,26 +227,32 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self, method: str, url: httpx.URL, headers: _Headers, body: bytes
     ) -> tuple[int, str, CIMultiDictProxy[str], bytes]:
         """One request on the shared session: status, reason, headers and the capped body.
+        Failures are raised as the httpx exceptions."""
+        return await self.exchange_prepared(method, self.prepare(url), url, headers, body)
 
-        The dispatcher calls this directly: building httpx objects for every delivery costs more
-        than the rest of the attempt. Failures are raised as the httpx exceptions either way."""
+    def prepare(self, url: httpx.URL) -> URL:
+        """Check a URL once (scheme, host, IP-literal guard) and convert it for aiohttp; the
+        dispatcher keeps the result per webhook URL, so the hot path does neither again."""
         if url.scheme not in ("http", "https"):
             raise httpx.UnsupportedProtocol(
-                f"unsupported URL scheme {url.scheme!r} (use http or https)", request=httpx.Request(method, url)
+                f"unsupported URL scheme {url.scheme!r} (use http or https)", request=httpx.Request("POST", url)
             )
         if not url.host:
-            raise httpx.UnsupportedProtocol("the URL has no host name", request=httpx.Request(method, url))
+            raise httpx.UnsupportedProtocol("the URL has no host name", request=httpx.Request("POST", url))
         refusal = self._check_literal(url.host)
         if refusal is not None:
-            raise BlockedAddressError(refusal, request=httpx.Request(method, url))
+            raise BlockedAddressError(refusal, request=httpx.Request("POST", url))
+        return URL(str(url), encoded=True)
+
+    async def exchange_prepared(
+        self, method: str, target: URL, url: httpx.URL, headers: _Headers, body: bytes
+    ) -> tuple[int, str, CIMultiDictProxy[str], bytes]:
+        """``exchange`` for a URL already through :meth:`prepare`. The dispatcher calls this
+        directly: building httpx objects for every delivery costs more than the rest of the attempt.
+        The session's total timeout bounds it, body read included."""
         session = self._session
         if session is None or self._loop is not asyncio.get_running_loop():
             session = self._open()
-        target = self._yarl.get(url)
-        if target is None:
-            if len(self._yarl) >= _CACHE_LIMIT:
-                self._yarl.clear()
-            target = self._yarl[url] = URL(str(url), encoded=True)
         try:
             response = await session.request(method, target, headers=headers, data=body, allow_redirects=False)
             try:
@@ -379,7 +384,7 @@ class Sender:
         self._timeout = float(timeout)
         self._backstop = self._timeout + _BACKSTOP_MARGIN
         self._excerpt_bytes = excerpt_bytes
-        self._urls: dict[str, httpx.URL] = {}
+        self._urls: dict[str, tuple[httpx.URL, URL | None]] = {}
         self._transport: httpx.AsyncBaseTransport = (
             transport
             if transport is not None
@@ -395,21 +400,28 @@ class Sender:
 
     async def send(self, url: str, headers: Mapping[str, str], body: bytes) -> SendOutcome:
         start = time.perf_counter()
-        try:
-            parsed = self._urls.get(url)
-            if parsed is None:
-                # Parsing is the dearest part of a request and the dispatcher sends to few distinct URLs.
+        known = self._urls.get(url)
+        if known is None:
+            try:
+                # Parsing and checking a URL is the dearest part of a request; webhooks are few.
                 parsed = httpx.URL(url)
-                if len(self._urls) >= _CACHE_LIMIT:
-                    self._urls.clear()
-                self._urls[url] = parsed
-        except Exception as exc:
-            return self._failure(start, f"invalid webhook URL {url!r}: {exc}")
+            except Exception as exc:
+                return self._failure(start, f"invalid webhook URL {url!r}: {exc}")
+            try:
+                target = self._direct.prepare(parsed) if self._direct is not None else None
+            except Exception as exc:
+                return self._failure(start, self._describe(exc, parsed))
+            if len(self._urls) >= _CACHE_LIMIT:
+                self._urls.clear()
+            known = self._urls[url] = (parsed, target)
+        parsed, target = known
         try:
+            if self._direct is not None and target is not None:
+                status, reason, response_headers, data = await self._direct.exchange_prepared(
+                    "POST", target, parsed, headers, body
+                )
+                return self._outcome(start, parsed, status, reason, response_headers, data)
             async with asyncio.timeout(self._backstop):
-                if self._direct is not None:
-                    status, reason, response_headers, data = await self._direct.exchange("POST", parsed, headers, body)
-                    return self._outcome(start, parsed, status, reason, response_headers, data)
                 request = httpx.Request("POST", parsed, headers=headers, content=body)
                 response = await self._transport.handle_async_request(request)
                 data = await self._read_excerpt(response)
