@@ -18,7 +18,6 @@ from sqlalchemy import (
     Row,
     Select,
     and_,
-    bindparam,
     case,
     delete,
     func,
@@ -171,6 +170,19 @@ class Store:
         self.is_postgres = engine.dialect.name == "postgresql"
         threads = DB_THREADS if self.is_postgres else 1
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="webhook-mcp-db")
+
+        def param(name: str) -> str:
+            return f"%({name})s" if self.is_postgres else f":{name}"
+
+        columns = [c.name for c in delivery_attempts.c if c.name != "id"]
+        self._insert_attempts_sql = (
+            f"INSERT INTO delivery_attempts ({', '.join(columns)}) VALUES ({', '.join(map(param, columns))})"
+        )
+        finished = ("state", "next_attempt_at", "last_status", "last_error", "updated_at", "completed_at")
+        self._finish_deliveries_sql = (
+            f"UPDATE deliveries SET lease_owner = NULL, {', '.join(f'{c} = {param(c)}' for c in finished)} "
+            f"WHERE id = {param('id')}"
+        )
 
     async def close(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self.engine.dispose)
@@ -515,48 +527,42 @@ class Store:
             return []
 
         def work(conn: Connection) -> Any:
-            attempt_rows = [
-                {
-                    "webhook_id": r.webhook_id,
-                    "delivery_id": r.delivery_id,
-                    "event_id": r.event_id,
-                    "event_type": r.event_type,
-                    "attempt_number": r.attempt_number,
-                    "is_test": r.is_test,
-                    "created_at": r.created_at,
-                    "status_code": r.status_code,
-                    "response_ms": r.response_ms,
-                    "success": r.success,
-                    "error": _clip(r.error),
-                    "response_excerpt": r.response_excerpt,
-                }
-                for r in records
-            ]
-            conn.execute(insert(delivery_attempts), attempt_rows)
+            # Plain driver executemany: SQLAlchemy's per-row parameter handling would cost more
+            # than the rows themselves at dispatcher rates.
+            conn.exec_driver_sql(
+                self._insert_attempts_sql,
+                [
+                    {
+                        "webhook_id": r.webhook_id,
+                        "delivery_id": r.delivery_id,
+                        "event_id": r.event_id,
+                        "event_type": r.event_type,
+                        "attempt_number": r.attempt_number,
+                        "is_test": r.is_test,
+                        "created_at": r.created_at,
+                        "status_code": r.status_code,
+                        "response_ms": r.response_ms,
+                        "success": r.success,
+                        "error": _clip(r.error),
+                        "response_excerpt": r.response_excerpt,
+                    }
+                    for r in records
+                ],
+            )
             real = [r for r in records if r.delivery_id is not None]
             if not real:
                 return []
-            conn.execute(
-                update(deliveries)
-                .where(deliveries.c.id == bindparam("d_id"))
-                .values(
-                    state=bindparam("d_state"),
-                    next_attempt_at=bindparam("d_next"),
-                    lease_owner=None,
-                    last_status=bindparam("d_status"),
-                    last_error=bindparam("d_error"),
-                    updated_at=now,
-                    completed_at=bindparam("d_completed"),
-                )
-                .execution_options(synchronize_session=False),
+            conn.exec_driver_sql(
+                self._finish_deliveries_sql,
                 [
                     {
-                        "d_id": r.delivery_id,
-                        "d_state": r.next_state,
-                        "d_next": r.next_attempt_at if r.next_attempt_at is not None else r.created_at,
-                        "d_status": r.status_code,
-                        "d_error": _clip(r.error),
-                        "d_completed": r.created_at if r.next_state in ("succeeded", "failed") else None,
+                        "id": r.delivery_id,
+                        "state": r.next_state,
+                        "next_attempt_at": r.next_attempt_at if r.next_attempt_at is not None else r.created_at,
+                        "last_status": r.status_code,
+                        "last_error": _clip(r.error),
+                        "updated_at": now,
+                        "completed_at": r.created_at if r.next_state in ("succeeded", "failed") else None,
                     }
                     for r in real
                 ],
