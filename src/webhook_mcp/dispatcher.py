@@ -103,9 +103,12 @@ class Dispatcher:
             pruner.cancel()
             await self._release_queued()
             await self._finish_in_flight()
-            flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            # Let the flusher finish the write it may be in (never cancel a batch half-way).
+            self._has_results.set()
+            try:
                 await flusher
+            except Exception:
+                logger.exception("the result writer failed while stopping")
             with contextlib.suppress(asyncio.CancelledError):
                 await pruner
             await self._flush_remaining()
@@ -230,13 +233,18 @@ class Dispatcher:
         while there is nothing to write, so an idle dispatcher costs nothing here."""
         while True:
             await self._has_results.wait()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._results_ready.wait(), FLUSH_INTERVAL)
+            if not self._stopping:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._results_ready.wait(), FLUSH_INTERVAL)
             self._results_ready.clear()
             if self._results and not await self._flush():
+                if self._stopping:
+                    return
                 await asyncio.sleep(DB_RETRY_DELAY)
             if not self._results:
                 self._has_results.clear()
+                if self._stopping:
+                    return
 
     async def _flush(self) -> bool:
         batch, self._results = self._results, []
