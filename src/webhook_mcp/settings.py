@@ -131,9 +131,6 @@ class Settings(BaseSettings):
     def max_attempts(self) -> int:
         return len(self.retry_schedule)
 
-    def is_allowed_private(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-        return any(address in network for network in self.allowed_private_networks)
-
 
 def describe_settings() -> str:
     """One line per setting, for ``--help``."""
