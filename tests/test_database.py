@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
-from webhook_mcp import ConfigurationError, database
+from conftest import make_settings
+from webhook_mcp import ConfigurationError, Hub, database
 from webhook_mcp.tables import metadata
 
-EXPECTED_TABLES = {"webhooks", "events", "deliveries", "delivery_attempts", "alembic_version"}
+EXPECTED_TABLES = {"webhooks", "events", "deliveries", "delivery_attempts", "attempt_rollups", "alembic_version"}
 
 
 def test_upgrade_creates_every_table_and_index(database_url: str) -> None:
@@ -23,12 +25,50 @@ def test_upgrade_creates_every_table_and_index(database_url: str) -> None:
         assert set(inspector.get_table_names()) == EXPECTED_TABLES
         attempt_indexes = {ix["name"] for ix in inspector.get_indexes("delivery_attempts")}
         assert {"ix_delivery_attempts_webhook_id_id", "ix_delivery_attempts_created_at"} <= attempt_indexes
-        assert "ix_deliveries_due" in {ix["name"] for ix in inspector.get_indexes("deliveries")}
+        assert {"ix_deliveries_due", "ix_deliveries_leased"} <= {
+            ix["name"] for ix in inspector.get_indexes("deliveries")
+        }
         with engine.connect() as conn:
             diff = compare_metadata(MigrationContext.configure(conn), metadata)
         assert diff == [], f"migrations and tables.py disagree: {diff}"
     finally:
         engine.dispose()
+
+
+@pytest.mark.anyio
+async def test_upgrade_from_0001_rolls_up_existing_logs(database_url: str) -> None:
+    """Stats read rollups since 0002: logs written before the upgrade must be counted too."""
+    config = database._alembic_config()
+    engine = database.create_sync(database_url)
+    hour = 1_700_000_000 // 3600 * 3600
+    try:
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "0001")
+            conn.execute(
+                text(
+                    "INSERT INTO webhooks (url, events, secret, created_at, updated_at) "
+                    "VALUES ('https://example.com/h', '[]', 'whsec_x', 0, 0)"
+                )
+            )
+            for i, (success, ms, is_test) in enumerate(
+                [(True, 5, False), (True, 40, False), (True, 12, True), (False, 400, False)]
+            ):
+                conn.execute(
+                    text(
+                        "INSERT INTO delivery_attempts (webhook_id, event_id, event_type, attempt_number, is_test, "
+                        "created_at, response_ms, success) VALUES (1, :event, 'order.created', 1, :test, :at, :ms, :ok)"
+                    ),
+                    {"event": f"evt_{i}", "test": is_test, "at": hour + 60 * i, "ms": ms, "ok": success},
+                )
+    finally:
+        engine.dispose()
+    database.upgrade(database_url)
+    async with Hub.open(make_settings(database_url), dispatch=False) as hub:
+        stats = await hub.service.get_stats(1)
+    assert (stats.total_attempts, stats.succeeded, stats.test_attempts, stats.succeeded_deliveries) == (4, 3, 1, 2)
+    assert stats.avg_response_ms == pytest.approx(114.2)
+    assert stats.p95_response_ms == 400.0 and stats.consecutive_failures == 1
 
 
 def test_upgrade_twice_is_harmless(database_url: str) -> None:

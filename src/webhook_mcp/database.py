@@ -78,14 +78,15 @@ def _ensure_sqlite_dir(parsed: URL) -> None:
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
 
-def create_sync(url: str) -> Engine:
+def create_sync(url: str, pool_size: int = 8) -> Engine:
     parsed = sync_url(url)
     _ensure_sqlite_dir(parsed)
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(parsed)
         _sqlite_setup(engine)
         return engine
-    return create_engine(parsed, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    # pre-ping replaces connections a PostgreSQL restart has cut, so the next transaction works.
+    return create_engine(parsed, pool_size=pool_size, max_overflow=2, pool_pre_ping=True)
 
 
 def _alembic_config() -> Config:

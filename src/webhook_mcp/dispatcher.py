@@ -10,8 +10,7 @@ import os
 import socket
 import time
 import uuid
-from collections import Counter, defaultdict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from .retries import RetryPolicy
 from .sender import Sender
@@ -21,10 +20,22 @@ from .store import AttemptRecord, ClaimedDelivery, HealthPolicy, Store
 
 logger = logging.getLogger(__name__)
 
-FLUSH_INTERVAL = 0.05
+FLUSH_INTERVAL = 0.005
 PRUNE_INTERVAL = 300.0
 PRUNE_BATCH = 500
-DB_RETRY_DELAY = 1.0
+DB_RETRY_DELAY = 0.5
+MAX_DB_RETRY_DELAY = 30.0
+
+
+def _backoff(failures: int) -> float:
+    """Waits after consecutive database failures: 0.5 s, 1 s, 2 s … capped, so a restarting
+    PostgreSQL is picked up again quickly without being hammered while it is down."""
+    return float(min(MAX_DB_RETRY_DELAY, DB_RETRY_DELAY * 2 ** (failures - 1)))
+
+
+def _brief(exc: BaseException) -> str:
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {first_line}" if first_line else type(exc).__name__
 
 
 def new_worker_id() -> str:
@@ -53,39 +64,17 @@ class Dispatcher:
         self._results_ready = asyncio.Event()
         self._has_results = asyncio.Event()
         self._results: list[AttemptRecord] = []
-        self._in_flight: Counter[int] = Counter()
-        self._queued: dict[int, deque[ClaimedDelivery]] = defaultdict(deque)
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._keys: dict[str, bytes] = {}
-        self._background: set[asyncio.Task[None]] = set()
         self._writing = 0
         self._max_tasks = settings.max_concurrency
         self._min_claim = max(1, min(settings.batch_size, settings.max_concurrency) // 4)
-        # Deliveries claimed ahead per endpoint: a few rounds, yet few enough that the last queued
-        # one is sent before its lease ends even if every round runs into the delivery timeout.
-        rounds = int(settings.lease_seconds // settings.delivery_timeout) - 2
-        self._queue_depth = settings.per_endpoint_concurrency * min(4, max(1, rounds))
         self._stopping = False
         self.delivered = 0
 
     def wake(self) -> None:
         """Called after a publish in this process, so new work starts without waiting for a poll."""
         self._wake.set()
-
-    def drop_queued(self, webhook_ids: Iterable[int]) -> None:
-        """A webhook was disabled: hand back what is queued here for it instead of sending it
-        (the next claim holds it). Deliveries already in flight finish."""
-        dropped = [d.id for hook in webhook_ids for d in self._queued.pop(hook, ())]
-        if dropped:
-            task = asyncio.create_task(self._release(dropped))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
-
-    async def _release(self, delivery_ids: list[int]) -> None:
-        try:
-            await self.store.release(delivery_ids, self._clock())
-        except Exception:
-            logger.exception("could not hand back %d deliveries; their leases will expire", len(delivery_ids))
 
     @property
     def in_flight(self) -> int:
@@ -96,12 +85,13 @@ class Dispatcher:
         logger.info("dispatcher %s started", self.worker_id)
         flusher = asyncio.create_task(self._flush_loop(), name="webhook-mcp-flush")
         pruner = asyncio.create_task(self._prune_loop(), name="webhook-mcp-prune")
+        listener = asyncio.create_task(self.store.listen_for_work(self.wake), name="webhook-mcp-listen")
         try:
             await self._claim_loop()
         finally:
             self._stopping = True
             pruner.cancel()
-            await self._release_queued()
+            listener.cancel()
             await self._finish_in_flight()
             # Let the flusher finish the write it may be in (never cancel a batch half-way).
             self._has_results.set()
@@ -109,8 +99,9 @@ class Dispatcher:
                 await flusher
             except Exception:
                 logger.exception("the result writer failed while stopping")
-            with contextlib.suppress(asyncio.CancelledError):
-                await pruner
+            for helper in (pruner, listener):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await helper
             await self._flush_remaining()
             logger.info("dispatcher %s stopped", self.worker_id)
 
@@ -122,6 +113,7 @@ class Dispatcher:
 
     async def _claim_loop(self) -> None:
         cfg = self.settings
+        failures = 0
         while True:
             capacity = self._capacity()
             # Small claims cost a transaction each for little work: wait until a quarter is free.
@@ -130,68 +122,29 @@ class Dispatcher:
                 await self._slot_free.wait()
                 continue
             self._wake.clear()
-            # Not capped by capacity: what cannot start yet waits in its endpoint's queue (rooms bound it).
-            want = cfg.batch_size
-            # Each endpoint may hold one round in flight and a few more rounds queued here, no more.
-            limit = cfg.per_endpoint_concurrency + self._queue_depth
-            busy = self._in_flight.keys() | self._queued.keys()
-            rooms = {hook: limit - self._in_flight[hook] - len(self._queued.get(hook, ())) for hook in busy}
+            want = min(cfg.batch_size, capacity)
             try:
                 claimed = await self.store.claim(
-                    self.worker_id, want, self._clock(), cfg.lease_seconds, rooms, default_room=limit
+                    self.worker_id, want, self._clock(), cfg.lease_seconds, cfg.per_endpoint_concurrency
                 )
-                over_limit = [d.id for d in claimed if not self._start(d)]
-                if over_limit:
-                    await self.store.release(over_limit, self._clock())
-            except Exception:
-                # Whatever was claimed and not started comes due again when its lease ends.
-                logger.exception("claiming deliveries failed; retrying in %ss", DB_RETRY_DELAY)
-                await self._wait_for_wake(DB_RETRY_DELAY)
+            except Exception as exc:
+                # Whatever was claimed comes due again when its lease ends.
+                failures += 1
+                delay = _backoff(failures)
+                logger.warning("claiming deliveries failed (%s); retrying in %.1fs", _brief(exc), delay)
+                await self._wait_for_wake(delay)
                 continue
+            if failures:
+                logger.info("claiming deliveries works again after %d failed attempts", failures)
+                failures = 0
+            for delivery in claimed:
+                self._tasks[delivery.id] = asyncio.create_task(self._deliver(delivery))
             if len(claimed) < want:
                 await self._wait_for_wake(cfg.poll_interval)
 
     async def _wait_for_wake(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
-
-    def _start(self, delivery: ClaimedDelivery) -> bool:
-        """Send now if there is a free slot (overall and for the endpoint), else queue it locally
-        behind its endpoint (bounded by ``_queue_depth``); False means it must be handed back."""
-        hook = delivery.webhook_id
-        if self._in_flight[hook] < self.settings.per_endpoint_concurrency and len(self._tasks) < self._max_tasks:
-            self._in_flight[hook] += 1
-            self._launch(delivery)
-            return True
-        queue = self._queued[hook]
-        if len(queue) < self._queue_depth:
-            queue.append(delivery)
-            return True
-        return False
-
-    def _launch(self, delivery: ClaimedDelivery) -> None:
-        self._tasks[delivery.id] = asyncio.create_task(self._deliver(delivery))
-
-    def _slot_freed(self, hook: int) -> None:
-        """Give the freed slot to the same endpoint's queue, else to any queued endpoint with room."""
-        self._in_flight[hook] -= 1
-        if self._in_flight[hook] <= 0:
-            del self._in_flight[hook]
-        if not self._queued or self._stopping:
-            return
-        per_endpoint = self.settings.per_endpoint_concurrency
-        candidates = [hook] if hook in self._queued else list(self._queued)
-        for candidate in candidates:
-            if self._in_flight[candidate] >= per_endpoint or len(self._tasks) >= self._max_tasks:
-                continue
-            queue = self._queued[candidate]
-            self._in_flight[candidate] += 1
-            self._launch(queue.popleft())
-            if len(queue) == self._queue_depth // 2:
-                self._wake.set()  # half drained: claim the next rounds for this endpoint
-            if not queue:
-                del self._queued[candidate]
-            return
 
     def _key(self, secret: str) -> bytes:
         key = self._keys.get(secret)
@@ -225,12 +178,12 @@ class Dispatcher:
                 self._results_ready.set()
         finally:
             self._tasks.pop(delivery.id, None)
-            self._slot_freed(delivery.webhook_id)
             self._slot_free.set()
 
     async def _flush_loop(self) -> None:
         """Write results a batch at a time, or what has gathered after ``FLUSH_INTERVAL``; sleeps
         while there is nothing to write, so an idle dispatcher costs nothing here."""
+        failures = 0
         while True:
             await self._has_results.wait()
             if not self._stopping:
@@ -240,7 +193,10 @@ class Dispatcher:
             if self._results and not await self._flush():
                 if self._stopping:
                     return
-                await asyncio.sleep(DB_RETRY_DELAY)
+                failures += 1
+                await asyncio.sleep(_backoff(failures))
+            else:
+                failures = 0
             if not self._results:
                 self._has_results.clear()
                 if self._stopping:
@@ -252,8 +208,8 @@ class Dispatcher:
         now = self._clock()
         try:
             disabled = await self.store.record_attempts(batch, now, self.health)
-        except Exception:
-            logger.exception("writing %d delivery results failed; will retry", len(batch))
+        except Exception as exc:
+            logger.warning("writing %d delivery results failed (%s); will retry", len(batch), _brief(exc))
             self._results = batch + self._results
             return False
         finally:
@@ -261,7 +217,6 @@ class Dispatcher:
         self.delivered += sum(1 for r in batch if r.success)
         for hook_id in disabled:
             logger.warning("webhook %s disabled after failed deliveries", hook_id)
-        self.drop_queued(disabled)
         self._schedule_retry_wake(batch, now)
         # The freed capacity can take more work at once.
         self._wake.set()
@@ -276,14 +231,6 @@ class Dispatcher:
         )
         if soonest is not None and soonest - now < self.settings.poll_interval:
             asyncio.get_running_loop().call_later(max(0.0, soonest - now), self._wake.set)
-
-    async def _release_queued(self) -> None:
-        queued = [delivery.id for queue in self._queued.values() for delivery in queue]
-        self._queued.clear()
-        if queued:
-            await self._release(queued)
-        if self._background:
-            await asyncio.wait(list(self._background))
 
     async def _finish_in_flight(self) -> None:
         tasks = list(self._tasks.values())

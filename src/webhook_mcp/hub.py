@@ -43,7 +43,6 @@ class Hub:
             sender,
             settings,
             on_publish=dispatcher.wake if dispatcher else None,
-            on_disable=dispatcher.drop_queued if dispatcher else None,
         )
 
     @classmethod
@@ -62,7 +61,8 @@ class Hub:
         catalog = load_catalog(settings.event_types_file)
         if migrate:
             await asyncio.to_thread(database.upgrade, settings.database_url)
-        store = Store(database.create_sync(settings.database_url))
+        pool = settings.database_pool_size
+        store = Store(database.create_sync(settings.database_url, pool), pool)
         sender = Sender(
             timeout=settings.delivery_timeout,
             allowed_networks=settings.allowed_private_networks,

@@ -107,17 +107,23 @@ class AttemptPage(BaseModel):
 
 class WebhookStats(BaseModel):
     webhook_id: int
-    window_hours: float | None = Field(None, description="Null means all time.")
+    window_hours: float | None = Field(
+        None, description="Null means all time; a window starts at the top of its first hour."
+    )
     total_attempts: int
     succeeded: int
     failed: int
     test_attempts: int
     success_rate: float | None = Field(None, description="Percent of attempts that succeeded; null with none.")
     avg_response_ms: float | None
-    p95_response_ms: float | None
+    p95_response_ms: float | None = Field(
+        description="Exact up to 10,000 attempts in the window; beyond that the upper bound of its latency bucket."
+    )
     last_success_at: datetime | None
     last_failure_at: datetime | None
-    consecutive_failures: int = Field(description="Attempts since the last success (tests included).")
+    consecutive_failures: int = Field(
+        description="Attempts since the last success (tests included), counted up to 10,000."
+    )
     pending_deliveries: int
     held_deliveries: int = Field(description="Waiting because the webhook is disabled.")
     failed_deliveries: int = Field(description="Dead: every attempt failed; retry_delivery or replay_failed revive.")

@@ -222,7 +222,8 @@ def create_server(settings: Settings | None = None, *, hub: Hub | None = None) -
     async def get_webhook_stats(
         id: WebhookId,
         window_hours: Annotated[
-            float | None, Field(description="Only count attempts from the last this many hours.")
+            float | None,
+            Field(description="Only count attempts from the last this many hours (rounded out to whole hours)."),
         ] = None,
     ) -> models.WebhookStats:
         return await _call(svc().get_stats(id, window_hours))

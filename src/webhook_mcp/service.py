@@ -87,7 +87,6 @@ class WebhookService:
         settings: Settings,
         *,
         on_publish: Callable[[], None] | None = None,
-        on_disable: Callable[[list[int]], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -95,7 +94,6 @@ class WebhookService:
         self.sender = sender
         self.settings = settings
         self._on_publish = on_publish
-        self._on_disable = on_disable
         self._clock = clock
 
     # -- checks -----------------------------------------------------------------------------
@@ -206,8 +204,6 @@ class WebhookService:
             raise NotFoundError(f"no webhook with id {webhook_id}; call list_webhooks to see the ids")
         if enabled and self._on_publish:
             self._on_publish()
-        if not enabled and self._on_disable:
-            self._on_disable([webhook_id])
         return _webhook_model(row)
 
     async def toggle_webhook(self, webhook_id: int) -> models.Webhook:

@@ -55,7 +55,10 @@ class Settings(BaseSettings):
     )
     max_concurrency: int = Field(128, ge=1, le=10_000, description="Deliveries in flight at once, per process.")
     per_endpoint_concurrency: int = Field(
-        64, ge=1, le=10_000, description="Deliveries in flight at once to one webhook, per process."
+        64,
+        ge=1,
+        le=10_000,
+        description="Deliveries in flight at once to one webhook, across all workers (counted in the database).",
     )
     poll_interval: float = Field(
         1.0, gt=0, le=60, description="Seconds between polls for due deliveries when nothing wakes the dispatcher."
@@ -82,6 +85,12 @@ class Settings(BaseSettings):
     idempotency_ttl: float = Field(86400.0, gt=0, description="Seconds an idempotency key is remembered.")
     max_payload_bytes: int = Field(
         256 * 1024, ge=1024, description="Largest event body accepted (serialized envelope, bytes)."
+    )
+    database_pool_size: int = Field(
+        8,
+        ge=1,
+        le=200,
+        description="PostgreSQL connections (and database threads) per process; one more listens for new work.",
     )
     run_dispatcher: bool = Field(
         True,

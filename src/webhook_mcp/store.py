@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
+import logging
 import math
 import uuid
 from collections import defaultdict
@@ -11,12 +13,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+import psycopg
 from sqlalchemy import (
     Connection,
     Engine,
     Executable,
     Row,
-    Select,
     and_,
     case,
     delete,
@@ -24,12 +26,22 @@ from sqlalchemy import (
     insert,
     literal,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from .tables import MAX_ERROR_LENGTH, deliveries, delivery_attempts, events, webhooks
+from .tables import (
+    HISTOGRAM_COLUMNS,
+    LATENCY_BUCKETS_MS,
+    MAX_ERROR_LENGTH,
+    attempt_rollups,
+    deliveries,
+    delivery_attempts,
+    events,
+    webhooks,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,9 +149,28 @@ class HealthPolicy:
     min_failures: int
 
 
-DB_THREADS = 8
+_CLAIM_LOCK_SPACE = 0x77686D64  # advisory lock namespace: per-webhook claim serialisation
+WORK_CHANNEL = "webhook_mcp_work"
 MAX_WEBHOOK_ID = 2**31 - 1
 MAX_ROW_ID = 2**63 - 1
+
+
+EXACT_PERCENTILE_LIMIT = 10_000
+STREAK_LIMIT = 10_000
+MAX_RECONNECT_DELAY = 30.0
+
+logger = logging.getLogger(__name__)
+
+
+def _histogram_percentile(counts: Sequence[int], rank: int) -> float:
+    """The upper bound of the bucket holding the ``rank``-th fastest attempt (the open last bucket
+    reports its lower bound: the percentile is at least that)."""
+    seen = 0
+    for bound, count in zip(LATENCY_BUCKETS_MS, counts, strict=False):
+        seen += count
+        if seen >= rank:
+            return float(bound)
+    return float(LATENCY_BUCKETS_MS[-1])
 
 
 def new_event_id() -> str:
@@ -165,10 +196,10 @@ class Store:
     loop per transaction instead of one per statement, which keeps claims fast while hundreds of
     deliveries share the loop. SQLite gets a single thread (it has one writer anyway)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, threads: int = 8) -> None:
         self.engine = engine
         self.is_postgres = engine.dialect.name == "postgresql"
-        threads = DB_THREADS if self.is_postgres else 1
+        threads = threads if self.is_postgres else 1
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="webhook-mcp-db")
 
         def param(name: str) -> str:
@@ -201,6 +232,12 @@ class Store:
                 return work(conn)
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, read)
+
+    def _announce_work(self, conn: Connection) -> None:
+        """Wake every listening worker (on any machine) when the transaction commits; PostgreSQL
+        folds repeats within one transaction into one notification."""
+        if self.is_postgres:
+            conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": WORK_CHANNEL})
 
     async def fetch_all(self, query: Executable) -> list[Row[Any]]:
         """Ad-hoc reads, for tests and tools outside the service."""
@@ -269,6 +306,8 @@ class Store:
             ).one_or_none()
             if row is not None:
                 self._move_waiting(conn, [webhook_id], enabled, now)
+                if enabled:
+                    self._announce_work(conn)
             return row
 
         return await self._write(work)
@@ -297,6 +336,7 @@ class Store:
                 return None
             attempts = conn.execute(delete(delivery_attempts).where(delivery_attempts.c.webhook_id == webhook_id))
             removed = conn.execute(delete(deliveries).where(deliveries.c.webhook_id == webhook_id))
+            conn.execute(delete(attempt_rollups).where(attempt_rollups.c.webhook_id == webhook_id))
             conn.execute(delete(webhooks).where(webhooks.c.id == webhook_id))
             return row, removed.rowcount, attempts.rowcount
 
@@ -384,6 +424,7 @@ class Store:
                 conn.execute(insert(events), event_rows)
             if delivery_rows:
                 conn.execute(insert(deliveries), delivery_rows)
+                self._announce_work(conn)
             return results
 
         return await self._write(work)
@@ -403,106 +444,116 @@ class Store:
     # -- dispatching ----------------------------------------------------------------------
 
     async def claim(
-        self,
-        owner: str,
-        limit: int,
-        now: float,
-        lease: float,
-        rooms: Mapping[int, int] | None = None,
-        default_room: int | None = None,
+        self, owner: str, limit: int, now: float, lease: float, per_endpoint: int | None = None
     ) -> list[ClaimedDelivery]:
         """Take up to ``limit`` due deliveries atomically; a claim is a lease that pushes the
         delivery's due time forward, so a crashed worker's deliveries come due again by themselves.
 
-        ``rooms`` caps how many may be taken per webhook (``default_room`` for the others), so a
-        backlog for one endpoint never crowds out the rest or comes back unused."""
+        No webhook ever has more than ``per_endpoint`` deliveries leased across all workers: the
+        count comes from the database, read under a per-webhook lock that concurrent claimers take
+        in the same order, so two workers cannot both fill the same endpoint's last slots."""
 
         def work(conn: Connection) -> Any:
-            due = self._due(limit, now, rooms or {}, default_room)
-            claimed = (
-                conn.execute(
-                    update(deliveries)
-                    .where(deliveries.c.id.in_(due.scalar_subquery()))
-                    .values(
-                        next_attempt_at=now + lease,
-                        lease_owner=owner,
-                        attempts=deliveries.c.attempts + 1,
-                        updated_at=now,
-                    )
-                    .returning(deliveries.c.id, deliveries.c.webhook_id, deliveries.c.event_id, deliveries.c.attempts)
-                )
-            ).all()
-            if not claimed:
+            d = deliveries.c
+            leased = and_(d.lease_owner.is_not(None), d.state == "pending", d.next_attempt_at > now)
+            # Looks at a bounded window of the oldest due rows, never the whole backlog; endpoints
+            # already at their limit are left out, or their backlog would fill the window.
+            scan = (
+                select(d.id, d.webhook_id)
+                .where(d.state == "pending", d.next_attempt_at <= now)
+                .order_by(d.next_attempt_at)
+                .limit(limit * 4)
+            )
+            if per_endpoint is not None:
+                full = select(d.webhook_id).where(leased).group_by(d.webhook_id).having(func.count() >= per_endpoint)
+                scan = scan.where(d.webhook_id.not_in(full.scalar_subquery()))
+            if self.is_postgres:
+                scan = scan.with_for_update(skip_locked=True)
+            candidates = conn.execute(scan).all()
+            if not candidates:
                 return []
-            event_ids = {row.event_id for row in claimed}
-            hook_ids = {row.webhook_id for row in claimed}
-            bodies = {
-                row.id: (row.type, row.body)
-                for row in conn.execute(
-                    select(events.c.id, events.c.type, events.c.body).where(events.c.id.in_(event_ids))
+            hook_ids = sorted({row.webhook_id for row in candidates})
+            if self.is_postgres and per_endpoint is not None:
+                conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:space, id) FROM unnest(CAST(:ids AS integer[])) AS id"),
+                    {"space": _CLAIM_LOCK_SPACE, "ids": hook_ids},
                 )
-            }
             hooks = {
-                row.id: (row.url, row.secret, row.enabled)
+                row.id: row
                 for row in conn.execute(
                     select(webhooks.c.id, webhooks.c.url, webhooks.c.secret, webhooks.c.enabled).where(
                         webhooks.c.id.in_(hook_ids)
                     )
                 )
             }
-            # A lease that outlived its worker can come due after the webhook was disabled.
-            disabled = [row.id for row in claimed if not hooks[row.webhook_id][2]]
+            busy: dict[int, int] = (
+                {}
+                if per_endpoint is None
+                else dict(
+                    conn.execute(
+                        select(d.webhook_id, func.count())
+                        .where(
+                            d.webhook_id.in_(hook_ids),
+                            d.lease_owner.is_not(None),
+                            d.state == "pending",
+                            d.next_attempt_at > now,
+                        )
+                        .group_by(d.webhook_id)
+                    ).all()
+                )
+            )
+            room = {hook: (limit if per_endpoint is None else per_endpoint - busy.get(hook, 0)) for hook in hook_ids}
+            picked: list[int] = []
+            disabled: list[int] = []
+            for row in candidates:
+                hook = hooks.get(row.webhook_id)
+                if hook is None:
+                    continue
+                if not hook.enabled:
+                    # A lease that outlived its worker can come due after the webhook was disabled.
+                    disabled.append(row.id)
+                elif room[row.webhook_id] > 0 and len(picked) < limit:
+                    room[row.webhook_id] -= 1
+                    picked.append(row.id)
             if disabled:
                 conn.execute(
-                    update(deliveries)
-                    .where(deliveries.c.id.in_(disabled))
-                    .values(state="held", lease_owner=None, attempts=deliveries.c.attempts - 1, updated_at=now)
+                    update(deliveries).where(d.id.in_(disabled)).values(state="held", lease_owner=None, updated_at=now)
                 )
+            if not picked:
+                return []
+            claimed = conn.execute(
+                update(deliveries)
+                .where(d.id.in_(picked))
+                .values(next_attempt_at=now + lease, lease_owner=owner, attempts=d.attempts + 1, updated_at=now)
+                .returning(d.id, d.webhook_id, d.event_id, d.attempts)
+            ).all()
+            bodies = {
+                row.id: (row.type, row.body)
+                for row in conn.execute(
+                    select(events.c.id, events.c.type, events.c.body).where(
+                        events.c.id.in_({row.event_id for row in claimed})
+                    )
+                )
+            }
             result = []
             for row in sorted(claimed, key=lambda r: r.id):
-                url, secret, enabled = hooks[row.webhook_id]
-                if not enabled:
-                    continue
+                hook = hooks[row.webhook_id]
                 event_type, body = bodies[row.event_id]
                 result.append(
                     ClaimedDelivery(
-                        row.id, row.webhook_id, row.event_id, event_type, row.attempts, url, secret, body.encode()
+                        row.id,
+                        row.webhook_id,
+                        row.event_id,
+                        event_type,
+                        row.attempts,
+                        hook.url,
+                        hook.secret,
+                        body.encode(),
                     )
                 )
             return result
 
         return await self._write(work)
-
-    def _due(self, limit: int, now: float, rooms: Mapping[int, int], default_room: int | None) -> Select[Any]:
-        """The ids to claim (built on the database thread: it is not free to build)."""
-        d = deliveries.c
-        # Ranking looks at a bounded window of the oldest due rows, never the whole backlog.
-        scan = (
-            select(d.id, d.webhook_id, d.next_attempt_at)
-            .where(d.state == "pending", d.next_attempt_at <= now)
-            .order_by(d.next_attempt_at)
-            .limit(limit if default_room is None else limit * 4)
-        )
-        full = [hook for hook, room in rooms.items() if room <= 0]
-        if full:
-            scan = scan.where(d.webhook_id.not_in(full))
-        if self.is_postgres:
-            scan = scan.with_for_update(skip_locked=True)
-        if default_room is None:
-            due = scan.with_only_columns(d.id)
-        else:
-            candidates = scan.subquery("candidates")
-            rank = func.row_number().over(
-                partition_by=candidates.c.webhook_id, order_by=(candidates.c.next_attempt_at, candidates.c.id)
-            )
-            ranked = select(candidates, rank.label("rank")).subquery("ranked")
-            open_rooms = {hook: room for hook, room in rooms.items() if room > 0}
-            room = (
-                case(open_rooms, value=ranked.c.webhook_id, else_=default_room) if open_rooms else literal(default_room)
-            )
-            due = select(ranked.c.id).where(ranked.c.rank <= room).order_by(ranked.c.next_attempt_at).limit(limit)
-
-        return due
 
     async def release(self, delivery_ids: Sequence[int], now: float) -> None:
         """Hand back claimed deliveries untouched (the attempt was never made)."""
@@ -549,6 +600,7 @@ class Store:
                     for r in records
                 ],
             )
+            self._roll_up(conn, records)
             real = [r for r in records if r.delivery_id is not None]
             if not real:
                 return []
@@ -571,11 +623,58 @@ class Store:
 
         return await self._write(work)
 
+    def _roll_up(self, conn: Connection, records: Sequence[AttemptRecord]) -> None:
+        """Add the batch to the hourly rollups (in the batch's own transaction, so they never drift
+        from the logs); rows are written in key order so concurrent writers cannot deadlock."""
+        rollups: dict[tuple[int, float], dict[str, Any]] = {}
+        for r in records:
+            key = (r.webhook_id, r.created_at // 3600 * 3600)
+            row = rollups.get(key)
+            if row is None:
+                row = rollups[key] = dict.fromkeys(HISTOGRAM_COLUMNS, 0) | {
+                    "webhook_id": key[0],
+                    "hour": key[1],
+                    "attempts": 0,
+                    "succeeded": 0,
+                    "tests": 0,
+                    "deliveries_succeeded": 0,
+                    "total_ms": 0.0,
+                    "last_success_at": None,
+                    "last_failure_at": None,
+                }
+            row["attempts"] += 1
+            row["total_ms"] += r.response_ms
+            row[HISTOGRAM_COLUMNS[bisect.bisect_left(LATENCY_BUCKETS_MS, r.response_ms)]] += 1
+            if r.is_test:
+                row["tests"] += 1
+            if r.success:
+                row["succeeded"] += 1
+                row["deliveries_succeeded"] += not r.is_test
+                row["last_success_at"] = max(row["last_success_at"] or 0.0, r.created_at)
+            else:
+                row["last_failure_at"] = max(row["last_failure_at"] or 0.0, r.created_at)
+        statement = (pg_insert if self.is_postgres else sqlite_insert)(attempt_rollups)
+        added = statement.excluded
+        t = attempt_rollups.c
+        later = func.greatest if self.is_postgres else func.max
+        summed = ("attempts", "succeeded", "tests", "deliveries_succeeded", "total_ms", *HISTOGRAM_COLUMNS)
+        conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=[t.webhook_id, t.hour],
+                set_={name: t[name] + added[name] for name in summed}
+                | {
+                    name: later(func.coalesce(t[name], added[name]), func.coalesce(added[name], t[name]))
+                    for name in ("last_success_at", "last_failure_at")
+                },
+            ),
+            [rollups[key] for key in sorted(rollups)],
+        )
+
     def _update_health(
         self, conn: Connection, records: Sequence[AttemptRecord], now: float, policy: HealthPolicy | None
     ) -> list[int]:
         by_hook: dict[int, list[AttemptRecord]] = defaultdict(list)
-        for record in records:
+        for record in sorted(records, key=lambda r: r.webhook_id):
             by_hook[record.webhook_id].append(record)
         current = {
             row.id: row
@@ -658,51 +757,71 @@ class Store:
         return await self._read(work)
 
     async def stats(self, webhook_id: int, since: float | None) -> dict[str, Any]:
+        """Counts come from the hourly rollups (a window starts at the top of its first hour), so
+        the cost does not grow with the log. The p95 is exact up to ``EXACT_PERCENTILE_LIMIT``
+        attempts and otherwise the upper bound of the histogram bucket that holds it."""
+        r = attempt_rollups.c
         a = delivery_attempts.c
-        scope = [a.webhook_id == webhook_id]
-        if since is not None:
-            scope.append(a.created_at >= since)
-        where = and_(*scope)
+        hour_from = None if since is None else since // 3600 * 3600
+        in_window = literal(True) if hour_from is None else r.hour >= hour_from
+
+        def windowed(column: Any) -> Any:
+            return func.coalesce(func.sum(case((in_window, column), else_=0)), 0)
 
         def work(conn: Connection) -> Any:
-            totals = (
-                conn.execute(
-                    select(
-                        func.count().label("total"),
-                        func.coalesce(func.sum(case((a.success, 1), else_=0)), 0).label("succeeded"),
-                        func.coalesce(func.sum(case((a.is_test, 1), else_=0)), 0).label("tests"),
-                        func.avg(a.response_ms).label("avg_ms"),
-                        func.max(case((a.success, a.created_at))).label("last_success"),
-                        func.max(case((a.success.is_(False), a.created_at))).label("last_failure"),
-                        func.max(case((a.success, a.id))).label("last_success_id"),
-                    ).where(where)
-                )
+            totals = conn.execute(
+                select(
+                    windowed(r.attempts).label("total"),
+                    windowed(r.succeeded).label("succeeded"),
+                    windowed(r.tests).label("tests"),
+                    windowed(r.total_ms).label("total_ms"),
+                    func.max(case((in_window, r.last_success_at))).label("last_success"),
+                    func.max(case((in_window, r.last_failure_at))).label("last_failure"),
+                    func.coalesce(func.sum(r.deliveries_succeeded), 0).label("deliveries_succeeded"),
+                    *(windowed(r[name]).label(name) for name in HISTOGRAM_COLUMNS),
+                ).where(r.webhook_id == webhook_id)
             ).one()
+            total = int(totals.total)
             p95 = None
-            if totals.total:
-                offset = math.ceil(0.95 * totals.total) - 1  # nearest-rank percentile
-                p95 = conn.scalar(select(a.response_ms).where(where).order_by(a.response_ms).offset(offset).limit(1))
-            streak_scope = [where]
-            if totals.last_success_id is not None:
-                streak_scope.append(a.id > totals.last_success_id)
-            streak = conn.scalar(select(func.count()).where(*streak_scope))
+            if total:
+                rank = math.ceil(0.95 * total)  # nearest-rank percentile
+                if total <= EXACT_PERCENTILE_LIMIT:
+                    scope = [a.webhook_id == webhook_id]
+                    if hour_from is not None:
+                        scope.append(a.created_at >= hour_from)
+                    p95 = conn.scalar(
+                        select(a.response_ms).where(*scope).order_by(a.response_ms).offset(rank - 1).limit(1)
+                    )
+                if p95 is None:  # large, or the logs behind the rollups were pruned
+                    p95 = _histogram_percentile([int(totals._mapping[name]) for name in HISTOGRAM_COLUMNS], rank)
+            window = [a.webhook_id == webhook_id]
+            if hour_from is not None:
+                window.append(a.created_at >= hour_from)
+            last_success_id = conn.scalar(select(func.max(a.id)).where(a.webhook_id == webhook_id, a.success.is_(True)))
+            if last_success_id is not None:
+                window.append(a.id > last_success_id)
+            since_success = select(a.id).where(*window).limit(STREAK_LIMIT).subquery()
+            streak = conn.scalar(select(func.count()).select_from(since_success))
             d = deliveries.c
             states = {
                 row.state: row.n
                 for row in conn.execute(
-                    select(d.state, func.count().label("n")).where(d.webhook_id == webhook_id).group_by(d.state)
+                    select(d.state, func.count().label("n"))
+                    .where(d.webhook_id == webhook_id, d.state.in_(("pending", "held", "failed")))
+                    .group_by(d.state)
                 )
             }
+            states["succeeded"] = int(totals.deliveries_succeeded)
             next_retry = conn.scalar(
                 select(func.min(d.next_attempt_at)).where(
                     d.webhook_id == webhook_id, d.state == "pending", d.attempts > 0
                 )
             )
             return {
-                "total": int(totals.total),
+                "total": total,
                 "succeeded": int(totals.succeeded),
                 "tests": int(totals.tests),
-                "avg_ms": None if totals.avg_ms is None else float(totals.avg_ms),
+                "avg_ms": float(totals.total_ms) / total if total else None,
                 "p95_ms": None if p95 is None else float(p95),
                 "last_success": totals.last_success,
                 "last_failure": totals.last_failure,
@@ -712,6 +831,29 @@ class Store:
             }
 
         return await self._read(work)
+
+    # -- wake-ups across processes ----------------------------------------------------------
+
+    async def listen_for_work(self, on_work: Callable[[], None], retry_delay: float = 1.0) -> None:
+        """Call ``on_work`` whenever any process commits new due work (PostgreSQL LISTEN/NOTIFY),
+        and once after each (re)connection, since notifications sent while away are lost. Runs
+        until cancelled and outlives database restarts; SQLite has no notifications (returns)."""
+        if not self.is_postgres:
+            return
+        url = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        delay = retry_delay
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {WORK_CHANNEL}")
+                    delay = retry_delay
+                    on_work()
+                    async for _notice in conn.notifies():
+                        on_work()
+            except psycopg.Error as exc:
+                logger.warning("listening for new work failed (%s); reconnecting in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_RECONNECT_DELAY)
 
     # -- redelivery and upkeep ------------------------------------------------------------
 
@@ -746,6 +888,8 @@ class Store:
                     updated_at=now,
                 )
             )
+            if result.rowcount and enabled:
+                self._announce_work(conn)
             return int(result.rowcount)
 
         return await self._write(work)

@@ -115,4 +115,35 @@ delivery_attempts = Table(
     Index("ix_delivery_attempts_webhook_id_created_at", "webhook_id", "created_at"),
     Index("ix_delivery_attempts_created_at", "created_at"),
     Index("ix_delivery_attempts_delivery_id", "delivery_id"),
+    Index("ix_delivery_attempts_webhook_id_success_id", "webhook_id", "success", "id"),
+)
+
+# Upper bounds (ms) of the response-time histogram kept per webhook and hour; the last is open.
+LATENCY_BUCKETS_MS = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)
+HISTOGRAM_COLUMNS = (*(f"le_{bound}ms" for bound in LATENCY_BUCKETS_MS), "over_30000ms")
+
+# Pre-aggregated attempt counts per webhook and hour, written with the attempts themselves, so
+# get_webhook_stats reads a few hundred rows instead of scanning millions of log rows.
+attempt_rollups = Table(
+    "attempt_rollups",
+    metadata,
+    Column("webhook_id", Integer, ForeignKey("webhooks.id", ondelete="CASCADE"), primary_key=True),
+    Column("hour", Float, primary_key=True),
+    Column("attempts", Integer, nullable=False),
+    Column("succeeded", Integer, nullable=False),
+    Column("tests", Integer, nullable=False),
+    Column("deliveries_succeeded", Integer, nullable=False),
+    Column("total_ms", Float, nullable=False),
+    Column("last_success_at", Float),
+    Column("last_failure_at", Float),
+    *(Column(name, Integer, nullable=False, server_default="0") for name in HISTOGRAM_COLUMNS),
+)
+
+# Deliveries leased right now, counted per webhook when claiming, so the per-endpoint limit holds
+# across every worker; partial, so it stays as small as the work in flight.
+Index(
+    "ix_deliveries_leased",
+    deliveries.c.webhook_id,
+    postgresql_where=deliveries.c.lease_owner.is_not(None),
+    sqlite_where=deliveries.c.lease_owner.is_not(None),
 )
