@@ -124,13 +124,20 @@ def _a(reason: str) -> str:
     return ("an " if reason[0] in "aeiou" else "a ") + reason
 
 
+def _shown(address: Address) -> str:
+    """The address as people write it (IPv4-mapped ones with their dotted quad, as Python 3.13 does)."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return f"::ffff:{address.ipv4_mapped}"
+    return str(address)
+
+
 def _literal_message(host: str, address: Address, reason: str) -> str:
-    what = _a(reason) if _is_plain_literal(host) else f"{address}, {_a(reason)}"
+    what = _a(reason) if _is_plain_literal(host) else f"{_shown(address)}, {_a(reason)}"
     return f"blocked: {host} is {what}; allow it with {ALLOW_SETTING}"
 
 
 def _name_message(host: str, address: Address, reason: str) -> str:
-    return f"blocked: {host} resolves to {address}, {_a(reason)}; allow it with {ALLOW_SETTING}"
+    return f"blocked: {host} resolves to {_shown(address)}, {_a(reason)}; allow it with {ALLOW_SETTING}"
 
 
 def _is_plain_literal(host: str) -> bool:
@@ -144,7 +151,7 @@ def _is_plain_literal(host: str) -> bool:
 
 _HEX = re.compile(r"0x[0-9a-f]*")
 _OCTAL = re.compile(r"0[0-7]+")
-_DECIMAL = re.compile(r"[0-9]+")
+_DECIMAL = re.compile(r"0|[1-9][0-9]*")
 _ENDS_IN_NUMBER = re.compile(r"(?:[0-9]+|0x[0-9a-f]*)")
 
 
