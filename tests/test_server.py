@@ -527,15 +527,18 @@ async def test_test_webhook_on_a_disabled_webhook_still_sends(client: Client, re
 
 
 async def test_loopback_is_blocked_unless_allowed(sqlite_url: str, receiver: Receiver) -> None:
-    async with Client(create_server(make_settings(sqlite_url, allowed_private_networks=[]))) as client:
+    blocked = "blocked: 127.0.0.1 is a loopback address; allow it with WEBHOOK_MCP_ALLOWED_PRIVATE_NETWORKS"
+    async with Client(create_server(make_settings(sqlite_url))) as client:
         hook = await create(client, receiver.url)
+    # The operator closes loopback again: creating is refused, and so is delivering to the webhook.
+    async with Client(create_server(make_settings(sqlite_url, allowed_private_networks=[]))) as client:
+        assert blocked in await call_error(client, "create_webhook", {"url": receiver.url, "events": ["order.created"]})
         result = await call(client, "test_webhook", {"id": hook["id"]})
         assert result["success"] is False
         assert result["status_code"] is None
-        assert "WEBHOOK_MCP_ALLOWED_PRIVATE_NETWORKS" in result["error"]
-        assert "127.0.0.1" in result["error"]
+        assert result["error"] == blocked
         (entry,) = (await call(client, "get_webhook_logs", {"id": hook["id"]}))["attempts"]
-        assert "WEBHOOK_MCP_ALLOWED_PRIVATE_NETWORKS" in entry["error"]
+        assert entry["error"] == blocked
     assert receiver.requests == []
 
 

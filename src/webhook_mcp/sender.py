@@ -8,9 +8,11 @@ connection pool is an order of magnitude slower at dispatcher concurrency.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import ipaddress
 import math
+import re
 import socket
 import ssl
 import sys
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
 import httpx
@@ -38,6 +41,8 @@ __all__ = [
     "Sender",
     "TLSError",
     "blocked_reason",
+    "check_destination",
+    "literal_address",
 ]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -55,7 +60,11 @@ _NEEDS_CLEANUP_CLOSED = (3, 13, 0) <= sys.version_info < (3, 13, 1) or sys.versi
 _E = TypeVar("_E", bound=BaseException)
 _Headers = Mapping[str, str] | Sequence[tuple[str, str]]
 
+# Bound on the lookup create_webhook/update_webhook make; a name that does not answer in time passes.
+RESOLVE_TIMEOUT = 2.0
+
 _CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
+_THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
 
@@ -80,7 +89,9 @@ class _ResolverBlocked(OSError):
 
 
 def blocked_reason(address: Address, allowed_networks: Sequence[Network]) -> str | None:
-    """Why deliveries may not go to ``address`` (e.g. ``"private address"``), or None if they may."""
+    """Why deliveries may not go to ``address`` (e.g. ``"private address"``), or None if they may.
+
+    IPv4-mapped, 6to4 and NAT64 addresses are judged by the IPv4 address they carry."""
     embedded: Address | None = None
     if isinstance(address, ipaddress.IPv6Address):
         embedded = address.ipv4_mapped or address.sixtofour
@@ -95,12 +106,12 @@ def blocked_reason(address: Address, allowed_networks: Sequence[Network]) -> str
     if target.is_loopback:
         return "loopback address"
     if target.is_link_local:
-        return "link-local address (includes cloud metadata endpoints)"
+        return "link-local (cloud metadata) address"
     if target.is_multicast:
         return "multicast address"
     if isinstance(target, ipaddress.IPv4Address) and target in _CGNAT:
-        return "shared (carrier-grade NAT) address"
-    if target.is_reserved:
+        return "shared/CGNAT address"
+    if target.is_reserved or (isinstance(target, ipaddress.IPv4Address) and target in _THIS_NETWORK):
         return "reserved address"
     if target.is_private or (isinstance(target, ipaddress.IPv6Address) and target.is_site_local):
         return "private address"
@@ -109,15 +120,176 @@ def blocked_reason(address: Address, allowed_networks: Sequence[Network]) -> str
     return None
 
 
-def _blocked_message(host: str, address: Address | str, reason: str) -> str:
-    shown = host if host == str(address) else f"{host} ({address})"
-    return f"blocked: will not deliver to {shown}: {reason}; add its network to {ALLOW_SETTING} to allow it"
+def _a(reason: str) -> str:
+    return ("an " if reason[0] in "aeiou" else "a ") + reason
+
+
+def _shown(address: Address) -> str:
+    """The address as people write it (IPv4-mapped ones with their dotted quad, as Python 3.13 does)."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return f"::ffff:{address.ipv4_mapped}"
+    return str(address)
+
+
+def _literal_message(host: str, address: Address, reason: str) -> str:
+    what = _a(reason) if _is_plain_literal(host) else f"{_shown(address)}, {_a(reason)}"
+    return f"blocked: {host} is {what}; allow it with {ALLOW_SETTING}"
+
+
+def _name_message(host: str, address: Address, reason: str) -> str:
+    return f"blocked: {host} resolves to {_shown(address)}, {_a(reason)}; allow it with {ALLOW_SETTING}"
+
+
+def _is_plain_literal(host: str) -> bool:
+    """Whether ``host`` is an address in its usual spelling (dotted quad, or any valid IPv6 form)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+_HEX = re.compile(r"0x[0-9a-f]*")
+_OCTAL = re.compile(r"0[0-7]+")
+_DECIMAL = re.compile(r"0|[1-9][0-9]*")
+_ENDS_IN_NUMBER = re.compile(r"(?:[0-9]+|0x[0-9a-f]*)")
+
+
+def _ipv4_number(part: str) -> int | None:
+    if _HEX.fullmatch(part):
+        return int(part[2:] or "0", 16)
+    if _OCTAL.fullmatch(part):
+        return int(part, 8)
+    if _DECIMAL.fullmatch(part):
+        return int(part)
+    return None
+
+
+def literal_address(host: str) -> Address | None:
+    """The IP address ``host`` denotes when written as one, else None (a name to resolve).
+
+    Accepts every spelling a URL parser or ``getaddrinfo`` (``inet_aton``) turns into an address,
+    so none of them can slip past the guard as a "name": ``2130706433``, ``0x7f.1``, ``0177.0.0.1``,
+    ``127.1``, a trailing dot, brackets and IPv6 zones. Raises ValueError for a host that looks
+    numeric (its last label is a number, as the WHATWG URL standard puts it) but is no address.
+    """
+    text = host.lower()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    if ":" in text:
+        try:
+            return ipaddress.IPv6Address(text)
+        except ValueError:
+            raise ValueError(f"the host {host!r} is not a valid IPv6 address") from None
+    if text.endswith("."):
+        text = text[:-1]
+    labels = text.split(".")
+    if not text.isascii() or not _ENDS_IN_NUMBER.fullmatch(labels[-1]):
+        return None
+    numbers = [_ipv4_number(label) for label in labels]
+    if len(numbers) <= 4 and all(n is not None for n in numbers):
+        *head, last = [n for n in numbers if n is not None]
+        if all(n <= 255 for n in head) and last < 256 ** (4 - len(head)):
+            value = last
+            for index, number in enumerate(head):
+                value |= number << (8 * (3 - index))
+            return ipaddress.IPv4Address(value)
+    raise ValueError(f"the host {host!r} looks like an IP address but is not a valid one; check the URL")
+
+
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    message: str
+    blocked: bool  # the SSRF guard refused it (else: an unusable spelling)
+
+
+def _literal_check(host: str, allowed_networks: Sequence[Network]) -> tuple[Address | None, _Refusal | None]:
+    """The address an IP-literal host denotes and why it may not be used; (None, None) for a name."""
+    try:
+        address = literal_address(host)
+    except ValueError as exc:
+        return None, _Refusal(str(exc), blocked=False)
+    if address is None:
+        return None, None
+    reason = blocked_reason(address, allowed_networks)
+    if reason is not None:
+        return address, _Refusal(_literal_message(host, address, reason), blocked=True)
+    if not _is_plain_literal(host):
+        return address, _Refusal(
+            f"the host {host!r} is a non-standard spelling of the IP address {address}; write it as {address}",
+            blocked=False,
+        )
+    return address, None
+
+
+def _url_host(url: str) -> str | None:
+    """The host as the sender will see it (httpx's parse), or failing that as ``urlsplit`` has it,
+    IDNA-normalised so full-width digits and dots cannot disguise an address."""
+    try:
+        host = httpx.URL(url).host
+    except Exception:
+        try:
+            host = urlsplit(url).hostname or ""
+        except ValueError:
+            return None
+        with contextlib.suppress(UnicodeError):
+            host = host.encode("idna").decode("ascii")
+    return host.lower() or None
+
+
+async def check_destination(
+    url: str,
+    allowed_networks: Sequence[Network],
+    *,
+    resolver: AbstractResolver | None = None,
+    resolve_seconds: float = RESOLVE_TIMEOUT,
+) -> str | None:
+    """Why webhooks may never be delivered to ``url``, or None: its host is a blocked address,
+    or a name resolving only to blocked addresses. A name that does not resolve (now) passes:
+    the endpoint may exist later, and every delivery is checked again on the address it connects to.
+    """
+    host = _url_host(url)
+    if host is None:
+        return None
+    address, refusal = _literal_check(host, allowed_networks)
+    if refusal is not None:
+        return refusal.message
+    if address is not None:
+        return None
+    try:
+        httpx.URL(url)
+    except Exception as exc:
+        return f"url {url!r} is not usable ({exc}); use e.g. https://example.com/webhooks"
+    own = resolver is None
+    active = DefaultResolver() if resolver is None else resolver
+    try:
+        async with asyncio.timeout(resolve_seconds):
+            results = await active.resolve(host, 0, socket.AF_UNSPEC)
+    except (OSError, TimeoutError, ValueError):
+        return None
+    finally:
+        if own:
+            await active.close()
+    first_refusal: tuple[Address, str] | None = None
+    for result in results:
+        try:
+            resolved = ipaddress.ip_address(result["host"])
+        except ValueError:
+            continue
+        reason = blocked_reason(resolved, allowed_networks)
+        if reason is None:
+            return None
+        if first_refusal is None:
+            first_refusal = (resolved, reason)
+    return None if first_refusal is None else _name_message(host, *first_refusal)
 
 
 class GuardedResolver(AbstractResolver):
-    """Resolves with aiohttp's default resolver and drops addresses :func:`blocked_reason` refuses.
+    """Resolves with aiohttp's default resolver (or the one given) and drops the addresses
+    :func:`blocked_reason` refuses.
 
-    Checking at connect time (not when the URL is saved) defeats DNS rebinding to internal hosts.
+    aiohttp connects only to what this returns, on every new connection, so checking here (not
+    when the URL is saved) defeats DNS rebinding and names with both public and internal addresses.
     """
 
     def __init__(self, allowed_networks: Sequence[Network], resolver: AbstractResolver | None = None) -> None:
@@ -131,15 +303,20 @@ class GuardedResolver(AbstractResolver):
         kept: list[ResolveResult] = []
         first_refusal: tuple[Address, str] | None = None
         for result in results:
-            address = ipaddress.ip_address(result["host"])
+            try:
+                address = ipaddress.ip_address(result["host"])
+            except ValueError:
+                continue
             reason = blocked_reason(address, self._allowed)
             if reason is None:
                 kept.append(result)
             elif first_refusal is None:
                 first_refusal = (address, reason)
-        if not kept and first_refusal is not None:
-            raise _ResolverBlocked(_blocked_message(host, *first_refusal))
-        return kept
+        if kept:
+            return kept
+        if first_refusal is not None:
+            raise _ResolverBlocked(_name_message(host, *first_refusal))
+        raise OSError(f"{host} resolved to no usable address")
 
     async def close(self) -> None:
         await self._resolver.close()
@@ -149,7 +326,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     """An httpx transport over one shared aiohttp session: fast pooling, SSRF guard, capped body reads.
 
     Redirects are not followed and only the first ``max_body_bytes`` of a response body are read.
-    The session is created lazily on first use so it binds to the running event loop.
+    The session is created lazily on first use so it binds to the running event loop. ``resolver``
+    replaces aiohttp's default name lookup (tests stub DNS with it); whatever it answers is
+    checked per connection. ``dns_cache_seconds`` (None: no cache) only caches checked answers.
     """
 
     def __init__(
@@ -159,24 +338,29 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         max_connections: int = 100,
         timeout: float = 10.0,
         max_body_bytes: int = 1024,
+        resolver: AbstractResolver | None = None,
+        dns_cache_seconds: int | None = 60,
     ) -> None:
         self._allowed = tuple(allowed_networks)
         self._max_connections = max_connections
         # No ceiling: aiohttp would round timeouts above 5s up to a whole second.
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=timeout, ceil_threshold=math.inf)
         self._max_body_bytes = max_body_bytes
+        self._base_resolver = resolver
+        self._dns_cache_seconds = dns_cache_seconds
         self._session: aiohttp.ClientSession | None = None
         self._resolver: GuardedResolver | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._literal_checks: dict[str, str | None] = {}
+        self._literal_checks: dict[str, _Refusal | None] = {}
 
     def _open(self) -> aiohttp.ClientSession:
         self._loop = asyncio.get_running_loop()
-        self._resolver = GuardedResolver(self._allowed)
+        self._resolver = GuardedResolver(self._allowed, self._base_resolver)
         connector = aiohttp.TCPConnector(
             limit=self._max_connections,
             limit_per_host=0,
-            ttl_dns_cache=60,
+            use_dns_cache=self._dns_cache_seconds is not None,
+            ttl_dns_cache=self._dns_cache_seconds,
             resolver=self._resolver,
             enable_cleanup_closed=_NEEDS_CLEANUP_CLOSED,
             timeout_ceil_threshold=math.inf,
@@ -191,23 +375,22 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         )
         return self._session
 
-    def _check_literal(self, host: str) -> str | None:
-        """aiohttp skips the resolver for IP-literal hosts, so those are checked here (memoized)."""
+    def _check_literal(self, host: str) -> _Refusal | None:
+        """aiohttp skips the resolver for IP-literal hosts (and hands some numeric spellings to
+        ``getaddrinfo`` as names), so every host that denotes an address is checked here (memoized)."""
         try:
             return self._literal_checks[host]
         except KeyError:
             pass
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            message = None
-        else:
-            reason = blocked_reason(address, self._allowed)
-            message = None if reason is None else _blocked_message(host, address, reason)
+        _address, refusal = _literal_check(host, self._allowed)
         if len(self._literal_checks) >= _CACHE_LIMIT:
             self._literal_checks.clear()
-        self._literal_checks[host] = message
-        return message
+        self._literal_checks[host] = refusal
+        return refusal
+
+    async def check_destination(self, url: str) -> str | None:
+        """:func:`check_destination` with this transport's allow-list and resolver."""
+        return await check_destination(url, self._allowed, resolver=self._base_resolver)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         try:
@@ -241,7 +424,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             raise httpx.UnsupportedProtocol("the URL has no host name", request=httpx.Request("POST", url))
         refusal = self._check_literal(url.host)
         if refusal is not None:
-            raise BlockedAddressError(refusal, request=httpx.Request("POST", url))
+            error = BlockedAddressError if refusal.blocked else httpx.UnsupportedProtocol
+            raise error(refusal.message, request=httpx.Request("POST", url))
         return URL(str(url), encoded=True)
 
     async def exchange_prepared(
@@ -380,8 +564,11 @@ class Sender:
         max_connections: int = 100,
         excerpt_bytes: int = 1024,
         transport: httpx.AsyncBaseTransport | None = None,
+        resolver: AbstractResolver | None = None,
     ) -> None:
         self._timeout = float(timeout)
+        self._allowed = tuple(allowed_networks)
+        self._resolver = resolver
         self._backstop = self._timeout + _BACKSTOP_MARGIN
         self._excerpt_bytes = excerpt_bytes
         self._urls: dict[str, tuple[httpx.URL, URL | None]] = {}
@@ -393,6 +580,7 @@ class Sender:
                 max_connections=max_connections,
                 timeout=timeout,
                 max_body_bytes=excerpt_bytes,
+                resolver=resolver,
             )
         )
         # Our own transport is driven without httpx objects; any other (respx in tests) through httpx.
@@ -406,6 +594,11 @@ class Sender:
                 # Parsing and checking a URL is the dearest part of a request; webhooks are few.
                 parsed = httpx.URL(url)
             except Exception as exc:
+                # A spelling httpx rejects (0177.0.0.1) may still be an address a resolver accepts.
+                host = _url_host(url)
+                _address, refusal = (None, None) if host is None else _literal_check(host, self._allowed)
+                if refusal is not None and refusal.blocked:
+                    return self._failure(start, refusal.message)
                 return self._failure(start, f"invalid webhook URL {url!r}: {exc}")
             try:
                 target = self._direct.prepare(parsed) if self._direct is not None else None
@@ -428,6 +621,13 @@ class Sender:
             return self._outcome(start, parsed, response.status_code, response.reason_phrase, response.headers, data)
         except Exception as exc:
             return self._failure(start, self._describe(exc, parsed))
+
+    async def check_destination(self, url: str) -> str | None:
+        """Why webhooks may never be delivered to ``url`` (see :func:`check_destination`), or None.
+        For create/update; deliveries are checked again, per connection."""
+        if self._direct is not None:
+            return await self._direct.check_destination(url)
+        return await check_destination(url, self._allowed, resolver=self._resolver)
 
     async def _read_excerpt(self, response: httpx.Response) -> bytes:
         cap = self._excerpt_bytes
@@ -488,7 +688,7 @@ class Sender:
         where = f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
         detail = str(exc)
         if isinstance(exc, BlockedAddressError):
-            return detail or f"blocked: will not deliver to {url.host}"
+            return detail or f"blocked: {url.host} is not a public address; allow it with {ALLOW_SETTING}"
         if isinstance(exc, DNSError):
             return f"DNS lookup failed for {url.host}" + (f" ({detail})" if detail else "")
         if isinstance(exc, TLSError):

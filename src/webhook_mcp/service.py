@@ -125,6 +125,13 @@ class WebhookService:
             )
         return url
 
+    async def _check_destination(self, url: str) -> None:
+        """Refuse a URL no delivery could ever reach: its host is a blocked address, or a name that
+        resolves only to blocked ones (a name that does not resolve yet is accepted)."""
+        refusal = await self.sender.check_destination(url)
+        if refusal is not None:
+            raise InvalidArgumentError(refusal)
+
     def _check_events(self, names: Sequence[str]) -> list[str]:
         if not names:
             raise InvalidArgumentError(
@@ -161,12 +168,16 @@ class WebhookService:
         return _webhook_model(await self._row(webhook_id))
 
     async def create_webhook(self, url: str, events: Sequence[str], description: str = "") -> models.Webhook:
+        checked_url = self._check_url(url)
+        checked_events = self._check_events(events)
+        checked_description = self._check_description(description)
+        await self._check_destination(checked_url)
         now = self._clock()
         row = await self.store.insert_webhook(
             {
-                "url": self._check_url(url),
-                "events": self._check_events(events),
-                "description": self._check_description(description),
+                "url": checked_url,
+                "events": checked_events,
+                "description": checked_description,
                 "secret": generate_secret(),
                 "enabled": True,
                 "created_at": now,
@@ -192,6 +203,8 @@ class WebhookService:
             values["description"] = self._check_description(description)
         if not values:
             raise InvalidArgumentError("nothing to update; give at least one of url, events or description")
+        if "url" in values:
+            await self._check_destination(values["url"])
         values["updated_at"] = self._clock()
         row = await self.store.update_webhook(webhook_id, values)
         if row is None:
