@@ -23,7 +23,7 @@ from mcp_types import CallToolResult, Tool, ToolAnnotations
 from pydantic import BaseModel
 
 from conftest import Receiver, make_settings
-from webhook_mcp import Hub, models, service
+from webhook_mcp import Hub, load_catalog, models, service
 from webhook_mcp.server import SENSITIVE, create_server
 from webhook_mcp.store import AttemptRecord
 
@@ -268,6 +268,7 @@ async def test_contract_input_shapes_return_structured_models(client: Client) ->
 # --- bad input ------------------------------------------------------------------------------------
 
 LONG_URL = "https://example.com/" + "a" * 2040  # 2060 characters
+CUSTOMER = load_catalog().get("customer.created").example
 
 BAD_INPUTS: list[tuple[str, dict[str, Any], list[str]]] = [
     ("get_webhook", {"id": 42}, ["no webhook with id 42", "list_webhooks"]),
@@ -303,6 +304,17 @@ BAD_INPUTS: list[tuple[str, dict[str, Any], list[str]]] = [
     ("retry_delivery", {"id": 77}, ["no delivery with id 77", "get_webhook_logs"]),
     ("send_event", {"event": "order.creatd", "data": {}}, ["order.created"]),
     ("send_event", {"event": "webhook.test", "data": {}}, ["webhook.test", "cannot be subscribed"]),
+    # Text no database stores (PostgreSQL refuses NUL) or no UTF-8 encoder writes.
+    ("create_webhook", {"url": PUBLIC_URL, "events": ["order.created"], "description": "a\ud800"}, ["description"]),
+    (
+        "create_webhook",
+        {"url": PUBLIC_URL, "events": ["order.created"], "description": "a\x00b"},
+        ["description", "NUL"],
+    ),
+    ("create_webhook", {"url": PUBLIC_URL + "/\x00", "events": ["order.created"]}, ["url", "NUL"]),
+    ("update_webhook", {"id": 1, "url": PUBLIC_URL + "/\udfff"}, ["url", "surrogate"]),
+    ("send_event", {"event": "customer.created", "data": {**CUSTOMER, "id": "cus_\ud800"}}, ["data", "surrogate"]),
+    ("send_event", {"event": "customer.created", "data": {**CUSTOMER, "first_name": "\ud800"}}, ["data", "surrogate"]),
 ]
 
 

@@ -40,6 +40,8 @@ def events_endpoint(hub: Hub, token: str) -> Any:
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             return _error(400, "invalid_json", f"body is not valid JSON: {exc}")
+        except RecursionError:
+            return _error(400, "invalid_json", "body nests JSON too deeply; send a flatter object")
         if not isinstance(payload, dict):
             return _error(400, "invalid_body", 'body must be a JSON object: {"type": ..., "data": {...}}')
         event_type, data, key = payload.get("type"), payload.get("data"), payload.get("idempotency_key")
