@@ -104,6 +104,8 @@ def _read_data(spec: str) -> Any:
         data = json.loads(text)
     except ValueError as exc:
         raise UsageError(f"{source} is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise UsageError(f"{source} nests JSON too deeply; send a flatter object") from exc
     if not isinstance(data, dict):
         raise UsageError(f"{source} must hold a JSON object (the event's data), not {type(data).__name__}")
     return data
