@@ -291,8 +291,11 @@ async def test_foreign_host_and_origin_are_refused_even_with_the_token(served: t
             assert foreign.status_code == 403, foreign.text
             assert foreign.json()["error"]["code"] == "origin_not_allowed"
             assert (await http.post(path, json={}, headers={**AUTH, "origin": "null"})).status_code == 403
-        for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"):
-            origin = f"http://{host}"
+        for host, origin in (
+            (f"localhost:{port}", f"http://localhost:{port}"),
+            (f"127.0.0.1:{port}", "http://localhost:6274"),
+            (f"[::1]:{port}", "https://127.0.0.1:3000"),
+        ):
             ok = await http.post(
                 EVENTS_PATH, json={"type": "order.paid"}, headers={**AUTH, "host": host, "origin": origin}
             )
@@ -347,8 +350,9 @@ async def test_a_public_bind_accepts_only_the_listed_hosts_and_origins(sqlite_ur
             assert (await client.post(EVENTS_PATH, json=body, headers={**AUTH, "host": host})).status_code == 421
         allowed = await client.post(EVENTS_PATH, json=body, headers={**AUTH, "origin": "https://app.example.com"})
         assert allowed.status_code == 422
-        refused = await client.post(EVENTS_PATH, json=body, headers={**AUTH, "origin": "https://app.example.com.evil"})
-        assert refused.status_code == 403
+        for origin in ("https://app.example.com.evil", "http://app.example.com", "http://localhost:6274"):
+            refused = await client.post(EVENTS_PATH, json=body, headers={**AUTH, "origin": origin})
+            assert refused.status_code == 403, origin
         assert (await client.post(EVENTS_PATH, json=body)).status_code == 401
         assert (await client.post("/mcp", json=INITIALIZE, headers=MCP_HEADERS)).status_code == 401
         lowercase_scheme = await client.post(EVENTS_PATH, json=body, headers={"authorization": f"bearer {TOKEN}"})

@@ -50,15 +50,18 @@ def _authority(host: str) -> str:
 
 
 def transport_security(settings: Settings, host: str, port: int) -> TransportSecuritySettings:
-    """DNS-rebinding protection for a server bound to ``host:port``: the bind address (and for
-    loopback every loopback name) on that port, plus what the operator lists."""
+    """DNS-rebinding protection for a server bound to ``host:port``: Host must name the bind
+    address (for loopback, any loopback name) on that port, or be listed by the operator. Browser
+    pages may call it from its own origin; for a loopback bind also from other local ports (tools
+    such as MCP Inspector), which a rebound page never has."""
     names = [_authority(host)]
+    origins = [f"http://{names[0]}:{port}"]
     if is_loopback(host):
         names += [name for name in LOOPBACK_AUTHORITIES if name not in names]
+        origins = [f"{scheme}://{name}:*" for name in names for scheme in ("http", "https")]
     hosts = [f"{name}:{port}" for name in names]
     if port == 80:
         hosts += names
-    origins = [f"http://{name}:{port}" for name in names]
     return TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
         allowed_hosts=[*hosts, *settings.allowed_hosts],

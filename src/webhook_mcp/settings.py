@@ -69,7 +69,8 @@ class Settings(BaseSettings):
     allowed_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated extra browser Origins the HTTP transports accept, e.g. "
-        "https://app.example.com. Requests without an Origin header are not affected.",
+        "https://app.example.com (scheme://host:* for any port). The bind address's own origin (for loopback, "
+        "any local origin) is always accepted; requests without an Origin header are not affected.",
     )
     read_only: bool = Field(
         False,
