@@ -62,6 +62,9 @@ def test_migrate_creates_the_database(tmp_path: Path) -> None:
         ({"WEBHOOK_MCP_RETRY_SCHEDULE": "5,-1"}, "WEBHOOK_MCP_RETRY_SCHEDULE"),
         ({"WEBHOOK_MCP_LEASE_SECONDS": "5"}, "must be longer than delivery_timeout"),
         ({"WEBHOOK_MCP_DATABASE_URL": "mysql://root@localhost/x"}, "not supported"),
+        ({"WEBHOOK_MCP_ALLOWED_HOSTS": "https://mcp.example.com"}, "WEBHOOK_MCP_ALLOWED_HOSTS"),
+        ({"WEBHOOK_MCP_ALLOWED_ORIGINS": "https://app.example.com/path"}, "WEBHOOK_MCP_ALLOWED_ORIGINS"),
+        ({"WEBHOOK_MCP_READ_ONLY": "perhaps"}, "WEBHOOK_MCP_READ_ONLY"),
     ],
 )
 def test_bad_settings_are_clear_errors(env: dict[str, str], message: str) -> None:
@@ -98,6 +101,7 @@ def test_publish_reads_data_from_stdin(tmp_path: Path) -> None:
     [
         (["order.created", "--data", "@/nonexistent/order.json"], "cannot read --data file"),
         (["order.created", "--data", "[1, 2]"], "must hold a JSON object"),
+        (["order.created", "--data", "[" * 5000 + "]" * 5000], "nests JSON too deeply"),
         (["order.created", "--data", '{"id": 5}'], "does not match its schema"),
         (["webhook.test", "--data", "{}"], "cannot be subscribed"),
     ],
@@ -108,3 +112,31 @@ def test_publish_rejects_bad_input_before_touching_the_database(tmp_path: Path, 
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not database.exists()
+
+
+def test_a_bad_token_is_refused_without_echoing_it() -> None:
+    result = run("migrate", env={"WEBHOOK_MCP_API_TOKEN": "pass word\u00e9"})
+    assert result.returncode == 2
+    assert "WEBHOOK_MCP_API_TOKEN" in result.stderr and "printable ASCII" in result.stderr
+    assert "pass word" not in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("transport", "host"), [("streamable-http", "0.0.0.0"), ("sse", "::"), ("sse", "192.0.2.7")])
+def test_serve_refuses_a_non_loopback_bind_without_a_token(tmp_path: Path, transport: str, host: str) -> None:
+    database = tmp_path / "never.db"
+    env = {"WEBHOOK_MCP_DATABASE_URL": f"sqlite:///{database}", "WEBHOOK_MCP_API_TOKEN": ""}
+    result = run("serve", "--transport", transport, "--host", host, "--port", "9", env=env)
+    assert result.returncode == 2
+    assert f"refusing to serve on {host} without a token" in result.stderr
+    assert "WEBHOOK_MCP_API_TOKEN" in result.stderr and "Traceback" not in result.stderr
+    assert not database.exists(), "the check must come before anything is opened or bound"
+
+
+def test_serve_help_explains_the_http_safeguards() -> None:
+    result = run("serve", "--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    assert "Any other --host needs WEBHOOK_MCP_API_TOKEN" in text
+    assert "every route (the MCP endpoints and POST /v1/events) wants 'Authorization: Bearer <token>'" in text
+    assert "WEBHOOK_MCP_READ_ONLY=1 serves only the tools that change nothing" in text
+    assert "turns POST /v1/events off" in text

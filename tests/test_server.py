@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import re
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,12 +19,12 @@ import standardwebhooks
 import svix.webhooks
 from aiohttp import web
 from mcp import Client
-from mcp_types import CallToolResult, Tool
+from mcp_types import CallToolResult, Tool, ToolAnnotations
 from pydantic import BaseModel
 
 from conftest import Receiver, make_settings
-from webhook_mcp import Hub, models, service
-from webhook_mcp.server import create_server
+from webhook_mcp import Hub, load_catalog, models, service
+from webhook_mcp.server import SENSITIVE, create_server
 from webhook_mcp.store import AttemptRecord
 
 pytestmark = pytest.mark.anyio
@@ -267,6 +268,7 @@ async def test_contract_input_shapes_return_structured_models(client: Client) ->
 # --- bad input ------------------------------------------------------------------------------------
 
 LONG_URL = "https://example.com/" + "a" * 2040  # 2060 characters
+CUSTOMER = load_catalog().get("customer.created").example
 
 BAD_INPUTS: list[tuple[str, dict[str, Any], list[str]]] = [
     ("get_webhook", {"id": 42}, ["no webhook with id 42", "list_webhooks"]),
@@ -302,6 +304,17 @@ BAD_INPUTS: list[tuple[str, dict[str, Any], list[str]]] = [
     ("retry_delivery", {"id": 77}, ["no delivery with id 77", "get_webhook_logs"]),
     ("send_event", {"event": "order.creatd", "data": {}}, ["order.created"]),
     ("send_event", {"event": "webhook.test", "data": {}}, ["webhook.test", "cannot be subscribed"]),
+    # Text no database stores (PostgreSQL refuses NUL) or no UTF-8 encoder writes.
+    ("create_webhook", {"url": PUBLIC_URL, "events": ["order.created"], "description": "a\ud800"}, ["description"]),
+    (
+        "create_webhook",
+        {"url": PUBLIC_URL, "events": ["order.created"], "description": "a\x00b"},
+        ["description", "NUL"],
+    ),
+    ("create_webhook", {"url": PUBLIC_URL + "/\x00", "events": ["order.created"]}, ["url", "NUL"]),
+    ("update_webhook", {"id": 1, "url": PUBLIC_URL + "/\udfff"}, ["url", "surrogate"]),
+    ("send_event", {"event": "customer.created", "data": {**CUSTOMER, "id": "cus_\ud800"}}, ["data", "surrogate"]),
+    ("send_event", {"event": "customer.created", "data": {**CUSTOMER, "first_name": "\ud800"}}, ["data", "surrogate"]),
 ]
 
 
@@ -855,3 +868,79 @@ async def test_dead_delivery_can_be_retried_and_replayed(
 
     replay = await call(client, "replay_failed", {"id": hook["id"]})
     assert replay == {"webhook_id": hook["id"], "requeued": 0, "held": False}
+
+
+# --- read-only mode -------------------------------------------------------------------------------
+
+TOOL_NAME = re.compile(r"\b[a-z]+(?:_[a-z]+)+\b")
+
+
+async def test_read_only_mode_serves_only_tools_annotated_read_only_and_not_sensitive(
+    hub: Hub, sqlite_url: str
+) -> None:
+    async with Client(create_server(hub=hub)) as full_client:
+        full = {tool.name: tool for tool in (await full_client.list_tools()).tools}
+    expected = {
+        name
+        for name, tool in full.items()
+        if tool.annotations and tool.annotations.read_only_hint is True and not (tool.meta or {}).get(SENSITIVE)
+    }
+    async with (
+        Hub.open(make_settings(sqlite_url, read_only=True), dispatch=False) as read_only_hub,
+        Client(create_server(hub=read_only_hub)) as client,
+    ):
+        names = {tool.name for tool in (await client.list_tools()).tools}
+        assert names == expected
+        assert {"list_webhooks", "get_webhook", "get_webhook_logs", "get_webhook_stats"} <= names
+        assert not names & {"create_webhook", "update_webhook", "delete_webhook", "toggle_webhook"}
+        assert not names & {"test_webhook", "send_event", "retry_delivery", "replay_failed"}
+        assert "get_webhook_secret" not in names
+        text = await call_error(client, "create_webhook", {"url": PUBLIC_URL, "events": ["order.created"]})
+        assert "read-only" in text and "WEBHOOK_MCP_READ_ONLY" in text
+        assert "read-only" in await call_error(client, "get_webhook_secret", {"id": 1})
+        assert (await call(client, "list_webhooks"))["total"] == 0
+
+
+async def test_get_webhook_secret_is_the_only_sensitive_tool(client: Client) -> None:
+    tools = (await client.list_tools()).tools
+    assert {tool.name for tool in tools if (tool.meta or {}).get(SENSITIVE)} == {"get_webhook_secret"}
+
+
+async def test_read_only_mode_classifies_tools_added_later_by_their_annotations(sqlite_url: str) -> None:
+    server = create_server(make_settings(sqlite_url, read_only=True))
+
+    @server.tool(description="reads", annotations=ToolAnnotations(read_only_hint=True))
+    async def peek() -> str:
+        return "ok"
+
+    @server.tool(description="writes", annotations=ToolAnnotations(read_only_hint=False))
+    async def poke() -> str:
+        return "changed"
+
+    @server.tool(description="no annotations: treated as a write")
+    async def unknown() -> str:
+        return "?"
+
+    @server.tool(description="reads a key", annotations=ToolAnnotations(read_only_hint=True), meta={SENSITIVE: True})
+    async def peek_key() -> str:
+        return "whsec_"
+
+    async with Client(server) as client:
+        names = {tool.name for tool in (await client.list_tools()).tools}
+        assert "peek" in names and not names & {"poke", "unknown", "peek_key"}
+        assert (await client.call_tool("peek", {})).is_error is False
+        assert "read-only" in await call_error(client, "poke", {})
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+async def test_instructions_name_only_tools_that_exist(sqlite_url: str, read_only: bool) -> None:
+    async with (
+        Hub.open(make_settings(sqlite_url, read_only=read_only), dispatch=False) as opened,
+        Client(create_server(hub=opened)) as client,
+    ):
+        names = {tool.name for tool in (await client.list_tools()).tools}
+        instructions = client.instructions or ""
+        mentioned = set(TOOL_NAME.findall(instructions))
+        assert mentioned, instructions
+        assert mentioned <= names, mentioned - names
+        assert ("read-only" in instructions) is read_only

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import json
 from typing import Any
 
@@ -10,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from .errors import InvalidArgumentError, WebhookError
+from .http_auth import token_refusal
 from .hub import Hub
 
 EVENTS_PATH = "/v1/events"
@@ -20,14 +20,14 @@ def _error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
 
 
 def events_endpoint(hub: Hub, token: str) -> Any:
-    """Build the handler; bodies are read only up to the payload limit, so a huge upload costs nothing."""
-    expected = f"Bearer {token}".encode()
+    """Build the handler; bodies are read only up to the payload limit, so a huge upload costs nothing.
+    It checks the token itself too, so it is never open wherever it is mounted."""
     limit = hub.settings.max_payload_bytes
 
     async def publish_event(request: Request) -> Response:
-        given = request.headers.get("authorization", "").encode()
-        if not hmac.compare_digest(given, expected):
-            return _error(401, "unauthorized", "send 'Authorization: Bearer <WEBHOOK_MCP_API_TOKEN>'")
+        refusal = token_refusal(request.headers, token)
+        if refusal is not None:
+            return refusal
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
             return _error(413, "too_large", f"request body is over {limit} bytes (WEBHOOK_MCP_MAX_PAYLOAD_BYTES)")
@@ -40,6 +40,8 @@ def events_endpoint(hub: Hub, token: str) -> Any:
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             return _error(400, "invalid_json", f"body is not valid JSON: {exc}")
+        except RecursionError:
+            return _error(400, "invalid_json", "body nests JSON too deeply; send a flatter object")
         if not isinstance(payload, dict):
             return _error(400, "invalid_body", 'body must be a JSON object: {"type": ..., "data": {...}}')
         event_type, data, key = payload.get("type"), payload.get("data"), payload.get("idempotency_key")

@@ -545,8 +545,13 @@ class Catalog:
         fast = self._fast_validators.get(name)
         if fast is None:
             fast = self._fast_validators[name] = _fast_validator(event_type.schema)
-        if fast.is_valid(data):
-            return
+        try:
+            if fast.is_valid(data):
+                return
+        except UnicodeEncodeError:
+            raise InvalidPayloadError(
+                name, ["data contains an unpaired surrogate (e.g. '\\ud800'), which is not valid Unicode text"]
+            ) from None
         validator = self._validators.get(name)
         if validator is None:
             validator = self._validators[name] = _validator(event_type.schema)

@@ -34,6 +34,14 @@ examples:
   webhook-mcp worker                                 a delivery worker on its own
   webhook-mcp publish order.created --data @order.json
   webhook-mcp claude-config                          a claude_desktop_config.json entry for this install
+  WEBHOOK_MCP_API_TOKEN=... webhook-mcp serve --transport streamable-http --host 0.0.0.0
+
+HTTP transports (sse, streamable-http) bind 127.0.0.1 by default. Any other --host needs
+WEBHOOK_MCP_API_TOKEN, and with a token every route (the MCP endpoints and POST /v1/events) wants
+'Authorization: Bearer <token>'. Host and Origin headers are checked on every request (DNS-rebinding
+protection; WEBHOOK_MCP_ALLOWED_HOSTS and WEBHOOK_MCP_ALLOWED_ORIGINS add to the bind address).
+WEBHOOK_MCP_READ_ONLY=1 serves only the tools that change nothing (not get_webhook_secret either)
+and turns POST /v1/events off.
 """
 
 
@@ -58,7 +66,11 @@ def _build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     serve.add_argument("--transport", choices=["stdio", "sse", "streamable-http"], default="stdio")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind for HTTP transports")
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind for HTTP transports; anything but loopback needs WEBHOOK_MCP_API_TOKEN",
+    )
     serve.add_argument("--port", type=int, default=8000, help="port for HTTP transports")
     serve.add_argument(
         "--no-dispatcher", action="store_true", help="do not deliver in this process (separate workers do)"
@@ -92,6 +104,8 @@ def _read_data(spec: str) -> Any:
         data = json.loads(text)
     except ValueError as exc:
         raise UsageError(f"{source} is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise UsageError(f"{source} nests JSON too deeply; send a flatter object") from exc
     if not isinstance(data, dict):
         raise UsageError(f"{source} must hold a JSON object (the event's data), not {type(data).__name__}")
     return data
@@ -142,16 +156,10 @@ async def _publish(settings: Settings, event_type: str, data: Any, key: str | No
 async def _serve_http(settings: Settings, transport: str, host: str, port: int, dispatch: bool) -> None:
     import uvicorn
 
-    from .api import EVENTS_PATH, events_endpoint
-    from .server import create_server
+    from .server import create_http_app
 
     async with Hub.open(settings, dispatch=dispatch) as hub:
-        server = create_server(hub=hub)
-        if settings.api_token:
-            server.custom_route(EVENTS_PATH, methods=["POST"])(events_endpoint(hub, settings.api_token))
-        else:
-            logger.warning("POST %s is off: set WEBHOOK_MCP_API_TOKEN to publish over HTTP", EVENTS_PATH)
-        app = server.sse_app(host=host) if transport == "sse" else server.streamable_http_app(host=host)
+        app = create_http_app(hub, "sse" if transport == "sse" else "streamable-http", host, port)
         config = uvicorn.Config(app, host=host, port=port, log_level=settings.log_level.lower())
         await uvicorn.Server(config).serve()
 
@@ -164,6 +172,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
         server = create_server(settings.model_copy(update={"run_dispatcher": dispatch}))
         run(server.run_stdio_async())
     else:
+        from .http_auth import check_bind
+
+        check_bind(settings, args.host)
         run(_serve_http(settings, args.transport, args.host, args.port, dispatch))
 
 

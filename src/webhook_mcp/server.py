@@ -6,22 +6,29 @@ comes back and what to call next."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Annotated, Any, Literal, TypeVar
 
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.context import Context
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import ToolAnnotations
+from mcp_types import CallToolResult, InputRequiredResult, ToolAnnotations
 from pydantic import Field
+from starlette.types import ASGIApp
 
 from . import __version__, models
+from .api import EVENTS_PATH, events_endpoint
 from .errors import WebhookError
+from .http_auth import HttpGuard, check_bind, transport_security
 from .hub import Hub
 from .service import WebhookService
 from .settings import Settings
 from .store import MAX_WEBHOOK_ID
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 INSTRUCTIONS = """\
 Manage the shop's outgoing webhooks: endpoints that receive signed JSON events (orders, payments,
@@ -30,6 +37,17 @@ get_webhook_secret -> test_webhook -> get_webhook_logs to set one up; list_webho
 get_webhook_stats -> get_webhook_logs -> test_webhook -> update_webhook to debug one;
 toggle_webhook to pause and resume. Every request is signed per Standard Webhooks
 (webhook-id, webhook-timestamp, webhook-signature headers) and retried on failure."""
+
+READ_ONLY_INSTRUCTIONS = """\
+Look at the shop's outgoing webhooks: endpoints that receive signed JSON events (orders, payments,
+customers, products, inventory). This server is read-only: it cannot create, change, test or delete
+webhooks, publish events or show signing secrets. Typical flows: list_webhooks -> get_webhook_stats ->
+get_webhook_logs to see why one fails; get_webhook_events -> get_webhook_sample_payload to see what
+receivers get. Every request is signed per Standard Webhooks and retried on failure."""
+
+# Tool metadata marking a read-only tool that still hands out something dangerous (a signing key):
+# read-only mode leaves it out.
+SENSITIVE = "webhook-mcp/sensitive"
 
 READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 
@@ -56,6 +74,39 @@ async def _call(operation: Awaitable[T]) -> T:
         raise ToolError(str(exc)) from exc
 
 
+def allowed_in_read_only(annotations: ToolAnnotations | None, meta: Mapping[str, Any] | None) -> bool:
+    """A tool's own annotations decide, so tools added later are classified without a list here."""
+    return annotations is not None and annotations.read_only_hint is True and not (meta or {}).get(SENSITIVE)
+
+
+class WebhookServer(MCPServer[Any]):
+    """In read-only mode, registering a tool that may change something (or is ``SENSITIVE``) leaves
+    it out; calling it then says why instead of "unknown tool"."""
+
+    def __init__(self, *args: Any, read_only: bool = False, **kwargs: Any) -> None:
+        self.read_only = read_only
+        self.withheld: set[str] = set()
+        super().__init__(*args, **kwargs)
+
+    def add_tool(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        if self.read_only:
+            given = inspect.signature(MCPServer.add_tool).bind(self, fn, *args, **kwargs).arguments
+            if not allowed_in_read_only(given.get("annotations"), given.get("meta")):
+                self.withheld.add(given.get("name") or fn.__name__)
+                return
+        super().add_tool(fn, *args, **kwargs)
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        if name in self.withheld:
+            raise ToolError(
+                f"{name} is not available: this server is read-only (WEBHOOK_MCP_READ_ONLY) and only looks at "
+                "webhooks; ask the operator to make the change"
+            )
+        return await super().call_tool(name, arguments, context)
+
+
 class _HubSlot:
     hub: Hub | None = None
 
@@ -65,10 +116,12 @@ class _HubSlot:
         return self.hub
 
 
-def create_server(settings: Settings | None = None, *, hub: Hub | None = None) -> MCPServer[Any]:
+def create_server(settings: Settings | None = None, *, hub: Hub | None = None) -> WebhookServer:
     """Build the MCP server. Without ``hub`` its lifespan opens one (database, sender,
-    dispatcher) from ``settings``; with one, the caller owns it (HTTP transports do)."""
+    dispatcher) from ``settings``; with one, the caller owns it (HTTP transports do).
+    ``read_only`` in the settings registers only the tools that change nothing."""
     slot = _HubSlot()
+    config = hub.settings if hub is not None else settings or Settings()
 
     @contextlib.asynccontextmanager
     async def lifespan(_server: MCPServer[Any]) -> AsyncIterator[dict[str, Any]]:
@@ -76,19 +129,20 @@ def create_server(settings: Settings | None = None, *, hub: Hub | None = None) -
             slot.hub = hub
             yield {}
             return
-        async with Hub.open(settings) as opened:
+        async with Hub.open(config) as opened:
             slot.hub = opened
             try:
                 yield {}
             finally:
                 slot.hub = None
 
-    server: MCPServer[Any] = MCPServer(
+    server = WebhookServer(
         "webhook-mcp",
         title="Webhook management",
-        instructions=INSTRUCTIONS,
+        instructions=READ_ONLY_INSTRUCTIONS if config.read_only else INSTRUCTIONS,
         version=__version__,
         lifespan=lifespan,
+        read_only=config.read_only,
     )
 
     def svc() -> WebhookService:
@@ -208,6 +262,7 @@ def create_server(settings: Settings | None = None, *, hub: Hub | None = None) -
         description="Show the webhook's full signing secret (whsec_...) and how to verify signatures. "
         "Give it to the receiving endpoint so it can reject forged requests.",
         annotations=READ,
+        meta={SENSITIVE: True},
     )
     async def get_webhook_secret(id: WebhookId) -> models.WebhookSecret:
         return await _call(svc().get_secret(id))
@@ -277,3 +332,23 @@ def create_server(settings: Settings | None = None, *, hub: Hub | None = None) -
         return await _call(svc().publish(event, data, idempotency_key))
 
     return server
+
+
+def create_http_app(hub: Hub, transport: Literal["sse", "streamable-http"], host: str, port: int) -> ASGIApp:
+    """The MCP transport and ``POST /v1/events`` for a server bound to ``host:port``, behind one
+    guard: Host/Origin checks on every route, and the bearer token on every route when one is set."""
+    settings = hub.settings
+    check_bind(settings, host)
+    server = create_server(hub=hub)
+    if settings.read_only:
+        logger.info("read-only mode: %d tool(s) left out, POST %s is off", len(server.withheld), EVENTS_PATH)
+    elif settings.api_token:
+        server.custom_route(EVENTS_PATH, methods=["POST"])(events_endpoint(hub, settings.api_token))
+    else:
+        logger.warning("POST %s is off: set WEBHOOK_MCP_API_TOKEN to publish over HTTP", EVENTS_PATH)
+    security = transport_security(settings, host, port)
+    if transport == "sse":
+        app = server.sse_app(transport_security=security, host=host)
+    else:
+        app = server.streamable_http_app(transport_security=security, host=host)
+    return HttpGuard(app, security, settings.api_token)

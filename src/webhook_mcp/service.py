@@ -7,6 +7,7 @@ import ipaddress
 import json
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -48,6 +49,19 @@ def _valid_host(host: str) -> bool:
     except UnicodeError:
         return False
     return len(ascii_host) <= 253 and _HOST_LABELS.match(ascii_host.lower()) is not None
+
+
+def _check_text(name: str, value: str) -> str:
+    """Text every database stores and every HTTP library sends: no NUL, no unpaired surrogate."""
+    if "\x00" in value:
+        raise InvalidArgumentError(f"{name} contains a NUL character (\\x00); remove it")
+    try:
+        value.encode()
+    except UnicodeEncodeError as exc:
+        raise InvalidArgumentError(
+            f"{name} contains {value[exc.start]!r}, an unpaired surrogate that is not valid Unicode; send UTF-8 text"
+        ) from exc
+    return value
 
 
 def envelope(event_id: str, event_type: str, created_at: float, data: dict[str, Any]) -> str:
@@ -99,7 +113,7 @@ class WebhookService:
     # -- checks -----------------------------------------------------------------------------
 
     def _check_url(self, url: str) -> str:
-        url = url.strip()
+        url = _check_text("url", url).strip()
         if not url:
             raise InvalidArgumentError("url is empty; give the absolute https:// address of your endpoint")
         if len(url) > MAX_URL_LENGTH:
@@ -137,7 +151,7 @@ class WebhookService:
             raise InvalidArgumentError(
                 "events is empty; subscribe to at least one event type (call get_webhook_events to list them)"
             )
-        duplicates = sorted({n for n in names if names.count(n) > 1})
+        duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
         if duplicates:
             raise InvalidArgumentError(f"events lists {', '.join(duplicates)} more than once; name each once")
         for name in names:
@@ -150,7 +164,7 @@ class WebhookService:
             raise InvalidArgumentError(
                 f"description is {len(description)} characters; the limit is {MAX_DESCRIPTION_LENGTH}"
             )
-        return description.strip()
+        return _check_text("description", description).strip()
 
     async def _row(self, webhook_id: int) -> Row[Any]:
         row = await self.store.get_webhook(webhook_id)
@@ -384,9 +398,16 @@ class WebhookService:
             raise InvalidArgumentError(
                 f"idempotency_key must be 1 to {MAX_IDEMPOTENCY_KEY} characters, got {len(idempotency_key)}"
             )
+        if idempotency_key is not None:
+            _check_text("idempotency_key", idempotency_key)
         event_id = new_event_id()
         body = envelope(event_id, kind.name, now, data)
-        size = len(body.encode())
+        try:
+            size = len(body.encode())
+        except UnicodeEncodeError as exc:
+            raise InvalidArgumentError(
+                f"data contains {body[exc.start]!r}, an unpaired surrogate that is not valid Unicode; send UTF-8 text"
+            ) from exc
         if size > self.settings.max_payload_bytes:
             raise InvalidArgumentError(
                 f"event body is {size} bytes; the limit is {self.settings.max_payload_bytes} "

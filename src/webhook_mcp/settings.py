@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -14,6 +15,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 DEFAULT_RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+_AUTHORITY = r"(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::(?:[0-9]{1,5}|\*))?"
+_HOST_HEADER = re.compile(rf"^{_AUTHORITY}$")
+_ORIGIN = re.compile(rf"^https?://{_AUTHORITY}$")
 
 
 def default_database_url() -> str:
@@ -51,7 +56,26 @@ class Settings(BaseSettings):
         None, description="JSON or YAML file with extra event types operators add to the catalog."
     )
     api_token: str | None = Field(
-        None, description="Bearer token for POST /v1/events when serving over HTTP; the route is off without it."
+        None,
+        description="Bearer token every HTTP route requires (MCP endpoints and POST /v1/events); needed to bind "
+        "an address other than loopback. Without it POST /v1/events is off.",
+    )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated extra Host header values the HTTP transports accept (DNS-rebinding "
+        "protection), e.g. mcp.example.com,mcp.example.com:8443 (name:* for any port). The bind address:port "
+        "(for loopback also 127.0.0.1, localhost, [::1]) is always accepted.",
+    )
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated extra browser Origins the HTTP transports accept, e.g. "
+        "https://app.example.com (scheme://host:* for any port). The bind address's own origin (for loopback, "
+        "any local origin) is always accepted; requests without an Origin header are not affected.",
+    )
+    read_only: bool = Field(
+        False,
+        description="Register only tools that change nothing (and not get_webhook_secret); POST /v1/events is "
+        "off too. For assistants that should look, not change.",
     )
     max_concurrency: int = Field(128, ge=1, le=10_000, description="Deliveries in flight at once, per process.")
     per_endpoint_concurrency: int = Field(
@@ -109,6 +133,45 @@ class Settings(BaseSettings):
                 except ValueError as exc:
                     raise ValueError(f"{item!r} is not a CIDR network such as 127.0.0.0/8 ({exc})") from exc
             return networks
+        return value
+
+    @field_validator("api_token", mode="before")
+    @classmethod
+    def _check_token(cls, value: object) -> object:
+        if isinstance(value, str):
+            if not value:
+                return None
+            if not all(33 <= ord(char) <= 126 for char in value):
+                raise ValueError(
+                    "the token must be printable ASCII without spaces (it travels in an HTTP header); "
+                    "generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+                )
+        return value
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _parse_hosts(cls, value: object) -> object:
+        value = _split_csv(value)
+        if isinstance(value, list):
+            for item in value:
+                if not _HOST_HEADER.match(str(item)):
+                    raise ValueError(
+                        f"{item!r} is not a Host header value; give a name or address with an optional port, "
+                        "e.g. mcp.example.com, mcp.example.com:8443, 10.0.0.5:*, [2001:db8::1]:8000"
+                    )
+        return value
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _parse_origins(cls, value: object) -> object:
+        value = _split_csv(value)
+        if isinstance(value, list):
+            for item in value:
+                if not _ORIGIN.match(str(item)):
+                    raise ValueError(
+                        f"{item!r} is not an origin; give scheme://host[:port] with no path, "
+                        "e.g. https://app.example.com or http://localhost:*"
+                    )
         return value
 
     @field_validator("retry_schedule", mode="before")
