@@ -152,8 +152,11 @@ class Dispatcher:
                 await self._wait_for_wake(cfg.poll_interval)
 
     async def _wait_for_wake(self, seconds: float) -> None:
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that
+        # arrives together with the wake-up, and the dispatcher would never stop.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
 
     def _start(self, delivery: ClaimedDelivery) -> bool:
         """Send now if there is a free slot (overall and for the endpoint), else queue it locally
