@@ -79,13 +79,15 @@ def _ensure_sqlite_dir(parsed: URL) -> None:
 
 
 def create_sync(url: str) -> Engine:
+    """``hide_parameters``: a database error's text never quotes the values, which include
+    webhook secrets, so it can be logged and shown as it is."""
     parsed = sync_url(url)
     _ensure_sqlite_dir(parsed)
     if parsed.get_backend_name() == "sqlite":
-        engine = create_engine(parsed)
+        engine = create_engine(parsed, hide_parameters=True)
         _sqlite_setup(engine)
         return engine
-    return create_engine(parsed, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    return create_engine(parsed, pool_size=10, max_overflow=10, pool_pre_ping=True, hide_parameters=True)
 
 
 def _alembic_config() -> Config:
