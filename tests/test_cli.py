@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from webhook_mcp import database
 from webhook_mcp.cli import main
 from webhook_mcp.settings import Settings
 
@@ -50,7 +51,7 @@ def test_migrate_creates_the_database(tmp_path: Path) -> None:
     target = tmp_path / "data" / "hooks.db"
     result = run("migrate", env={"WEBHOOK_MCP_DATABASE_URL": f"sqlite:///{target}"})
     assert result.returncode == 0, result.stderr
-    assert "revision 0001" in result.stdout and target.exists()
+    assert f"revision {database.head_revision()}" in result.stdout and target.exists()
 
 
 @pytest.mark.parametrize(

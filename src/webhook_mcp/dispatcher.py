@@ -13,11 +13,13 @@ import uuid
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable
 
+from .errors import WebhookError
 from .retries import RetryPolicy
-from .sender import Sender
+from .sender import Sender, SendOutcome
 from .settings import Settings
 from .signing import secret_key, signed_headers
 from .store import AttemptRecord, ClaimedDelivery, HealthPolicy, Store
+from .vault import Vault
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +59,7 @@ class Dispatcher:
         self._queued: dict[int, deque[ClaimedDelivery]] = defaultdict(deque)
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._keys: dict[str, bytes] = {}
+        self._vault = Vault(settings.secret_key)
         self._background: set[asyncio.Task[None]] = set()
         self._writing = 0
         self._max_tasks = settings.max_concurrency
@@ -197,16 +200,35 @@ class Dispatcher:
             return
 
     def _key(self, secret: str) -> bytes:
+        """Cached per stored value, so an encrypted secret is decrypted once, not per delivery."""
         key = self._keys.get(secret)
         if key is None:
-            key = self._keys[secret] = secret_key(secret)
+            key = self._keys[secret] = secret_key(self._vault.reveal(secret))
         return key
+
+    def _headers(self, delivery: ClaimedDelivery, now: float) -> dict[str, str]:
+        previous = delivery.previous_secret
+        expires = delivery.previous_secret_expires_at
+        in_grace = previous is not None and expires is not None and now < expires
+        return signed_headers(
+            self._key(delivery.secret),
+            delivery.event_id,
+            int(now),
+            delivery.body,
+            self._key(previous) if in_grace and previous is not None else None,
+        )
 
     async def _deliver(self, delivery: ClaimedDelivery) -> None:
         try:
             started = self._clock()
-            headers = signed_headers(self._key(delivery.secret), delivery.event_id, int(started), delivery.body)
-            outcome = await self.sender.send(delivery.url, headers, delivery.body)
+            try:
+                headers = self._headers(delivery, started)
+            except WebhookError as exc:
+                # A secret this process cannot decrypt: never send unsigned; retried on schedule.
+                logger.error("not sending to webhook %s: %s", delivery.webhook_id, exc)
+                outcome = SendOutcome(False, None, 0.0, f"not sent: {exc}", "", None)
+            else:
+                outcome = await self.sender.send(delivery.url, headers, delivery.body)
             now = self._clock()
             decision = self.policy.decide(outcome, delivery.attempt_number, now, delivery.url)
             self._results.append(
@@ -318,6 +340,7 @@ class Dispatcher:
                     await asyncio.sleep(0)
                 if total:
                     logger.info("pruned %d attempt log rows older than %g days", total, retention / 86400)
+                await self.store.forget_expired_secrets(self._clock())
             except Exception:
                 logger.exception("pruning old attempt logs failed")
             await asyncio.sleep(PRUNE_INTERVAL)
