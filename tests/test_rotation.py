@@ -260,3 +260,75 @@ async def test_grace_limits_are_inclusive_and_unknown_ids_say_what_to_do(hub: Hu
     assert longest.previous_secret_expires_at > datetime.now(UTC)
     with pytest.raises(NotFoundError, match="no webhook with id 42; call list_webhooks"):
         await hub.service.rotate_secret(42)
+
+
+def _migrate(database_url: str, revision: str, *, down: bool = False) -> None:
+    from alembic import command
+
+    from webhook_mcp import database
+
+    engine = database.create_sync(database_url)
+    config = database._alembic_config()
+    try:
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            (command.downgrade if down else command.upgrade)(config, revision)
+    finally:
+        engine.dispose()
+
+
+async def test_migration_0002_keeps_every_row_both_ways(database_url: str, receiver: Receiver) -> None:
+    """Upgrading a database from before rotation existed (and downgrading again) adds and drops
+    two columns in place: no table rebuild, whose DROP on SQLite would cascade to the deliveries."""
+    from sqlalchemy import func, inspect, text
+
+    from webhook_mcp import database
+
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    now = time.time()
+    await asyncio.to_thread(_migrate, database_url, "0001")
+    engine = database.create_sync(database_url)
+    try:
+        # Rows as the previous release wrote them, with the 0001 columns only.
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO webhooks (url, events, secret, created_at, updated_at) "
+                    "VALUES (:url, :events, :secret, :now, :now)"
+                ),
+                {"url": receiver.url, "events": f'["{EVENT}"]', "secret": secret, "now": now},
+            )
+            hook_id = conn.scalar(text("SELECT max(id) FROM webhooks"))
+            conn.execute(
+                text("INSERT INTO events (id, type, body, created_at) VALUES ('evt_1', :type, '{}', :now)"),
+                {"type": EVENT, "now": now},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO deliveries (webhook_id, event_id, state, next_attempt_at, created_at, updated_at) "
+                    "VALUES (:hook, 'evt_1', 'held', :now, :now, :now)"
+                ),
+                {"hook": hook_id, "now": now},
+            )
+    finally:
+        engine.dispose()
+
+    async with Hub.open(make_settings(database_url), dispatch=False) as hub:
+        assert await asyncio.to_thread(database.current_revision, database_url) == "0002"
+        assert (await hub.service.get_secret(hook_id)).secret == secret
+        assert (await hub.service.get_webhook(hook_id)).secret_rotation_ends_at is None
+        assert len(await hub.store.fetch_all(select(deliveries))) == 1
+        rotated = await hub.service.rotate_secret(hook_id)
+        assert (await hub.service.test_webhook(hook_id)).success
+        assert accepts(secret, receiver.requests[0]) and accepts(rotated.secret, receiver.requests[0])
+
+    await asyncio.to_thread(_migrate, database_url, "0001", down=True)
+    engine = database.create_sync(database_url)
+    try:
+        columns = {c["name"] for c in inspect(engine).get_columns("webhooks")}
+        assert "previous_secret" not in columns and "previous_secret_expires_at" not in columns
+        with engine.connect() as conn:
+            assert conn.scalar(select(func.count()).select_from(deliveries)) == 1
+            assert conn.scalar(select(webhooks.c.secret)) == rotated.secret
+    finally:
+        engine.dispose()
