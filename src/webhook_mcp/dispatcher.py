@@ -207,16 +207,10 @@ class Dispatcher:
         return key
 
     def _headers(self, delivery: ClaimedDelivery, now: float) -> dict[str, str]:
-        previous = delivery.previous_secret
-        expires = delivery.previous_secret_expires_at
-        in_grace = previous is not None and expires is not None and now < expires
-        return signed_headers(
-            self._key(delivery.secret),
-            delivery.event_id,
-            int(now),
-            delivery.body,
-            self._key(previous) if in_grace and previous is not None else None,
-        )
+        """During a rotation's grace period the previous secret signs too."""
+        previous, expires = delivery.previous_secret, delivery.previous_secret_expires_at
+        previous_key = self._key(previous) if previous is not None and expires is not None and now < expires else None
+        return signed_headers(self._key(delivery.secret), delivery.event_id, int(now), delivery.body, previous_key)
 
     async def _deliver(self, delivery: ClaimedDelivery) -> None:
         try:

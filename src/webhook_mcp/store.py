@@ -310,8 +310,9 @@ class Store:
         self, webhook_id: int, secret: str, previous_expires_at: float | None, now: float
     ) -> tuple[Row[Any], float | None] | None:
         """Make ``secret`` current; the replaced one becomes the previous secret until
-        ``previous_expires_at`` (None: dropped at once). One statement, so concurrent rotations
-        never lose a secret. Returns the row and the expiry of the previous secret it replaced."""
+        ``previous_expires_at`` (None: dropped at once). The UPDATE takes the replaced secret from
+        the row itself, so concurrent rotations never lose one. Returns the row and the expiry of
+        the previous secret it replaced."""
         if not 0 < webhook_id <= MAX_WEBHOOK_ID:
             return None
         w = webhooks.c
