@@ -200,7 +200,7 @@ async def test_a_second_rotation_during_grace_keeps_only_the_newest_previous_sec
     first = (await db_hub.service.get_secret(hook.id)).secret
     second = await db_hub.service.rotate_secret(hook.id, grace_hours=48)
     third = await db_hub.service.rotate_secret(hook.id, grace_hours=2)
-    assert third.dropped_older_secret and "no longer signs" in third.next_steps
+    assert third.dropped_older_secret and "stopped signing too" in third.next_steps
     assert not second.dropped_older_secret
     assert len({first, second.secret, third.secret}) == 3
     # The newer rotation sets the grace period: 2 hours from now, not the 48 of the first.

@@ -285,8 +285,8 @@ class WebhookService:
             )
         if dropped:
             steps += (
-                " The secret replaced by the earlier rotation no longer signs: a receiver still on it "
-                "fails verification now."
+                " The previous secret kept from the earlier rotation (still in its grace period) stopped "
+                "signing too: a receiver still on it fails verification now."
             )
         return models.RotatedSecret(
             id=row.id,
