@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -264,6 +265,31 @@ async def test_a_dispatcher_with_another_key_never_sends_unsigned(receiver: Rece
         assert not attempts[0].success and error.startswith("not sent:") and "another key" in error
         logs = await hub.service.get_logs(hook.id)
         assert "WEBHOOK_MCP_SECRET_KEY" in (logs.attempts[0].error or "")
+
+
+async def test_the_dispatcher_decrypts_each_secret_once(
+    receiver: Receiver, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: Counter[str] = Counter()
+    original = Vault.reveal
+
+    def counted(self: Vault, value: str) -> str:
+        if value.startswith(ENCRYPTED_PREFIX):
+            opened[value] += 1
+        return original(self, value)
+
+    monkeypatch.setattr(Vault, "reveal", counted)
+    async with Hub.open(make_settings(sqlite_url, secret_key=new_key())) as hub:
+        hook = await hub.service.create_webhook(receiver.url, [EVENT])
+        secrets = [(await hub.service.get_secret(hook.id)).secret]
+        secrets.append((await hub.service.rotate_secret(hook.id, grace_hours=1)).secret)
+        opened.clear()
+        await hub.service.publish_many([(EVENT, dict(hub.catalog.get(EVENT).example), None)] * 20)
+        requests = await receiver.wait_for(20)
+    for request in requests:
+        for secret in secrets:
+            standardwebhooks.Webhook(secret).verify(request.body, request.headers)
+    assert sorted(opened.values()) == [1, 1]  # the current and the previous secret, once each
 
 
 def test_the_vault_keeps_plaintext_without_a_key_and_tells_forms_apart() -> None:
