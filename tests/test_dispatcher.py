@@ -654,6 +654,36 @@ async def test_graceful_stop_with_timeouts_leaves_nothing_leased(
         hanging.release.set()
 
 
+async def test_stops_when_cancelled_right_after_a_wake(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A publish just before shutdown: on Python 3.11 ``asyncio.wait_for`` swallowed a cancellation
+    arriving in the same loop iteration as the wake-up, and the dispatcher never stopped."""
+    from webhook_mcp import Dispatcher
+    from webhook_mcp.store import Store
+
+    original = Store.claim
+    claims = Counter[str]()
+
+    async def counted(self: Store, *args: Any, **kwargs: Any) -> Any:
+        claims["claim"] += 1
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "claim", counted)
+    async with Hub.open(make_settings(sqlite_url, poll_interval=60.0), dispatch=False) as hub:
+        dispatcher = Dispatcher(hub.store, hub.sender, hub.settings)
+        task = asyncio.create_task(dispatcher.run())
+        try:
+            await wait_until(lambda: claims["claim"] >= 1)  # now idle until woken or 60 s pass
+            dispatcher.wake()
+            task.cancel()
+            with anyio.fail_after(5):
+                await asyncio.wait({task})
+            assert task.cancelled()
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(task, 5)
+
+
 # --- database errors --------------------------------------------------------------------------------
 
 

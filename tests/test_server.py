@@ -43,7 +43,7 @@ CONTRACT_TOOLS = {
     "get_webhook_stats",
     "toggle_webhook",
 }
-EXTRA_TOOLS = {"retry_delivery", "replay_failed", "send_event"}
+EXTRA_TOOLS = {"retry_delivery", "replay_failed", "send_event", "rotate_webhook_secret"}
 READ_TOOLS = {
     "list_webhooks",
     "get_webhook_events",
@@ -153,7 +153,7 @@ def verify_both(secret: str, body: bytes, headers: dict[str, str]) -> Any:
 async def test_list_tools_contract_descriptions_schemas_and_annotations(client: Client) -> None:
     listed = (await client.list_tools()).tools
     tools: dict[str, Tool] = {tool.name: tool for tool in listed}
-    assert len(listed) == len(tools) == 15
+    assert len(listed) == len(tools) == 16
     assert set(tools) == CONTRACT_TOOLS | EXTRA_TOOLS
 
     for name, tool in tools.items():
@@ -173,7 +173,7 @@ async def test_list_tools_contract_descriptions_schemas_and_annotations(client: 
     assert tools["test_webhook"].annotations.open_world_hint is True  # type: ignore[union-attr]
     assert tools["send_event"].annotations.open_world_hint is True  # type: ignore[union-attr]
 
-    for name in ID_TOOLS | {"replay_failed", "retry_delivery"}:
+    for name in ID_TOOLS | {"replay_failed", "retry_delivery", "rotate_webhook_secret"}:
         schema = tools[name].input_schema
         assert schema["properties"]["id"]["type"] == "integer", name
         assert "id" in schema.get("required", []), name
@@ -301,6 +301,9 @@ BAD_INPUTS: list[tuple[str, dict[str, Any], list[str]]] = [
     ("test_webhook", {"id": 1, "event": "order.creatd"}, ["order.created"]),
     ("get_webhook_stats", {"id": 1, "window_hours": 0}, ["window_hours"]),
     ("replay_failed", {"id": 1, "since_hours": -1}, ["since_hours"]),
+    ("rotate_webhook_secret", {"id": 1, "grace_hours": -1}, ["grace_hours", "between 0", "720", "-1"]),
+    ("rotate_webhook_secret", {"id": 1, "grace_hours": 721}, ["grace_hours", "720", "721"]),
+    ("rotate_webhook_secret", {"id": 1, "grace_hours": "soon"}, ["grace_hours"]),
     ("retry_delivery", {"id": 77}, ["no delivery with id 77", "get_webhook_logs"]),
     ("send_event", {"event": "order.creatd", "data": {}}, ["order.created"]),
     ("send_event", {"event": "webhook.test", "data": {}}, ["webhook.test", "cannot be subscribed"]),
@@ -337,7 +340,7 @@ async def test_bad_input_is_a_helpful_tool_error(
     ]
 
 
-@pytest.mark.parametrize("tool", [*sorted(ID_TOOLS - {"update_webhook"}), "replay_failed"])
+@pytest.mark.parametrize("tool", [*sorted(ID_TOOLS - {"update_webhook"}), "replay_failed", "rotate_webhook_secret"])
 async def test_unknown_id_for_every_webhook_tool(client: Client, tool: str) -> None:
     text = await call_error(client, tool, {"id": 42})
     assert "no webhook with id 42" in text and "list_webhooks" in text
@@ -419,6 +422,49 @@ async def test_secret_is_masked_everywhere_but_get_webhook_secret(client: Client
     other = await create(client, PUBLIC_URL + "/2")
     assert (await call(client, "get_webhook_secret", {"id": other["id"]}))["secret"] != secret
     assert (await call(client, "get_webhook_secret", {"id": hook["id"]}))["secret"] == secret
+
+
+async def test_rotate_webhook_secret_signs_with_both_until_the_grace_ends(
+    client: Client, post_receiver: Receiver
+) -> None:
+    hook = await create(client, post_receiver.url)
+    old = (await call(client, "get_webhook_secret", {"id": hook["id"]}))["secret"]
+    tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+    assert tools["rotate_webhook_secret"].input_schema["required"] == ["id"]
+
+    rotated = await call(client, "rotate_webhook_secret", {"id": hook["id"]})
+    jsonschema.validate(rotated, tools["rotate_webhook_secret"].output_schema)
+    new = rotated["secret"]
+    assert new.startswith("whsec_") and new != old
+    assert rotated["grace_hours"] == 24 and rotated["dropped_older_secret"] is False
+    ends = datetime.fromisoformat(rotated["previous_secret_expires_at"])
+    assert abs(ends.timestamp() - (time.time() + 24 * 3600)) < 60
+    assert "test_webhook" in rotated["next_steps"]
+
+    shown = await call(client, "get_webhook_secret", {"id": hook["id"]})
+    assert shown["secret"] == new and shown["previous_secret_expires_at"] == rotated["previous_secret_expires_at"]
+    assert old not in json.dumps(shown)
+    got = await call(client, "get_webhook", {"id": hook["id"]})
+    assert got["secret_hint"].endswith(new[-4:])
+    assert got["secret_rotation_ends_at"] == rotated["previous_secret_expires_at"]
+    for result in (got, await call(client, "list_webhooks")):
+        assert new not in json.dumps(result) and old not in json.dumps(result)
+
+    tested = await call(client, "test_webhook", {"id": hook["id"]})
+    (request,) = post_receiver.requests
+    assert verify_both(new, request.body, request.headers)["id"] == tested["event_id"]
+    assert verify_both(old, request.body, request.headers)["id"] == tested["event_id"]
+
+    # grace_hours 0: only the newest secret signs from now on.
+    switched = await call(client, "rotate_webhook_secret", {"id": hook["id"], "grace_hours": 0})
+    assert switched["previous_secret_expires_at"] is None and switched["dropped_older_secret"] is True
+    await call(client, "test_webhook", {"id": hook["id"]})
+    last = post_receiver.requests[1]
+    assert verify_both(switched["secret"], last.body, last.headers)
+    for stale in (old, new):
+        with pytest.raises(standardwebhooks.WebhookVerificationError):
+            standardwebhooks.Webhook(stale).verify(last.body, last.headers)
+    assert (await call(client, "get_webhook", {"id": hook["id"]}))["secret_rotation_ends_at"] is None
 
 
 # --- sample payloads ------------------------------------------------------------------------------

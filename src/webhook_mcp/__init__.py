@@ -9,13 +9,14 @@ from .errors import (
     NotFoundError,
     UnknownEventTypeError,
     WebhookError,
+    WebhookVerificationError,
 )
 from .hub import Hub
 from .models import PublishedEvent
 from .sender import Sender, SendOutcome
 from .service import WebhookService
 from .settings import Settings
-from .signing import generate_secret, sign, signed_headers
+from .signing import generate_secret, sign, signed_headers, verify
 
 __all__ = [
     "Catalog",
@@ -33,10 +34,12 @@ __all__ = [
     "UnknownEventTypeError",
     "WebhookError",
     "WebhookService",
+    "WebhookVerificationError",
     "generate_secret",
     "load_catalog",
     "sign",
     "signed_headers",
+    "verify",
 ]
 
 __version__ = "0.1.0"

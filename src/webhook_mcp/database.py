@@ -79,14 +79,16 @@ def _ensure_sqlite_dir(parsed: URL) -> None:
 
 
 def create_sync(url: str, pool_size: int = 8) -> Engine:
+    """``hide_parameters``: a database error's text never quotes the values, which include
+    webhook secrets, so it can be logged and shown as it is."""
     parsed = sync_url(url)
     _ensure_sqlite_dir(parsed)
     if parsed.get_backend_name() == "sqlite":
-        engine = create_engine(parsed)
+        engine = create_engine(parsed, hide_parameters=True)
         _sqlite_setup(engine)
         return engine
     # pre-ping replaces connections a PostgreSQL restart has cut, so the next transaction works.
-    return create_engine(parsed, pool_size=pool_size, max_overflow=2, pool_pre_ping=True)
+    return create_engine(parsed, pool_size=pool_size, max_overflow=2, pool_pre_ping=True, hide_parameters=True)
 
 
 def _alembic_config() -> Config:

@@ -12,11 +12,13 @@ import time
 import uuid
 from collections.abc import Callable
 
+from .errors import WebhookError
 from .retries import RetryPolicy
-from .sender import Sender
+from .sender import Sender, SendOutcome
 from .settings import Settings
 from .signing import secret_key, signed_headers
 from .store import AttemptRecord, ClaimedDelivery, HealthPolicy, Store
+from .vault import Vault
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +68,7 @@ class Dispatcher:
         self._results: list[AttemptRecord] = []
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._keys: dict[str, bytes] = {}
+        self._vault = Vault(settings.secret_key)
         self._writing = 0
         self._max_tasks = settings.max_concurrency
         self._min_claim = max(1, min(settings.batch_size, settings.max_concurrency) // 4)
@@ -143,20 +146,36 @@ class Dispatcher:
                 await self._wait_for_wake(cfg.poll_interval)
 
     async def _wait_for_wake(self, seconds: float) -> None:
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that
+        # arrives together with the wake-up, and the dispatcher would never stop.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
 
     def _key(self, secret: str) -> bytes:
+        """Cached per stored value, so an encrypted secret is decrypted once, not per delivery."""
         key = self._keys.get(secret)
         if key is None:
-            key = self._keys[secret] = secret_key(secret)
+            key = self._keys[secret] = secret_key(self._vault.reveal(secret))
         return key
+
+    def _headers(self, delivery: ClaimedDelivery, now: float) -> dict[str, str]:
+        """During a rotation's grace period the previous secret signs too."""
+        previous, expires = delivery.previous_secret, delivery.previous_secret_expires_at
+        previous_key = self._key(previous) if previous is not None and expires is not None and now < expires else None
+        return signed_headers(self._key(delivery.secret), delivery.event_id, int(now), delivery.body, previous_key)
 
     async def _deliver(self, delivery: ClaimedDelivery) -> None:
         try:
             started = self._clock()
-            headers = signed_headers(self._key(delivery.secret), delivery.event_id, int(started), delivery.body)
-            outcome = await self.sender.send(delivery.url, headers, delivery.body)
+            try:
+                headers = self._headers(delivery, started)
+            except WebhookError as exc:
+                # A secret this process cannot decrypt: never send unsigned; retried on schedule.
+                logger.error("not sending to webhook %s: %s", delivery.webhook_id, exc)
+                outcome = SendOutcome(False, None, 0.0, f"not sent: {exc}", "", None)
+            else:
+                outcome = await self.sender.send(delivery.url, headers, delivery.body)
             now = self._clock()
             decision = self.policy.decide(outcome, delivery.attempt_number, now, delivery.url)
             self._results.append(
@@ -262,6 +281,7 @@ class Dispatcher:
                     await asyncio.sleep(0)
                 if total:
                     logger.info("pruned %d attempt log rows older than %g days", total, retention / 86400)
+                await self.store.forget_expired_secrets(self._clock())
             except Exception:
                 logger.exception("pruning old attempt logs failed")
             await asyncio.sleep(PRUNE_INTERVAL)

@@ -41,3 +41,7 @@ class InvalidPayloadError(InvalidArgumentError):
 
 class ConfigurationError(WebhookError):
     """A setting or operator-supplied file is unusable."""
+
+
+class WebhookVerificationError(WebhookError):
+    """A received webhook request failed ``webhook_mcp.verify``: reject it (e.g. with HTTP 400)."""

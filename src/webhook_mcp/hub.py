@@ -19,6 +19,7 @@ from .sender import Sender
 from .service import WebhookService
 from .settings import Settings
 from .store import Store
+from .vault import Vault
 
 logger = logging.getLogger(__name__)
 
@@ -56,13 +57,21 @@ class Hub:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> AsyncIterator[Hub]:
         """Open the database (migrating it to the newest schema), the HTTP sender and, unless
-        ``dispatch`` is false, a background dispatcher; close them all on exit."""
+        ``dispatch`` is false, a background dispatcher; close them all on exit. With
+        ``secret_key`` set, stored signing secrets are encrypted (plaintext ones now); a missing or
+        wrong key for what is stored is a ConfigurationError before anything starts."""
         settings = settings or Settings()
         catalog = load_catalog(settings.event_types_file)
+        vault = Vault(settings.secret_key)
         if migrate:
             await asyncio.to_thread(database.upgrade, settings.database_url)
         pool = settings.database_pool_size
         store = Store(database.create_sync(settings.database_url, pool), pool)
+        try:
+            await vault.secure_stored(store)
+        except BaseException:
+            await store.close()
+            raise
         sender = Sender(
             timeout=settings.delivery_timeout,
             allowed_networks=settings.allowed_private_networks,

@@ -25,6 +25,11 @@ class Webhook(BaseModel):
     )
     disabled_at: datetime | None = None
     secret_hint: str = Field(description="Last characters of the signing secret; get_webhook_secret shows it whole.")
+    secret_rotation_ends_at: datetime | None = Field(
+        None,
+        description="Set during a secret rotation's grace period: until then requests are also signed with "
+        "the previous secret.",
+    )
     created_at: datetime
     updated_at: datetime
     consecutive_failures: int = Field(description="Failed real deliveries since the last success.")
@@ -67,7 +72,26 @@ class SamplePayload(BaseModel):
 class WebhookSecret(BaseModel):
     id: int
     secret: str
+    previous_secret_expires_at: datetime | None = Field(
+        None,
+        description="Set after rotate_webhook_secret, during the grace period: until then requests also carry "
+        "a signature made with the previous secret. Null: only this secret signs.",
+    )
     how_to_verify: str
+
+
+class RotatedSecret(BaseModel):
+    id: int
+    secret: str = Field(description="The new signing secret (whsec_...): give it to the receiver.")
+    previous_secret_expires_at: datetime | None = Field(
+        description="Until then requests carry signatures with both the new and the previous secret; "
+        "null when grace_hours was 0 (only the new secret signs from now on)."
+    )
+    grace_hours: float
+    dropped_older_secret: bool = Field(
+        description="True when an earlier rotation's previous secret was still signing and no longer does."
+    )
+    next_steps: str = Field(description="What to do on the receiver's side, in words.")
 
 
 class TestResult(BaseModel):

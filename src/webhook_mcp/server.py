@@ -23,7 +23,7 @@ from .api import EVENTS_PATH, events_endpoint
 from .errors import WebhookError
 from .http_auth import HttpGuard, check_bind, transport_security
 from .hub import Hub
-from .service import WebhookService
+from .service import DEFAULT_GRACE_HOURS, WebhookService
 from .settings import Settings
 from .store import MAX_WEBHOOK_ID
 
@@ -35,8 +35,9 @@ Manage the shop's outgoing webhooks: endpoints that receive signed JSON events (
 customers, products, inventory). Typical flows: get_webhook_events -> create_webhook ->
 get_webhook_secret -> test_webhook -> get_webhook_logs to set one up; list_webhooks ->
 get_webhook_stats -> get_webhook_logs -> test_webhook -> update_webhook to debug one;
-toggle_webhook to pause and resume. Every request is signed per Standard Webhooks
-(webhook-id, webhook-timestamp, webhook-signature headers) and retried on failure."""
+toggle_webhook to pause and resume; rotate_webhook_secret to replace a secret without losing
+deliveries. Every request is signed per Standard Webhooks (webhook-id, webhook-timestamp,
+webhook-signature headers) and retried on failure."""
 
 READ_ONLY_INSTRUCTIONS = """\
 Look at the shop's outgoing webhooks: endpoints that receive signed JSON events (orders, payments,
@@ -260,12 +261,32 @@ def create_server(settings: Settings | None = None, *, hub: Hub | None = None) -
 
     @server.tool(
         description="Show the webhook's full signing secret (whsec_...) and how to verify signatures. "
-        "Give it to the receiving endpoint so it can reject forged requests.",
+        "Give it to the receiving endpoint so it can reject forged requests. After rotate_webhook_secret "
+        "it shows the new secret and until when the previous one still signs too.",
         annotations=READ,
         meta={SENSITIVE: True},
     )
     async def get_webhook_secret(id: WebhookId) -> models.WebhookSecret:
         return await _call(svc().get_secret(id))
+
+    @server.tool(
+        description="Replace a webhook's signing secret with a new one, e.g. when the old one may have "
+        "leaked or on a schedule. The old secret keeps signing beside the new one for `grace_hours` "
+        "(default 24, 0 to 720; 0 switches at once): meanwhile every request carries two signatures, so the "
+        "receiver verifies with either secret and no delivery is lost while it is updated. Returns the new "
+        "secret (shown whole here and by get_webhook_secret), when the old one stops signing, and next "
+        "steps. Rotating again during a grace period keeps only the latest old secret. Next: give the new "
+        "secret to the receiver, then test_webhook.",
+        annotations=_writes(),
+    )
+    async def rotate_webhook_secret(
+        id: WebhookId,
+        grace_hours: Annotated[
+            float,
+            Field(description="Hours the old secret keeps signing beside the new one, 0 to 720 (0: switch now)."),
+        ] = DEFAULT_GRACE_HOURS,
+    ) -> models.RotatedSecret:
+        return await _call(svc().rotate_secret(id, grace_hours))
 
     @server.tool(
         description="Delivery statistics of a webhook: attempts, successes, failures, success rate, "

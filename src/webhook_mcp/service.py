@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import re
 import time
 from collections import Counter
@@ -23,15 +24,20 @@ from .settings import Settings
 from .signing import generate_secret, mask_secret, secret_key, signed_headers
 from .store import AttemptRecord, NewEvent, Store, new_event_id
 from .tables import MAX_DESCRIPTION_LENGTH, MAX_URL_LENGTH
+from .vault import Vault
 
 MAX_LOG_LIMIT = 100
+DEFAULT_GRACE_HOURS = 24.0
+MAX_GRACE_HOURS = 720.0
 MAX_IDEMPOTENCY_KEY = 200
 SAMPLE_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 VERIFY_HINT = (
     "Verify each request with the Standard Webhooks library: "
     "standardwebhooks.Webhook(secret).verify(raw_body, headers) (or svix.webhooks.Webhook); "
     "it checks the HMAC-SHA256 in webhook-signature over 'webhook-id.webhook-timestamp.body' "
-    "and rejects timestamps more than 5 minutes old."
+    "and rejects timestamps more than 5 minutes old. In Python, webhook_mcp.verify(raw_body, headers, secret) "
+    "does the same. During a rotation's grace period requests carry two signatures (new and previous "
+    "secret); either secret verifies."
 )
 
 
@@ -74,7 +80,13 @@ def envelope(event_id: str, event_type: str, created_at: float, data: dict[str, 
     )
 
 
-def _webhook_model(row: Row[Any]) -> models.Webhook:
+def _rotation_ends(row: Row[Any], now: float) -> float | None:
+    """When the previous secret stops signing, if a rotation's grace period is still running."""
+    expires: float | None = row.previous_secret_expires_at
+    return expires if row.previous_secret is not None and expires is not None and expires > now else None
+
+
+def _webhook_model(row: Row[Any], vault: Vault, now: float) -> models.Webhook:
     return models.Webhook(
         id=row.id,
         url=row.url,
@@ -83,7 +95,8 @@ def _webhook_model(row: Row[Any]) -> models.Webhook:
         enabled=row.enabled,
         disabled_reason=row.disabled_reason,
         disabled_at=models.to_datetime(row.disabled_at),
-        secret_hint=mask_secret(row.secret),
+        secret_hint=mask_secret(vault.reveal(row.secret)),
+        secret_rotation_ends_at=models.to_datetime(_rotation_ends(row, now)),
         created_at=models.to_datetime(row.created_at),
         updated_at=models.to_datetime(row.updated_at),
         consecutive_failures=row.consecutive_failures,
@@ -109,6 +122,10 @@ class WebhookService:
         self.settings = settings
         self._on_publish = on_publish
         self._clock = clock
+        self._vault = Vault(settings.secret_key)
+
+    def _model(self, row: Row[Any]) -> models.Webhook:
+        return _webhook_model(row, self._vault, self._clock())
 
     # -- checks -----------------------------------------------------------------------------
 
@@ -175,11 +192,11 @@ class WebhookService:
     # -- registry ---------------------------------------------------------------------------
 
     async def list_webhooks(self) -> models.WebhookList:
-        hooks = [_webhook_model(row) for row in await self.store.list_webhooks()]
+        hooks = [self._model(row) for row in await self.store.list_webhooks()]
         return models.WebhookList(webhooks=hooks, total=len(hooks))
 
     async def get_webhook(self, webhook_id: int) -> models.Webhook:
-        return _webhook_model(await self._row(webhook_id))
+        return self._model(await self._row(webhook_id))
 
     async def create_webhook(self, url: str, events: Sequence[str], description: str = "") -> models.Webhook:
         checked_url = self._check_url(url)
@@ -192,13 +209,13 @@ class WebhookService:
                 "url": checked_url,
                 "events": checked_events,
                 "description": checked_description,
-                "secret": generate_secret(),
+                "secret": self._vault.seal(generate_secret()),
                 "enabled": True,
                 "created_at": now,
                 "updated_at": now,
             }
         )
-        return _webhook_model(row)
+        return self._model(row)
 
     async def update_webhook(
         self,
@@ -223,7 +240,7 @@ class WebhookService:
         row = await self.store.update_webhook(webhook_id, values)
         if row is None:
             raise NotFoundError(f"no webhook with id {webhook_id}; call list_webhooks to see the ids")
-        return _webhook_model(row)
+        return self._model(row)
 
     async def set_enabled(self, webhook_id: int, enabled: bool, reason: str | None = None) -> models.Webhook:
         row = await self.store.set_enabled(webhook_id, enabled, reason or "disabled by request", self._clock())
@@ -231,7 +248,7 @@ class WebhookService:
             raise NotFoundError(f"no webhook with id {webhook_id}; call list_webhooks to see the ids")
         if enabled and self._on_publish:
             self._on_publish()
-        return _webhook_model(row)
+        return self._model(row)
 
     async def toggle_webhook(self, webhook_id: int) -> models.Webhook:
         row = await self._row(webhook_id)
@@ -252,7 +269,56 @@ class WebhookService:
 
     async def get_secret(self, webhook_id: int) -> models.WebhookSecret:
         row = await self._row(webhook_id)
-        return models.WebhookSecret(id=row.id, secret=row.secret, how_to_verify=VERIFY_HINT)
+        return models.WebhookSecret(
+            id=row.id,
+            secret=self._vault.reveal(row.secret),
+            previous_secret_expires_at=models.to_datetime(_rotation_ends(row, self._clock())),
+            how_to_verify=VERIFY_HINT,
+        )
+
+    async def rotate_secret(self, webhook_id: int, grace_hours: float = DEFAULT_GRACE_HOURS) -> models.RotatedSecret:
+        """Issue a new secret; the replaced one keeps signing beside it for ``grace_hours``. Only the
+        newest previous secret is kept: rotating again during a grace period drops the older one."""
+        if not (math.isfinite(grace_hours) and 0 <= grace_hours <= MAX_GRACE_HOURS):
+            raise InvalidArgumentError(
+                f"grace_hours must be between 0 (switch at once) and {MAX_GRACE_HOURS:g} (30 days), "
+                f"got {grace_hours}; the default {DEFAULT_GRACE_HOURS:g} gives receivers a day to switch"
+            )
+        secret = generate_secret()
+        now = self._clock()
+        expires = now + grace_hours * 3600 if grace_hours > 0 else None
+        result = await self.store.rotate_secret(webhook_id, self._vault.seal(secret), expires, now)
+        if result is None:
+            raise NotFoundError(f"no webhook with id {webhook_id}; call list_webhooks to see the ids")
+        row, replaced_expiry = result
+        dropped = replaced_expiry is not None and replaced_expiry > now
+        ends = models.to_datetime(expires)
+        if ends is None:
+            steps = (
+                "Requests are signed with the new secret only, from now on: put it in the receiver's "
+                "configuration at once (until then its verification fails and deliveries are retried), "
+                "then call test_webhook."
+            )
+        else:
+            steps = (
+                f"Until {ends.isoformat(timespec='seconds')} every request carries two signatures in "
+                "webhook-signature, one per secret, so the receiver accepts it with either. Put the new "
+                "secret in the receiver's configuration before then, call test_webhook to check, and "
+                "after that only the new secret signs."
+            )
+        if dropped:
+            steps += (
+                " The previous secret kept from the earlier rotation (still in its grace period) stopped "
+                "signing too: a receiver still on it fails verification now."
+            )
+        return models.RotatedSecret(
+            id=row.id,
+            secret=secret,
+            previous_secret_expires_at=ends,
+            grace_hours=grace_hours,
+            dropped_older_secret=dropped,
+            next_steps=steps,
+        )
 
     # -- catalog ----------------------------------------------------------------------------
 
@@ -288,7 +354,14 @@ class WebhookService:
         event_id = new_event_id()
         started = self._clock()
         body = envelope(event_id, event_type.name, started, data).encode()
-        headers = signed_headers(secret_key(row.secret), event_id, int(started), body)
+        previous = row.previous_secret if _rotation_ends(row, started) is not None else None
+        headers = signed_headers(
+            secret_key(self._vault.reveal(row.secret)),
+            event_id,
+            int(started),
+            body,
+            None if previous is None else secret_key(self._vault.reveal(previous)),
+        )
         outcome = await self.sender.send(row.url, headers, body)
         record = AttemptRecord.of(
             outcome,

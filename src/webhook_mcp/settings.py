@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from platformdirs import user_data_dir
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
@@ -119,6 +119,12 @@ class Settings(BaseSettings):
     run_dispatcher: bool = Field(
         True,
         description="Run the delivery dispatcher inside `serve` (set false when separate workers deliver).",
+    )
+    secret_key: SecretStr | None = Field(
+        None,
+        description="Fernet key that encrypts webhook signing secrets in the database (every process needs "
+        "the same one; 'NEW,OLD' re-encrypts with NEW on start-up). Generate one: python -c \"from "
+        'cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"',
     )
 
     @field_validator("allowed_private_networks", mode="before")

@@ -70,6 +70,10 @@ class ClaimedDelivery:
     url: str
     secret: str
     body: bytes
+    # Stored values (maybe encrypted: the dispatcher opens them); the previous secret also signs
+    # until it expires, during a rotation's grace period.
+    previous_secret: str | None = None
+    previous_secret_expires_at: float | None = None
 
 
 class Outcome(Protocol):
@@ -342,6 +346,75 @@ class Store:
 
         return await self._write(work)
 
+    async def rotate_secret(
+        self, webhook_id: int, secret: str, previous_expires_at: float | None, now: float
+    ) -> tuple[Row[Any], float | None] | None:
+        """Make ``secret`` current; the replaced one becomes the previous secret until
+        ``previous_expires_at`` (None: dropped at once). The UPDATE takes the replaced secret from
+        the row itself, so concurrent rotations never lose one. Returns the row and the expiry of
+        the previous secret it replaced."""
+        if not 0 < webhook_id <= MAX_WEBHOOK_ID:
+            return None
+        w = webhooks.c
+
+        def work(conn: Connection) -> Any:
+            before = conn.execute(
+                select(w.previous_secret_expires_at).where(w.id == webhook_id).with_for_update()
+            ).one_or_none()
+            if before is None:
+                return None
+            row = conn.execute(
+                update(webhooks)
+                .where(w.id == webhook_id)
+                .values(
+                    secret=secret,
+                    previous_secret=None if previous_expires_at is None else w.secret,
+                    previous_secret_expires_at=previous_expires_at,
+                    updated_at=now,
+                )
+                .returning(*webhooks.c)
+            ).one()
+            return row, before.previous_secret_expires_at
+
+        return await self._write(work)
+
+    async def forget_expired_secrets(self, now: float) -> int:
+        """Drop previous secrets whose grace period is over (they no longer sign anything)."""
+        w = webhooks.c
+
+        def work(conn: Connection) -> Any:
+            result = conn.execute(
+                update(webhooks)
+                .where(w.previous_secret_expires_at <= now)
+                .values(previous_secret=None, previous_secret_expires_at=None)
+            )
+            return int(result.rowcount)
+
+        return await self._write(work)
+
+    async def replace_secrets(self, changes: Sequence[Mapping[str, Any]]) -> int:
+        """Store other forms of the same secrets (e.g. encrypted for plaintext): each change applies
+        only while the row still holds what was read (``old_secret``, ``old_previous``), so a
+        rotation in between is never undone."""
+        w = webhooks.c
+
+        def work(conn: Connection) -> Any:
+            written = 0
+            for change in changes:
+                result = conn.execute(
+                    update(webhooks)
+                    .where(
+                        w.id == change["id"],
+                        w.secret == change["old_secret"],
+                        w.previous_secret.is_not_distinct_from(change["old_previous"]),
+                    )
+                    .values(secret=change["secret"], previous_secret=change["previous"])
+                )
+                written += int(result.rowcount)
+            return written
+
+        return await self._write(work)
+
     # -- publishing -----------------------------------------------------------------------
 
     async def publish(self, new_events: Sequence[NewEvent], now: float, idempotency_since: float) -> list[StoredEvent]:
@@ -481,9 +554,14 @@ class Store:
             hooks = {
                 row.id: row
                 for row in conn.execute(
-                    select(webhooks.c.id, webhooks.c.url, webhooks.c.secret, webhooks.c.enabled).where(
-                        webhooks.c.id.in_(hook_ids)
-                    )
+                    select(
+                        webhooks.c.id,
+                        webhooks.c.url,
+                        webhooks.c.secret,
+                        webhooks.c.enabled,
+                        webhooks.c.previous_secret,
+                        webhooks.c.previous_secret_expires_at,
+                    ).where(webhooks.c.id.in_(hook_ids))
                 )
             }
             busy: dict[int, int] = (
@@ -549,6 +627,8 @@ class Store:
                         hook.url,
                         hook.secret,
                         body.encode(),
+                        hook.previous_secret,
+                        hook.previous_secret_expires_at,
                     )
                 )
             return result

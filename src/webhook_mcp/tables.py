@@ -46,7 +46,11 @@ webhooks = Table(
     Column("url", String(MAX_URL_LENGTH), nullable=False),
     Column("description", String(MAX_DESCRIPTION_LENGTH), nullable=False, server_default=""),
     Column("events", JSON, nullable=False),
+    # Secrets hold "whsec_..." or, with WEBHOOK_MCP_SECRET_KEY, "fernet:..." (see vault.py). After
+    # a rotation the replaced secret still signs, beside the new one, until its expiry.
     Column("secret", String(200), nullable=False),
+    Column("previous_secret", String(200)),
+    Column("previous_secret_expires_at", Float),
     Column("enabled", Boolean, nullable=False, server_default=true()),
     Column("disabled_reason", String(MAX_DESCRIPTION_LENGTH)),
     Column("disabled_at", Float),
