@@ -532,27 +532,31 @@ async def test_per_endpoint_concurrency_limit(receiver_factory: ReceiverFactory,
         assert all(row.attempts == 1 for row in await delivery_rows(hub, hook.id))
 
 
-async def test_two_dispatchers_deliver_exactly_once(receiver: Receiver, sqlite_url: str) -> None:
-    # Each dispatcher holds at most a handful at a time (2 in flight, a short local queue), so both take work.
+async def test_two_dispatchers_deliver_exactly_once(receiver_factory: ReceiverFactory, sqlite_url: str) -> None:
+    # Each dispatcher holds at most a handful at a time (2 in flight per endpoint), so both take work.
     settings = make_settings(
         sqlite_url, batch_size=20, max_concurrency=4, per_endpoint_concurrency=2, lease_seconds=8, delivery_timeout=2
     )
+    receivers = [await receiver_factory() for _ in range(3)]
     async with Hub.open(settings) as one, Hub.open(settings) as two:
-        hook = await one.service.create_webhook(receiver.url, [EVENT])
+        hooks = [await one.service.create_webhook(r.url, [EVENT]) for r in receivers]
         ids: list[str] = []
         for chunk in range(3):
             target = one if chunk % 2 == 0 else two
             published = await target.service.publish_many([(EVENT, data(target), None)] * 100)
             ids.extend(p.event_id for p in published)
-        await receiver.wait_for(300, timeout=30)
-        await wait_until(lambda: settled(one, hook.id, {"succeeded": 300}), timeout=10)
+        for r in receivers:
+            await r.wait_for(300, timeout=30)
+        for hook in hooks:
+            await wait_until(lambda hook=hook: settled(one, hook.id, {"succeeded": 300}), timeout=10)
         with anyio.move_on_after(0.3):
-            await receiver.wait_for(301)
-        counts = Counter(header(r, "webhook-id") for r in receiver.requests)
-        assert set(counts) == set(ids)
-        assert [i for i, n in counts.items() if n > 1] == []
+            await receivers[0].wait_for(301)
+        for r in receivers:
+            counts = Counter(header(q, "webhook-id") for q in r.requests)
+            assert set(counts) == set(ids)
+            assert [i for i, n in counts.items() if n > 1] == []
         assert one.dispatcher is not None and two.dispatcher is not None
-        assert one.dispatcher.delivered + two.dispatcher.delivered == 300
+        assert one.dispatcher.delivered + two.dispatcher.delivered == 900
         assert one.dispatcher.delivered > 0 and two.dispatcher.delivered > 0, "both dispatchers should take work"
 
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import socket
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 
 from .errors import WebhookError
@@ -22,7 +24,7 @@ from .vault import Vault
 
 logger = logging.getLogger(__name__)
 
-FLUSH_INTERVAL = 0.005
+FLUSH_INTERVAL = 0.05
 PRUNE_INTERVAL = 300.0
 PRUNE_BATCH = 500
 DB_RETRY_DELAY = 0.5
@@ -67,6 +69,7 @@ class Dispatcher:
         self._has_results = asyncio.Event()
         self._results: list[AttemptRecord] = []
         self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._in_flight: Counter[int] = Counter()
         self._keys: dict[str, bytes] = {}
         self._vault = Vault(settings.secret_key)
         self._writing = 0
@@ -117,6 +120,7 @@ class Dispatcher:
     async def _claim_loop(self) -> None:
         cfg = self.settings
         failures = 0
+        last_deep_claim = -math.inf
         while True:
             capacity = self._capacity()
             # Small claims cost a transaction each for little work: wait until a quarter is free.
@@ -126,9 +130,19 @@ class Dispatcher:
                 continue
             self._wake.clear()
             want = min(cfg.batch_size, capacity)
+            now = self._clock()
+            # Looking past endpoints at their limit can mean scanning their whole backlog: at
+            # most once per poll interval, which bounds how long other endpoints wait behind them.
+            look_past_full = now - last_deep_claim >= cfg.poll_interval
             try:
                 claimed = await self.store.claim(
-                    self.worker_id, want, self._clock(), cfg.lease_seconds, cfg.per_endpoint_concurrency
+                    self.worker_id,
+                    want,
+                    now,
+                    cfg.lease_seconds,
+                    cfg.per_endpoint_concurrency,
+                    in_flight=self._in_flight,
+                    look_past_full=look_past_full,
                 )
             except Exception as exc:
                 # Whatever was claimed comes due again when its lease ends.
@@ -137,10 +151,13 @@ class Dispatcher:
                 logger.warning("claiming deliveries failed (%s); retrying in %.1fs", _brief(exc), delay)
                 await self._wait_for_wake(delay)
                 continue
+            if look_past_full:
+                last_deep_claim = now
             if failures:
                 logger.info("claiming deliveries works again after %d failed attempts", failures)
                 failures = 0
             for delivery in claimed:
+                self._in_flight[delivery.webhook_id] += 1
                 self._tasks[delivery.id] = asyncio.create_task(self._deliver(delivery))
             if len(claimed) < want:
                 await self._wait_for_wake(cfg.poll_interval)
@@ -193,10 +210,17 @@ class Dispatcher:
                 )
             )
             self._has_results.set()
-            if len(self._results) >= self.settings.batch_size:
-                self._results_ready.set()
         finally:
             self._tasks.pop(delivery.id, None)
+            if len(self._results) >= self.settings.batch_size:
+                self._results_ready.set()
+            hook = delivery.webhook_id
+            self._in_flight[hook] -= 1
+            left = self._in_flight[hook]
+            if left <= 0:
+                del self._in_flight[hook]
+            if left == self.settings.per_endpoint_concurrency // 2:
+                self._wake.set()  # half the endpoint's slots are free: claim the next round
             self._slot_free.set()
 
     async def _flush_loop(self) -> None:

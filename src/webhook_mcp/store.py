@@ -219,6 +219,19 @@ class Store:
             f"WHERE id = {param('id')}"
         )
 
+        later = "GREATEST" if self.is_postgres else "MAX"
+        rollup_columns = [c.name for c in attempt_rollups.c]
+        summed = [c for c in rollup_columns if c not in ("webhook_id", "hour", "last_success_at", "last_failure_at")]
+        updates = [f"{c} = attempt_rollups.{c} + excluded.{c}" for c in summed] + [
+            f"{c} = {later}(COALESCE(attempt_rollups.{c}, excluded.{c}), COALESCE(excluded.{c}, attempt_rollups.{c}))"
+            for c in ("last_success_at", "last_failure_at")
+        ]
+        self._roll_up_sql = (
+            f"INSERT INTO attempt_rollups ({', '.join(rollup_columns)}) "
+            f"VALUES ({', '.join(map(param, rollup_columns))}) "
+            f"ON CONFLICT (webhook_id, hour) DO UPDATE SET {', '.join(updates)}"
+        )
+
     async def close(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self.engine.dispose)
         self._executor.shutdown(wait=True)
@@ -517,91 +530,82 @@ class Store:
     # -- dispatching ----------------------------------------------------------------------
 
     async def claim(
-        self, owner: str, limit: int, now: float, lease: float, per_endpoint: int | None = None
+        self,
+        owner: str,
+        limit: int,
+        now: float,
+        lease: float,
+        per_endpoint: int | None = None,
+        *,
+        in_flight: Mapping[int, int] | None = None,
+        look_past_full: bool = True,
     ) -> list[ClaimedDelivery]:
         """Take up to ``limit`` due deliveries atomically; a claim is a lease that pushes the
         delivery's due time forward, so a crashed worker's deliveries come due again by themselves.
 
-        No webhook ever has more than ``per_endpoint`` deliveries leased across all workers: the
-        count comes from the database, read under a per-webhook lock that concurrent claimers take
-        in the same order, so two workers cannot both fill the same endpoint's last slots."""
+        No webhook ever has more than ``per_endpoint`` deliveries in flight across all workers:
+        other workers' leases are counted in the database while holding the webhook's claim lock
+        (PostgreSQL: a transaction advisory lock, taken with try so claimers never wait on each
+        other; SQLite: the single writer), this worker's own from ``in_flight`` (its exact count,
+        which unlike its leases drops the moment a send ends, before the result is written).
+
+        The claim looks at a bounded window of the oldest due rows; when that window is all
+        endpoints at their limit, ``look_past_full`` allows one more window past them, a scan that
+        can be long, so the dispatcher asks for it only now and then."""
+        window = limit * 4
 
         def work(conn: Connection) -> Any:
             d = deliveries.c
-            leased = and_(d.lease_owner.is_not(None), d.state == "pending", d.next_attempt_at > now)
-            # Looks at a bounded window of the oldest due rows, never the whole backlog; endpoints
-            # already at their limit are left out, or their backlog would fill the window.
-            scan = (
-                select(d.id, d.webhook_id)
-                .where(d.state == "pending", d.next_attempt_at <= now)
-                .order_by(d.next_attempt_at)
-                .limit(limit * 4)
-            )
-            if per_endpoint is not None:
-                full = select(d.webhook_id).where(leased).group_by(d.webhook_id).having(func.count() >= per_endpoint)
-                scan = scan.where(d.webhook_id.not_in(full.scalar_subquery()))
-            if self.is_postgres:
-                scan = scan.with_for_update(skip_locked=True)
-            candidates = conn.execute(scan).all()
-            if not candidates:
-                return []
-            hook_ids = sorted({row.webhook_id for row in candidates})
-            if self.is_postgres and per_endpoint is not None:
-                conn.execute(
-                    text("SELECT pg_advisory_xact_lock(:space, id) FROM unnest(CAST(:ids AS integer[])) AS id"),
-                    {"space": _CLAIM_LOCK_SPACE, "ids": hook_ids},
-                )
-            hooks = {
-                row.id: row
-                for row in conn.execute(
-                    select(
-                        webhooks.c.id,
-                        webhooks.c.url,
-                        webhooks.c.secret,
-                        webhooks.c.enabled,
-                        webhooks.c.previous_secret,
-                        webhooks.c.previous_secret_expires_at,
-                    ).where(webhooks.c.id.in_(hook_ids))
-                )
-            }
-            busy: dict[int, int] = (
-                {}
-                if per_endpoint is None
-                else dict(
-                    conn.execute(
-                        select(d.webhook_id, func.count())
-                        .where(
-                            d.webhook_id.in_(hook_ids),
-                            d.lease_owner.is_not(None),
-                            d.state == "pending",
-                            d.next_attempt_at > now,
-                        )
-                        .group_by(d.webhook_id)
-                    ).all()
-                )
-            )
-            room = {hook: (limit if per_endpoint is None else per_endpoint - busy.get(hook, 0)) for hook in hook_ids}
+            hooks: dict[int, Any] = {}
+            room: dict[int, int] = {}
             picked: list[int] = []
+            taken: set[int] = set()
             disabled: list[int] = []
-            for row in candidates:
-                hook = hooks.get(row.webhook_id)
-                if hook is None:
-                    continue
-                if not hook.enabled:
-                    # A lease that outlived its worker can come due after the webhook was disabled.
-                    disabled.append(row.id)
-                elif room[row.webhook_id] > 0 and len(picked) < limit:
-                    room[row.webhook_id] -= 1
-                    picked.append(row.id)
+            full: list[int] = []
+            for _ in range(2 if look_past_full and per_endpoint is not None else 1):
+                scan = (
+                    select(d.id, d.webhook_id)
+                    .where(d.state == "pending", d.next_attempt_at <= now)
+                    .order_by(d.next_attempt_at)
+                    .limit(window)
+                )
+                if full:
+                    scan = scan.where(d.webhook_id.not_in(full))
+                candidates = conn.execute(scan).all()
+                new_hooks = sorted({row.webhook_id for row in candidates} - hooks.keys())
+                self._claim_hooks(conn, owner, new_hooks, now, limit, per_endpoint, in_flight or {}, hooks, room)
+                for row in candidates:
+                    hook = hooks.get(row.webhook_id)
+                    if hook is None or row.id in taken:
+                        continue
+                    if not hook.enabled:
+                        # A lease that outlived its worker can come due after the webhook was disabled.
+                        disabled.append(row.id)
+                    elif room[row.webhook_id] > 0 and len(picked) < limit:
+                        room[row.webhook_id] -= 1
+                        picked.append(row.id)
+                        taken.add(row.id)
+                full = [hook for hook, left in room.items() if left <= 0]
+                if len(picked) >= limit or len(candidates) < window or not full:
+                    break
             if disabled:
                 conn.execute(
                     update(deliveries).where(d.id.in_(disabled)).values(state="held", lease_owner=None, updated_at=now)
                 )
             if not picked:
                 return []
+            chosen: Any = d.id.in_(picked)  # SQLite: this transaction is the only writer
+            if self.is_postgres:
+                # Re-checked under the row lock: another worker may have taken a row since the scan.
+                still_due = (
+                    select(d.id)
+                    .where(d.id.in_(picked), d.state == "pending", d.next_attempt_at <= now)
+                    .with_for_update(skip_locked=True)
+                )
+                chosen = d.id.in_(still_due.scalar_subquery())
             claimed = conn.execute(
                 update(deliveries)
-                .where(d.id.in_(picked))
+                .where(chosen)
                 .values(next_attempt_at=now + lease, lease_owner=owner, attempts=d.attempts + 1, updated_at=now)
                 .returning(d.id, d.webhook_id, d.event_id, d.attempts)
             ).all()
@@ -634,6 +638,57 @@ class Store:
             return result
 
         return await self._write(work)
+
+    def _claim_hooks(
+        self,
+        conn: Connection,
+        owner: str,
+        hook_ids: Sequence[int],
+        now: float,
+        limit: int,
+        per_endpoint: int | None,
+        in_flight: Mapping[int, int],
+        hooks: dict[int, Any],
+        room: dict[int, int],
+    ) -> None:
+        """Lock the webhooks this claim may take from and learn how much room each has left."""
+        if not hook_ids:
+            return
+        if self.is_postgres and per_endpoint is not None:
+            locked = conn.execute(
+                text(
+                    "SELECT id FROM unnest(CAST(:ids AS integer[])) AS id "
+                    "WHERE pg_try_advisory_xact_lock(:space, id) ORDER BY id"
+                ),
+                {"space": _CLAIM_LOCK_SPACE, "ids": list(hook_ids)},
+            )
+            hook_ids = [row.id for row in locked]
+            if not hook_ids:
+                return
+        w = webhooks.c
+        for row in conn.execute(
+            select(w.id, w.url, w.secret, w.enabled, w.previous_secret, w.previous_secret_expires_at).where(
+                w.id.in_(hook_ids)
+            )
+        ):
+            hooks[row.id] = row
+            room[row.id] = limit if per_endpoint is None else per_endpoint - in_flight.get(row.id, 0)
+        if per_endpoint is not None:
+            d = deliveries.c
+            # Only leased rows, through their small partial index, however long the backlog.
+            others = (
+                select(d.webhook_id, func.count())
+                .where(
+                    d.webhook_id.in_(hook_ids),
+                    d.lease_owner.is_not(None),
+                    d.lease_owner != owner,
+                    d.next_attempt_at > now,
+                )
+                .group_by(d.webhook_id)
+                .with_hint(deliveries, "INDEXED BY ix_deliveries_leased", "sqlite")
+            )
+            for hook_id, busy in conn.execute(others):
+                room[hook_id] -= busy
 
     async def release(self, delivery_ids: Sequence[int], now: float) -> None:
         """Hand back claimed deliveries untouched (the attempt was never made)."""
@@ -733,22 +788,7 @@ class Store:
                 row["last_success_at"] = max(row["last_success_at"] or 0.0, r.created_at)
             else:
                 row["last_failure_at"] = max(row["last_failure_at"] or 0.0, r.created_at)
-        statement = (pg_insert if self.is_postgres else sqlite_insert)(attempt_rollups)
-        added = statement.excluded
-        t = attempt_rollups.c
-        later = func.greatest if self.is_postgres else func.max
-        summed = ("attempts", "succeeded", "tests", "deliveries_succeeded", "total_ms", *HISTOGRAM_COLUMNS)
-        conn.execute(
-            statement.on_conflict_do_update(
-                index_elements=[t.webhook_id, t.hour],
-                set_={name: t[name] + added[name] for name in summed}
-                | {
-                    name: later(func.coalesce(t[name], added[name]), func.coalesce(added[name], t[name]))
-                    for name in ("last_success_at", "last_failure_at")
-                },
-            ),
-            [rollups[key] for key in sorted(rollups)],
-        )
+        conn.exec_driver_sql(self._roll_up_sql, [rollups[key] for key in sorted(rollups)])
 
     def _update_health(
         self, conn: Connection, records: Sequence[AttemptRecord], now: float, policy: HealthPolicy | None

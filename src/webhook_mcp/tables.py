@@ -148,6 +148,7 @@ attempt_rollups = Table(
 Index(
     "ix_deliveries_leased",
     deliveries.c.webhook_id,
+    deliveries.c.next_attempt_at,
     postgresql_where=deliveries.c.lease_owner.is_not(None),
     sqlite_where=deliveries.c.lease_owner.is_not(None),
 )
