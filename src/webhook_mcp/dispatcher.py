@@ -109,7 +109,7 @@ class Dispatcher:
                 with contextlib.suppress(asyncio.CancelledError):
                     await helper
             await self._flush_remaining()
-            logger.info("dispatcher %s stopped", self.worker_id)
+            logger.info("dispatcher %s stopped after %d successful deliveries", self.worker_id, self.delivered)
 
     def _capacity(self) -> int:
         """Free slots; finished results not yet written count too once they exceed a batch, so a
