@@ -86,18 +86,37 @@ def postgres_url() -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--backend",
+        choices=[*BACKENDS, "all"],
+        default=os.environ.get("WEBHOOK_MCP_TEST_BACKEND", "all"),
+        help="database(s) the tests that take `database_url` (or `hub`) run against "
+        "(default: all; or set WEBHOOK_MCP_TEST_BACKEND)",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "database_url" in metafunc.fixturenames:
+        chosen = metafunc.config.getoption("backend")
+        metafunc.parametrize("database_url", BACKENDS if chosen == "all" else [chosen], indirect=True)
+
+
+@pytest.fixture
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Both supported databases, for tests of rules that live in SQL."""
+    """Each selected database (``--backend``), for every test whose rules touch SQL."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'webhooks.db'}"
     return str(request.getfixturevalue("postgres_url"))
 
 
 @pytest.fixture
-async def hub(sqlite_url: str) -> AsyncIterator[Hub]:
+async def hub(database_url: str) -> AsyncIterator[Hub]:
     """A hub without a background dispatcher: tests of the service stay deterministic."""
-    async with Hub.open(make_settings(sqlite_url), dispatch=False) as opened:
+    async with Hub.open(make_settings(database_url), dispatch=False) as opened:
         yield opened
 
 

@@ -115,10 +115,10 @@ async def test_publish_delivers_once_signed(receiver: Receiver, database_url: st
         assert len(receiver.requests) == 1
 
 
-async def test_only_subscribed_webhooks_receive(receiver_factory: ReceiverFactory, sqlite_url: str) -> None:
+async def test_only_subscribed_webhooks_receive(receiver_factory: ReceiverFactory, database_url: str) -> None:
     a = await receiver_factory()
     b = await receiver_factory()
-    async with Hub.open(make_settings(sqlite_url)) as hub:
+    async with Hub.open(make_settings(database_url)) as hub:
         hook_a = await hub.service.create_webhook(a.url, [EVENT])
         hook_b = await hub.service.create_webhook(b.url, ["order.updated"])
         created = await hub.publish(EVENT, data(hub))
@@ -235,9 +235,9 @@ async def test_retry_after_is_honoured(receiver_factory: ReceiverFactory, databa
         assert len(receiver.requests) == 1
 
 
-async def test_retry_after_is_capped_by_max_retry_after(receiver_factory: ReceiverFactory, sqlite_url: str) -> None:
+async def test_retry_after_is_capped_by_max_retry_after(receiver_factory: ReceiverFactory, database_url: str) -> None:
     receiver = await receiver_factory(statuses=[503], headers={"Retry-After": "86400"})
-    settings = make_settings(sqlite_url, retry_schedule=(0, 0.05, 0.05), max_retry_after=2.0)
+    settings = make_settings(database_url, retry_schedule=(0, 0.05, 0.05), max_retry_after=2.0)
     async with Hub.open(settings) as hub:
         hook = await hub.service.create_webhook(receiver.url, [EVENT])
         await hub.publish(EVENT, data(hub))
@@ -349,11 +349,11 @@ async def test_pending_deliveries_held_while_disabled(receiver_factory: Receiver
 
 
 async def test_quick_disable_enable_does_not_resend_in_flight(
-    receiver_factory: ReceiverFactory, sqlite_url: str
+    receiver_factory: ReceiverFactory, database_url: str
 ) -> None:
     gate = asyncio.Event()
     receiver = await gated_receiver(receiver_factory, gate)
-    async with Hub.open(make_settings(sqlite_url)) as hub:
+    async with Hub.open(make_settings(database_url)) as hub:
         hook = await hub.service.create_webhook(receiver.url, [EVENT])
         await hub.publish(EVENT, data(hub))
         await receiver.wait_for(1, timeout=5)
@@ -395,10 +395,10 @@ async def test_auto_disable_after_failing_period(receiver_factory: ReceiverFacto
         assert counts["held"] >= 1
 
 
-async def test_auto_disable_needs_min_failures(receiver_factory: ReceiverFactory, sqlite_url: str) -> None:
+async def test_auto_disable_needs_min_failures(receiver_factory: ReceiverFactory, database_url: str) -> None:
     receiver = await receiver_factory(statuses=[500])
     settings = make_settings(
-        sqlite_url, retry_schedule=(0, 0.05, 0.05), auto_disable_after=0.01, auto_disable_min_failures=10
+        database_url, retry_schedule=(0, 0.05, 0.05), auto_disable_after=0.01, auto_disable_min_failures=10
     )
     async with Hub.open(settings) as hub:
         hook = await hub.service.create_webhook(receiver.url, [EVENT])
@@ -436,8 +436,8 @@ async def test_idempotency_key_publishes_once(receiver: Receiver, database_url: 
         )
 
 
-async def test_idempotency_key_within_one_batch(receiver: Receiver, sqlite_url: str) -> None:
-    async with Hub.open(make_settings(sqlite_url)) as hub:
+async def test_idempotency_key_within_one_batch(receiver: Receiver, database_url: str) -> None:
+    async with Hub.open(make_settings(database_url)) as hub:
         hook = await hub.service.create_webhook(receiver.url, [EVENT])
         a, b = await hub.service.publish_many([(EVENT, data(hub), "k"), (EVENT, data(hub), "k")])
         assert a.event_id == b.event_id and not a.duplicate and b.duplicate
@@ -459,8 +459,8 @@ async def test_concurrent_idempotent_publishes_postgres(receiver: Receiver, post
         assert sum(not r.duplicate for r in results) == 1  # type: ignore[union-attr]
 
 
-async def test_concurrent_idempotent_publishes_sqlite(receiver: Receiver, sqlite_url: str) -> None:
-    async with Hub.open(make_settings(sqlite_url), dispatch=False) as hub:
+async def test_concurrent_idempotent_publishes_sqlite(receiver: Receiver, database_url: str) -> None:
+    async with Hub.open(make_settings(database_url), dispatch=False) as hub:
         await hub.service.create_webhook(receiver.url, [EVENT])
         results = await asyncio.gather(*(hub.publish(EVENT, data(hub), idempotency_key="same-key") for _ in range(8)))
         assert len({r.event_id for r in results}) == 1
@@ -470,8 +470,8 @@ async def test_concurrent_idempotent_publishes_sqlite(receiver: Receiver, sqlite
 # --- scheduling and fairness ------------------------------------------------------------------
 
 
-async def test_publish_wakes_dispatcher(receiver: Receiver, sqlite_url: str) -> None:
-    async with Hub.open(make_settings(sqlite_url, poll_interval=30.0)) as hub:
+async def test_publish_wakes_dispatcher(receiver: Receiver, database_url: str) -> None:
+    async with Hub.open(make_settings(database_url, poll_interval=30.0)) as hub:
         hook = await hub.service.create_webhook(receiver.url, [EVENT])
         first = await hub.publish(EVENT, data(hub))
         (got,) = await receiver.wait_for(1, timeout=2)
@@ -512,10 +512,10 @@ async def test_slow_endpoint_does_not_block_healthy_one(receiver_factory: Receiv
             slow.release.set()
 
 
-async def test_per_endpoint_concurrency_limit(receiver_factory: ReceiverFactory, sqlite_url: str) -> None:
+async def test_per_endpoint_concurrency_limit(receiver_factory: ReceiverFactory, database_url: str) -> None:
     gate = asyncio.Event()
     receiver = await gated_receiver(receiver_factory, gate)
-    settings = make_settings(sqlite_url, max_concurrency=8, per_endpoint_concurrency=3, delivery_timeout=5.0)
+    settings = make_settings(database_url, max_concurrency=8, per_endpoint_concurrency=3, delivery_timeout=5.0)
     async with Hub.open(settings) as hub:
         try:
             hook = await hub.service.create_webhook(receiver.url, [EVENT])
@@ -532,25 +532,25 @@ async def test_per_endpoint_concurrency_limit(receiver_factory: ReceiverFactory,
         assert all(row.attempts == 1 for row in await delivery_rows(hub, hook.id))
 
 
-async def test_two_dispatchers_deliver_exactly_once(receiver_factory: ReceiverFactory, sqlite_url: str) -> None:
-    # Each dispatcher holds at most a handful at a time (2 in flight per endpoint), so both take work.
+async def test_two_dispatchers_deliver_exactly_once(receiver_factory: ReceiverFactory, database_url: str) -> None:
+    # Six endpoints with room for 12 in flight, and each dispatcher sends at most 4 at a time: both must take work.
     settings = make_settings(
-        sqlite_url, batch_size=20, max_concurrency=4, per_endpoint_concurrency=2, lease_seconds=8, delivery_timeout=2
+        database_url, batch_size=20, max_concurrency=4, per_endpoint_concurrency=2, lease_seconds=8, delivery_timeout=2
     )
-    receivers = [await receiver_factory() for _ in range(3)]
+    receivers = [await receiver_factory() for _ in range(6)]
     async with Hub.open(settings) as one, Hub.open(settings) as two:
         hooks = [await one.service.create_webhook(r.url, [EVENT]) for r in receivers]
         ids: list[str] = []
         for chunk in range(3):
             target = one if chunk % 2 == 0 else two
-            published = await target.service.publish_many([(EVENT, data(target), None)] * 100)
+            published = await target.service.publish_many([(EVENT, data(target), None)] * 50)
             ids.extend(p.event_id for p in published)
         for r in receivers:
-            await r.wait_for(300, timeout=30)
+            await r.wait_for(150, timeout=30)
         for hook in hooks:
-            await wait_until(lambda hook=hook: settled(one, hook.id, {"succeeded": 300}), timeout=10)
+            await wait_until(lambda hook=hook: settled(one, hook.id, {"succeeded": 150}), timeout=10)
         with anyio.move_on_after(0.3):
-            await receivers[0].wait_for(301)
+            await receivers[0].wait_for(151)
         for r in receivers:
             counts = Counter(header(q, "webhook-id") for q in r.requests)
             assert set(counts) == set(ids)
@@ -635,10 +635,10 @@ async def test_graceful_stop_records_in_flight_results(receiver_factory: Receive
 
 
 async def test_graceful_stop_with_timeouts_leaves_nothing_leased(
-    receiver_factory: ReceiverFactory, sqlite_url: str
+    receiver_factory: ReceiverFactory, database_url: str
 ) -> None:
     hanging = await receiver_factory(hang=True)
-    settings = make_settings(sqlite_url, delivery_timeout=0.5, lease_seconds=300.0)
+    settings = make_settings(database_url, delivery_timeout=0.5, lease_seconds=300.0)
     try:
         async with Hub.open(settings) as hub:
             hook = await hub.service.create_webhook(hanging.url, [EVENT])
@@ -658,7 +658,7 @@ async def test_graceful_stop_with_timeouts_leaves_nothing_leased(
         hanging.release.set()
 
 
-async def test_stops_when_cancelled_right_after_a_wake(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_stops_when_cancelled_right_after_a_wake(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A publish just before shutdown: on Python 3.11 ``asyncio.wait_for`` swallowed a cancellation
     arriving in the same loop iteration as the wake-up, and the dispatcher never stopped."""
     from webhook_mcp import Dispatcher
@@ -672,7 +672,7 @@ async def test_stops_when_cancelled_right_after_a_wake(sqlite_url: str, monkeypa
         return await original(self, *args, **kwargs)
 
     monkeypatch.setattr(Store, "claim", counted)
-    async with Hub.open(make_settings(sqlite_url, poll_interval=60.0), dispatch=False) as hub:
+    async with Hub.open(make_settings(database_url, poll_interval=60.0), dispatch=False) as hub:
         dispatcher = Dispatcher(hub.store, hub.sender, hub.settings)
         task = asyncio.create_task(dispatcher.run())
         try:
@@ -697,7 +697,7 @@ def _db_error() -> Exception:
     return OperationalError("UPDATE deliveries ...", {}, Exception("database is locked"))
 
 
-async def test_claim_error_is_retried(receiver: Receiver, sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_claim_error_is_retried(receiver: Receiver, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from webhook_mcp.store import Store
 
     original = Store.claim
@@ -710,7 +710,7 @@ async def test_claim_error_is_retried(receiver: Receiver, sqlite_url: str, monke
         return await original(self, *args, **kwargs)
 
     monkeypatch.setattr(Store, "claim", flaky)
-    async with Hub.open(make_settings(sqlite_url)) as hub:
+    async with Hub.open(make_settings(database_url)) as hub:
         hook = await hub.service.create_webhook(receiver.url, [EVENT])
         published = await hub.publish(EVENT, data(hub))
         await receiver.wait_for(1, timeout=5)
@@ -720,7 +720,7 @@ async def test_claim_error_is_retried(receiver: Receiver, sqlite_url: str, monke
 
 
 async def test_record_error_is_retried_without_resending(
-    receiver: Receiver, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+    receiver: Receiver, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from webhook_mcp.store import Store
 
@@ -734,7 +734,7 @@ async def test_record_error_is_retried_without_resending(
         return await original(self, *args, **kwargs)
 
     monkeypatch.setattr(Store, "record_attempts", flaky)
-    async with Hub.open(make_settings(sqlite_url)) as hub:
+    async with Hub.open(make_settings(database_url)) as hub:
         hook = await hub.service.create_webhook(receiver.url, [EVENT])
         await hub.publish(EVENT, data(hub))
         await receiver.wait_for(1, timeout=5)
@@ -778,7 +778,7 @@ async def test_endpoint_limit_holds_across_dispatchers(receiver_factory: Receive
 
 
 async def test_unrecorded_results_limit_new_claims(
-    receiver: Receiver, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+    receiver: Receiver, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from webhook_mcp.store import Store
 
@@ -790,7 +790,7 @@ async def test_unrecorded_results_limit_new_claims(
         return await original(self, *args, **kwargs)
 
     monkeypatch.setattr(Store, "record_attempts", slow)
-    settings = make_settings(sqlite_url, max_concurrency=4, per_endpoint_concurrency=4, batch_size=4)
+    settings = make_settings(database_url, max_concurrency=4, per_endpoint_concurrency=4, batch_size=4)
     async with Hub.open(settings) as hub:
         try:
             hook = await hub.service.create_webhook(receiver.url, [EVENT])

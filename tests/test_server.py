@@ -585,12 +585,12 @@ async def test_test_webhook_on_a_disabled_webhook_still_sends(client: Client, re
     assert (await call(client, "get_webhook", {"id": hook["id"]}))["enabled"] is False
 
 
-async def test_loopback_is_blocked_unless_allowed(sqlite_url: str, receiver: Receiver) -> None:
+async def test_loopback_is_blocked_unless_allowed(database_url: str, receiver: Receiver) -> None:
     blocked = "blocked: 127.0.0.1 is a loopback address; allow it with WEBHOOK_MCP_ALLOWED_PRIVATE_NETWORKS"
-    async with Client(create_server(make_settings(sqlite_url))) as client:
+    async with Client(create_server(make_settings(database_url))) as client:
         hook = await create(client, receiver.url)
     # The operator closes loopback again: creating is refused, and so is delivering to the webhook.
-    async with Client(create_server(make_settings(sqlite_url, allowed_private_networks=[]))) as client:
+    async with Client(create_server(make_settings(database_url, allowed_private_networks=[]))) as client:
         assert blocked in await call_error(client, "create_webhook", {"url": receiver.url, "events": ["order.created"]})
         result = await call(client, "test_webhook", {"id": hook["id"]})
         assert result["success"] is False
@@ -819,12 +819,12 @@ async def test_stats_after_failures_then_a_success(
 
 
 async def test_send_event_delivers_to_subscribed_enabled_webhooks(
-    sqlite_url: str, receiver_factory: Callable[..., Awaitable[Receiver]]
+    database_url: str, receiver_factory: Callable[..., Awaitable[Receiver]]
 ) -> None:
     subscribed = await receiver_factory()
     other_type = await receiver_factory()
     disabled = await receiver_factory()
-    async with Client(create_server(make_settings(sqlite_url))) as client:
+    async with Client(create_server(make_settings(database_url))) as client:
         hook = await create(client, subscribed.url, ["order.created", "order.paid"])
         await create(client, other_type.url, ["payment.completed"])
         off = await create(client, disabled.url, ["order.created"])
@@ -922,7 +922,7 @@ TOOL_NAME = re.compile(r"\b[a-z]+(?:_[a-z]+)+\b")
 
 
 async def test_read_only_mode_serves_only_tools_annotated_read_only_and_not_sensitive(
-    hub: Hub, sqlite_url: str
+    hub: Hub, database_url: str
 ) -> None:
     async with Client(create_server(hub=hub)) as full_client:
         full = {tool.name: tool for tool in (await full_client.list_tools()).tools}
@@ -932,7 +932,7 @@ async def test_read_only_mode_serves_only_tools_annotated_read_only_and_not_sens
         if tool.annotations and tool.annotations.read_only_hint is True and not (tool.meta or {}).get(SENSITIVE)
     }
     async with (
-        Hub.open(make_settings(sqlite_url, read_only=True), dispatch=False) as read_only_hub,
+        Hub.open(make_settings(database_url, read_only=True), dispatch=False) as read_only_hub,
         Client(create_server(hub=read_only_hub)) as client,
     ):
         names = {tool.name for tool in (await client.list_tools()).tools}
@@ -952,8 +952,8 @@ async def test_get_webhook_secret_is_the_only_sensitive_tool(client: Client) -> 
     assert {tool.name for tool in tools if (tool.meta or {}).get(SENSITIVE)} == {"get_webhook_secret"}
 
 
-async def test_read_only_mode_classifies_tools_added_later_by_their_annotations(sqlite_url: str) -> None:
-    server = create_server(make_settings(sqlite_url, read_only=True))
+async def test_read_only_mode_classifies_tools_added_later_by_their_annotations(database_url: str) -> None:
+    server = create_server(make_settings(database_url, read_only=True))
 
     @server.tool(description="reads", annotations=ToolAnnotations(read_only_hint=True))
     async def peek() -> str:
@@ -979,9 +979,9 @@ async def test_read_only_mode_classifies_tools_added_later_by_their_annotations(
 
 
 @pytest.mark.parametrize("read_only", [False, True])
-async def test_instructions_name_only_tools_that_exist(sqlite_url: str, read_only: bool) -> None:
+async def test_instructions_name_only_tools_that_exist(database_url: str, read_only: bool) -> None:
     async with (
-        Hub.open(make_settings(sqlite_url, read_only=read_only), dispatch=False) as opened,
+        Hub.open(make_settings(database_url, read_only=read_only), dispatch=False) as opened,
         Client(create_server(hub=opened)) as client,
     ):
         names = {tool.name for tool in (await client.list_tools()).tools}

@@ -194,8 +194,8 @@ async def test_publish_validates_against_the_schema(hub: Hub) -> None:
         await hub.publish("webhook.test", {"message": "hi"})
 
 
-async def test_publish_refuses_oversized_bodies(sqlite_url: str) -> None:
-    async with Hub.open(make_settings(sqlite_url, max_payload_bytes=2048), dispatch=False) as small:
+async def test_publish_refuses_oversized_bodies(database_url: str) -> None:
+    async with Hub.open(make_settings(database_url, max_payload_bytes=2048), dispatch=False) as small:
         data = order()
         data["note"] = "x" * 4000
         with pytest.raises(InvalidArgumentError, match="the limit is 2048"):

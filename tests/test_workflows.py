@@ -57,8 +57,8 @@ ORDER = load_catalog().get("order.created").example
 # --- 1. Set Up Order Notification Webhook ---------------------------------------------------------
 
 
-async def test_set_up_order_notification_webhook(sqlite_url: str, receiver: Receiver) -> None:
-    async with Client(create_server(make_settings(sqlite_url))) as client:
+async def test_set_up_order_notification_webhook(database_url: str, receiver: Receiver) -> None:
+    async with Client(create_server(make_settings(database_url))) as client:
         # 1. get_webhook_events() -> List available events
         events = await call(client, "get_webhook_events", {})
         assert "order.created" in [e["name"] for e in events["event_types"]]
@@ -171,8 +171,8 @@ async def test_debug_failing_webhook(hub: Hub, receiver_factory: ReceiverFactory
 # --- 3. Temporarily Disable Webhook ---------------------------------------------------------------
 
 
-async def test_temporarily_disable_webhook(sqlite_url: str, receiver: Receiver) -> None:
-    async with Client(create_server(make_settings(sqlite_url))) as client:
+async def test_temporarily_disable_webhook(database_url: str, receiver: Receiver) -> None:
+    async with Client(create_server(make_settings(database_url))) as client:
         hook = await call(client, "create_webhook", {"url": receiver.url, "events": ["order.created"]})
         webhook_id = hook["id"]
 
