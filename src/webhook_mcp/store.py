@@ -18,8 +18,10 @@ from sqlalchemy import (
     Connection,
     Engine,
     Executable,
+    Integer,
     Row,
     and_,
+    bindparam,
     case,
     delete,
     func,
@@ -230,6 +232,57 @@ class Store:
             f"INSERT INTO attempt_rollups ({', '.join(rollup_columns)}) "
             f"VALUES ({', '.join(map(param, rollup_columns))}) "
             f"ON CONFLICT (webhook_id, hour) DO UPDATE SET {', '.join(updates)}"
+        )
+
+        d, w = deliveries.c, webhooks.c
+        # The claim runs many times a second: its statements are built once, not per call.
+        self._claim_hooks_sql = select(
+            w.id, w.url, w.secret, w.enabled, w.previous_secret, w.previous_secret_expires_at
+        ).where(w.id.in_(bindparam("ids", expanding=True)))
+        # Only leased rows, through their small partial index, however long the backlog.
+        self._claim_others_sql = (
+            select(d.webhook_id, func.count())
+            .where(
+                d.webhook_id.in_(bindparam("ids", expanding=True)),
+                d.lease_owner.is_not(None),
+                d.lease_owner != bindparam("owner"),
+                d.next_attempt_at > bindparam("now"),
+            )
+            .group_by(d.webhook_id)
+            .with_hint(deliveries, "INDEXED BY ix_deliveries_leased", "sqlite")
+        )
+        chosen: Any = d.id.in_(bindparam("ids", expanding=True))  # SQLite: this transaction is the only writer
+        if self.is_postgres:
+            # Re-checked under the row lock: another worker may have taken a row since the scan.
+            still_due = (
+                select(d.id)
+                .where(
+                    d.id.in_(bindparam("ids", expanding=True)),
+                    d.state == "pending",
+                    d.next_attempt_at <= bindparam("now"),
+                )
+                .with_for_update(skip_locked=True)
+            )
+            chosen = d.id.in_(still_due.scalar_subquery())
+        self._claim_lease_sql = (
+            update(deliveries)
+            .where(chosen)
+            .values(
+                next_attempt_at=bindparam("until"),
+                lease_owner=bindparam("owner"),
+                attempts=d.attempts + 1,
+                updated_at=bindparam("now"),
+            )
+            .returning(d.id, d.webhook_id, d.event_id, d.attempts)
+        )
+        self._claim_bodies_sql = select(events.c.id, events.c.type, events.c.body).where(
+            events.c.id.in_(bindparam("ids", expanding=True))
+        )
+        self._claim_due_sql = (
+            select(d.id, d.webhook_id)
+            .where(d.state == "pending", d.next_attempt_at <= bindparam("now"))
+            .order_by(d.next_attempt_at)
+            .limit(bindparam("window", type_=Integer, literal_execute=True))
         )
 
     async def close(self) -> None:
@@ -563,15 +616,10 @@ class Store:
             disabled: list[int] = []
             full: list[int] = []
             for _ in range(2 if look_past_full and per_endpoint is not None else 1):
-                scan = (
-                    select(d.id, d.webhook_id)
-                    .where(d.state == "pending", d.next_attempt_at <= now)
-                    .order_by(d.next_attempt_at)
-                    .limit(window)
-                )
+                scan = self._claim_due_sql
                 if full:
                     scan = scan.where(d.webhook_id.not_in(full))
-                candidates = conn.execute(scan).all()
+                candidates = conn.execute(scan, {"now": now, "window": window}).all()
                 new_hooks = sorted({row.webhook_id for row in candidates} - hooks.keys())
                 self._claim_hooks(conn, owner, new_hooks, now, limit, per_endpoint, in_flight or {}, hooks, room)
                 for row in candidates:
@@ -594,28 +642,12 @@ class Store:
                 )
             if not picked:
                 return []
-            chosen: Any = d.id.in_(picked)  # SQLite: this transaction is the only writer
-            if self.is_postgres:
-                # Re-checked under the row lock: another worker may have taken a row since the scan.
-                still_due = (
-                    select(d.id)
-                    .where(d.id.in_(picked), d.state == "pending", d.next_attempt_at <= now)
-                    .with_for_update(skip_locked=True)
-                )
-                chosen = d.id.in_(still_due.scalar_subquery())
             claimed = conn.execute(
-                update(deliveries)
-                .where(chosen)
-                .values(next_attempt_at=now + lease, lease_owner=owner, attempts=d.attempts + 1, updated_at=now)
-                .returning(d.id, d.webhook_id, d.event_id, d.attempts)
+                self._claim_lease_sql, {"ids": picked, "now": now, "until": now + lease, "owner": owner}
             ).all()
             bodies = {
                 row.id: (row.type, row.body)
-                for row in conn.execute(
-                    select(events.c.id, events.c.type, events.c.body).where(
-                        events.c.id.in_({row.event_id for row in claimed})
-                    )
-                )
+                for row in conn.execute(self._claim_bodies_sql, {"ids": list({row.event_id for row in claimed})})
             }
             result = []
             for row in sorted(claimed, key=lambda r: r.id):
@@ -665,29 +697,13 @@ class Store:
             hook_ids = [row.id for row in locked]
             if not hook_ids:
                 return
-        w = webhooks.c
-        for row in conn.execute(
-            select(w.id, w.url, w.secret, w.enabled, w.previous_secret, w.previous_secret_expires_at).where(
-                w.id.in_(hook_ids)
-            )
-        ):
+        for row in conn.execute(self._claim_hooks_sql, {"ids": list(hook_ids)}):
             hooks[row.id] = row
             room[row.id] = limit if per_endpoint is None else per_endpoint - in_flight.get(row.id, 0)
         if per_endpoint is not None:
-            d = deliveries.c
-            # Only leased rows, through their small partial index, however long the backlog.
-            others = (
-                select(d.webhook_id, func.count())
-                .where(
-                    d.webhook_id.in_(hook_ids),
-                    d.lease_owner.is_not(None),
-                    d.lease_owner != owner,
-                    d.next_attempt_at > now,
-                )
-                .group_by(d.webhook_id)
-                .with_hint(deliveries, "INDEXED BY ix_deliveries_leased", "sqlite")
-            )
-            for hook_id, busy in conn.execute(others):
+            for hook_id, busy in conn.execute(
+                self._claim_others_sql, {"ids": list(hook_ids), "owner": owner, "now": now}
+            ):
                 room[hook_id] -= busy
 
     async def release(self, delivery_ids: Sequence[int], now: float) -> None:
