@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -366,3 +367,35 @@ async def test_event_type_list_excludes_the_test_event(hub: Hub) -> None:
     listed = hub.service.list_event_types()
     names = [t.name for t in listed.event_types]
     assert "webhook.test" not in names and "order.created" in names and listed.total == len(names) >= 15
+
+
+async def test_concurrent_result_writers_lose_no_failure(db_hub: Hub) -> None:
+    """Several workers record results for one webhook at once: its failure streak (which drives
+    auto-disable) and its statistics count every attempt."""
+    created = await db_hub.service.create_webhook(URL, ["order.created"])
+    await db_hub.service.publish_many([("order.created", order(), None)] * 32)
+    claimed = await db_hub.store.claim("w", 32, time.time(), lease=60)
+    now = time.time()
+    records = [
+        AttemptRecord(
+            delivery_id=d.id,
+            webhook_id=d.webhook_id,
+            event_id=d.event_id,
+            event_type=d.event_type,
+            attempt_number=1,
+            is_test=False,
+            created_at=now,
+            status_code=500,
+            response_ms=1.0,
+            success=False,
+            error="HTTP 500 Internal Server Error",
+            response_excerpt="",
+            next_state="pending",
+            next_attempt_at=now + 60,
+        )
+        for d in claimed
+    ]
+    await asyncio.gather(*(db_hub.store.record_attempts([r], now) for r in records))
+    assert (await db_hub.service.get_webhook(created.id)).consecutive_failures == 32
+    stats = await db_hub.service.get_stats(created.id)
+    assert (stats.total_attempts, stats.failed, stats.consecutive_failures) == (32, 32, 32)

@@ -812,19 +812,19 @@ class Store:
         by_hook: dict[int, list[AttemptRecord]] = defaultdict(list)
         for record in sorted(records, key=lambda r: r.webhook_id):
             by_hook[record.webhook_id].append(record)
-        current = {
-            row.id: row
-            for row in conn.execute(
-                select(
-                    webhooks.c.id,
-                    webhooks.c.enabled,
-                    webhooks.c.consecutive_failures,
-                    webhooks.c.failing_since,
-                    webhooks.c.last_success_at,
-                    webhooks.c.last_failure_at,
-                ).where(webhooks.c.id.in_(by_hook))
-            )
-        }
+        health = select(
+            webhooks.c.id,
+            webhooks.c.enabled,
+            webhooks.c.consecutive_failures,
+            webhooks.c.failing_since,
+            webhooks.c.last_success_at,
+            webhooks.c.last_failure_at,
+        ).where(webhooks.c.id.in_(by_hook))
+        if self.is_postgres:
+            # Workers on other machines update the same counters: read them locked (in id order,
+            # as every writer does) so no failure is lost between the read and the write.
+            health = health.order_by(webhooks.c.id).with_for_update()
+        current = {row.id: row for row in conn.execute(health)}
         disabled: list[int] = []
         for hook_id, batch in by_hook.items():
             row = current.get(hook_id)
