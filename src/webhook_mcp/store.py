@@ -822,8 +822,9 @@ class Store:
         ).where(webhooks.c.id.in_(by_hook))
         if self.is_postgres:
             # Workers on other machines update the same counters: read them locked (in id order,
-            # as every writer does) so no failure is lost between the read and the write.
-            health = health.order_by(webhooks.c.id).with_for_update()
+            # as every writer does) so no failure is lost between the read and the write. NO KEY
+            # UPDATE does not conflict with the key-share locks the attempt rows' foreign keys take.
+            health = health.order_by(webhooks.c.id).with_for_update(key_share=True)
         current = {row.id: row for row in conn.execute(health)}
         disabled: list[int] = []
         for hook_id, batch in by_hook.items():
