@@ -33,6 +33,16 @@ def _split_csv(value: object) -> object:
     return value
 
 
+def _split_matching(value: object, pattern: re.Pattern[str], problem: str) -> object:
+    """A comma-separated list whose every item must match ``pattern``."""
+    value = _split_csv(value)
+    if isinstance(value, list):
+        for item in value:
+            if not pattern.match(str(item)):
+                raise ValueError(f"{item!r} {problem}")
+    return value
+
+
 class Settings(BaseSettings):
     """Every knob of the service; each field is also documented in the README and ``--help``."""
 
@@ -157,28 +167,22 @@ class Settings(BaseSettings):
     @field_validator("allowed_hosts", mode="before")
     @classmethod
     def _parse_hosts(cls, value: object) -> object:
-        value = _split_csv(value)
-        if isinstance(value, list):
-            for item in value:
-                if not _HOST_HEADER.match(str(item)):
-                    raise ValueError(
-                        f"{item!r} is not a Host header value; give a name or address with an optional port, "
-                        "e.g. mcp.example.com, mcp.example.com:8443, 10.0.0.5:*, [2001:db8::1]:8000"
-                    )
-        return value
+        return _split_matching(
+            value,
+            _HOST_HEADER,
+            "is not a Host header value; give a name or address with an optional port, "
+            "e.g. mcp.example.com, mcp.example.com:8443, 10.0.0.5:*, [2001:db8::1]:8000",
+        )
 
     @field_validator("allowed_origins", mode="before")
     @classmethod
     def _parse_origins(cls, value: object) -> object:
-        value = _split_csv(value)
-        if isinstance(value, list):
-            for item in value:
-                if not _ORIGIN.match(str(item)):
-                    raise ValueError(
-                        f"{item!r} is not an origin; give scheme://host[:port] with no path, "
-                        "e.g. https://app.example.com or http://localhost:*"
-                    )
-        return value
+        return _split_matching(
+            value,
+            _ORIGIN,
+            "is not an origin; give scheme://host[:port] with no path, "
+            "e.g. https://app.example.com or http://localhost:*",
+        )
 
     @field_validator("retry_schedule", mode="before")
     @classmethod
