@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -377,19 +378,10 @@ async def test_concurrent_result_writers_lose_no_failure(db_hub: Hub) -> None:
     claimed = await db_hub.store.claim("w", 32, time.time(), lease=60)
     now = time.time()
     records = [
-        AttemptRecord(
+        dataclasses.replace(
+            attempt(created.id, success=False, ms=1.0, at=now),
             delivery_id=d.id,
-            webhook_id=d.webhook_id,
             event_id=d.event_id,
-            event_type=d.event_type,
-            attempt_number=1,
-            is_test=False,
-            created_at=now,
-            status_code=500,
-            response_ms=1.0,
-            success=False,
-            error="HTTP 500 Internal Server Error",
-            response_excerpt="",
             next_state="pending",
             next_attempt_at=now + 60,
         )
