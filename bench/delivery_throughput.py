@@ -46,6 +46,7 @@ TARGET_RSS_MB = 150.0
 
 EVENT_TYPE = "order.created"
 PROGRESS_POLL = 0.005
+WORKER_PROGRESS_POLL = 0.05
 
 
 # -- receiver ------------------------------------------------------------------------------------
@@ -235,6 +236,54 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+async def deliver_with_workers(args: argparse.Namespace, settings: Any, hub: Any) -> dict[str, Any]:
+    """Separate `webhook-mcp worker` processes, as a deployment runs them; done when the database
+    says every delivery succeeded."""
+    from sqlalchemy import func, select
+
+    from webhook_mcp.tables import deliveries
+
+    env = dict(os.environ)
+    env.update(
+        WEBHOOK_MCP_DATABASE_URL=settings.database_url,
+        WEBHOOK_MCP_ALLOWED_PRIVATE_NETWORKS="127.0.0.0/8",
+        WEBHOOK_MCP_LOG_LEVEL="WARNING",
+        WEBHOOK_MCP_MAX_CONCURRENCY=str(settings.max_concurrency),
+        WEBHOOK_MCP_PER_ENDPOINT_CONCURRENCY=str(settings.per_endpoint_concurrency),
+        WEBHOOK_MCP_BATCH_SIZE=str(settings.batch_size),
+    )
+    done = select(func.count()).select_from(deliveries).where(deliveries.c.state == "succeeded")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    procs = [
+        await asyncio.create_subprocess_exec(sys.executable, "-m", "webhook_mcp.cli", "worker", env=env)
+        for _ in range(args.workers)
+    ]
+    try:
+        while (await hub.store.scalar(done) or 0) < args.events:
+            if any(p.returncode is not None for p in procs):
+                raise RuntimeError("a worker stopped early")
+            await asyncio.sleep(WORKER_PROGRESS_POLL)
+        seconds = time.perf_counter() - t0
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.terminate()
+        for proc in procs:
+            await proc.wait()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return {
+        "workers": args.workers,
+        "deliver_seconds": round(seconds, 3),
+        "deliveries_per_s": round(args.events / seconds, 1),
+        "first_recorded_after_s": None,
+        "second_half_per_s": None,
+        "dispatcher_cpu_seconds": round(cpu, 2),
+        "dispatcher_cpu_utilisation": round(cpu / seconds, 2),
+    }
+
+
 def analyze(engine: Any) -> None:
     with engine.begin() as conn:
         conn.exec_driver_sql("ANALYZE")
@@ -311,42 +360,45 @@ async def run_bench(args: argparse.Namespace, database_url: str) -> dict[str, An
 
         # -- deliver
         log("delivering")
-        dispatcher = Dispatcher(hub.store, hub.sender, settings)
-        profiler = cProfile.Profile() if args.profile else None
-        cpu0 = cpu_seconds()
-        if profiler:
-            profiler.enable()
-        t1 = time.perf_counter()
-        task = asyncio.create_task(dispatcher.run(), name="bench-dispatcher")
-        first_at: float | None = None
-        half_at: float | None = None
-        try:
-            while dispatcher.delivered < args.events:
-                if task.done():
-                    task.result()
-                    raise RuntimeError("the dispatcher stopped early")
-                await asyncio.sleep(PROGRESS_POLL)
-                if first_at is None and dispatcher.delivered:
-                    first_at = time.perf_counter() - t1
-                if half_at is None and dispatcher.delivered >= args.events // 2:
-                    half_at = time.perf_counter() - t1
-            deliver_s = time.perf_counter() - t1
-        finally:
+        if args.workers:
+            result.update(await deliver_with_workers(args, settings, hub))
+        else:
+            dispatcher = Dispatcher(hub.store, hub.sender, settings)
+            profiler = cProfile.Profile() if args.profile else None
+            cpu0 = cpu_seconds()
             if profiler:
-                profiler.disable()
-            cpu_used = cpu_seconds() - cpu0
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        log("delivered")
-        if profiler:
-            profiler.dump_stats(f"{args.profile}-deliver.pstats")
-        result["deliver_seconds"] = round(deliver_s, 3)
-        result["deliveries_per_s"] = round(args.events / deliver_s, 1)
-        result["first_recorded_after_s"] = round(first_at or 0.0, 3)
-        result["second_half_per_s"] = round((args.events - args.events // 2) / (deliver_s - (half_at or 0.0)), 1)
-        result["dispatcher_cpu_seconds"] = round(cpu_used, 2)
-        result["dispatcher_cpu_utilisation"] = round(cpu_used / deliver_s, 2)
+                profiler.enable()
+            t1 = time.perf_counter()
+            task = asyncio.create_task(dispatcher.run(), name="bench-dispatcher")
+            first_at: float | None = None
+            half_at: float | None = None
+            try:
+                while dispatcher.delivered < args.events:
+                    if task.done():
+                        task.result()
+                        raise RuntimeError("the dispatcher stopped early")
+                    await asyncio.sleep(PROGRESS_POLL)
+                    if first_at is None and dispatcher.delivered:
+                        first_at = time.perf_counter() - t1
+                    if half_at is None and dispatcher.delivered >= args.events // 2:
+                        half_at = time.perf_counter() - t1
+                deliver_s = time.perf_counter() - t1
+            finally:
+                if profiler:
+                    profiler.disable()
+                cpu_used = cpu_seconds() - cpu0
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            log("delivered")
+            if profiler:
+                profiler.dump_stats(f"{args.profile}-deliver.pstats")
+            result["deliver_seconds"] = round(deliver_s, 3)
+            result["deliveries_per_s"] = round(args.events / deliver_s, 1)
+            result["first_recorded_after_s"] = round(first_at or 0.0, 3)
+            result["second_half_per_s"] = round((args.events - args.events // 2) / (deliver_s - (half_at or 0.0)), 1)
+            result["dispatcher_cpu_seconds"] = round(cpu_used, 2)
+            result["dispatcher_cpu_utilisation"] = round(cpu_used / deliver_s, 2)
 
         succeeded = await hub.store.scalar(
             select(func.count()).select_from(deliveries).where(deliveries.c.state == "succeeded")
@@ -399,12 +451,20 @@ def print_report(result: dict[str, Any], checks: list[tuple[str, bool, str]]) ->
         f"  publish : {r['publish_seconds']:.3f} s  ({r['publish_events_per_s']:,.0f} events/s, "
         f"batches of {r['publish_batch']})"
     )
+    if r.get("workers"):
+        print(
+            f"  deliver : {r['deliver_seconds']:.3f} s  ({r['deliveries_per_s']:,.0f} deliveries/s end to end, "
+            f"{r['workers']} worker processes)"
+        )
+        who = f"{r['workers']} workers"
+    else:
+        print(
+            f"  deliver : {r['deliver_seconds']:.3f} s  ({r['deliveries_per_s']:,.0f} deliveries/s end to end; "
+            f"first recorded after {r['first_recorded_after_s']:.3f} s, second half {r['second_half_per_s']:,.0f}/s)"
+        )
+        who = "dispatcher process"
     print(
-        f"  deliver : {r['deliver_seconds']:.3f} s  ({r['deliveries_per_s']:,.0f} deliveries/s end to end; "
-        f"first recorded after {r['first_recorded_after_s']:.3f} s, second half {r['second_half_per_s']:,.0f}/s)"
-    )
-    print(
-        f"  cpu     : dispatcher process {r['dispatcher_cpu_seconds']:.2f} s "
+        f"  cpu     : {who} {r['dispatcher_cpu_seconds']:.2f} s "
         f"({r['dispatcher_cpu_utilisation']:.0%} of one core), receiver {r['receiver_cpu_seconds']:.2f} s total"
     )
     print(
@@ -457,6 +517,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--verify-every", type=int, default=0, help="receiver verifies every Nth signature (default 0: off)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="deliver with this many `webhook-mcp worker` processes instead of an in-process dispatcher "
+        "(progress is read from the database; default 0)",
     )
     parser.add_argument("--timeout", type=float, default=120.0, help="abort after this many seconds (default 120)")
     parser.add_argument(

@@ -1,5 +1,5 @@
 """Scale-out: hourly attempt rollups for fast stats, a leased-deliveries index for cluster-wide
-per-endpoint limits, and an index for filtered log pages.
+per-endpoint limits, and indexes for filtered log pages.
 
 Revision ID: 0002
 Revises: 0001
@@ -52,6 +52,9 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_delivery_attempts_webhook_id_success_id", ["webhook_id", "success", "id"], unique=False
         )
+        batch_op.create_index(
+            "ix_delivery_attempts_webhook_id_is_test_id", ["webhook_id", "is_test", "id"], unique=False
+        )
 
     if op.get_bind().dialect.name == "postgresql":
         # deliveries is a queue: most rows change within seconds of arriving. Keep its planner
@@ -90,6 +93,7 @@ def downgrade() -> None:
             "autovacuum_analyze_threshold)"
         )
     with op.batch_alter_table("delivery_attempts", schema=None) as batch_op:
+        batch_op.drop_index("ix_delivery_attempts_webhook_id_is_test_id")
         batch_op.drop_index("ix_delivery_attempts_webhook_id_success_id")
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
         batch_op.drop_index("ix_deliveries_leased")

@@ -875,18 +875,22 @@ class Store:
     async def attempts_page(
         self, webhook_id: int, limit: int, before_id: int | None, success: bool | None, is_test: bool | None
     ) -> list[Row[Any]]:
-        query = (
-            select(delivery_attempts)
-            .where(delivery_attempts.c.webhook_id == webhook_id)
-            .order_by(delivery_attempts.c.id.desc())
-            .limit(limit)
-        )
+        a = delivery_attempts.c
+        # Ordered by the whole index prefix (the filtered columns are constants), so PostgreSQL
+        # walks (webhook_id[, filter], id) backwards instead of the primary key across all webhooks.
+        order = [a.webhook_id.desc()]
+        query = select(delivery_attempts).where(a.webhook_id == webhook_id).limit(limit)
         if before_id is not None:
-            query = query.where(delivery_attempts.c.id < before_id)
+            query = query.where(a.id < before_id)
         if success is not None:
-            query = query.where(delivery_attempts.c.success.is_(success))
-        if is_test is not None:
-            query = query.where(delivery_attempts.c.is_test.is_(is_test))
+            query = query.where(a.success.is_(success))
+            order.append(a.success.desc())
+        elif is_test is not None:
+            query = query.where(a.is_test.is_(is_test))
+            order.append(a.is_test.desc())
+        if success is not None and is_test is not None:
+            query = query.where(a.is_test.is_(is_test))
+        query = query.order_by(*order, a.id.desc())
 
         def work(conn: Connection) -> Any:
             return list((conn.execute(query)).all())
@@ -934,7 +938,12 @@ class Store:
             window = [a.webhook_id == webhook_id]
             if hour_from is not None:
                 window.append(a.created_at >= hour_from)
-            last_success_id = conn.scalar(select(func.max(a.id)).where(a.webhook_id == webhook_id, a.success.is_(True)))
+            last_success_id = conn.scalar(
+                select(a.id)
+                .where(a.webhook_id == webhook_id, a.success.is_(True))
+                .order_by(a.webhook_id.desc(), a.success.desc(), a.id.desc())
+                .limit(1)
+            )
             if last_success_id is not None:
                 window.append(a.id > last_success_id)
             since_success = select(a.id).where(*window).limit(STREAK_LIMIT).subquery()

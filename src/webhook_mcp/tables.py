@@ -120,6 +120,7 @@ delivery_attempts = Table(
     Index("ix_delivery_attempts_created_at", "created_at"),
     Index("ix_delivery_attempts_delivery_id", "delivery_id"),
     Index("ix_delivery_attempts_webhook_id_success_id", "webhook_id", "success", "id"),
+    Index("ix_delivery_attempts_webhook_id_is_test_id", "webhook_id", "is_test", "id"),
 )
 
 # Upper bounds (ms) of the response-time histogram kept per webhook and hour; the last is open.
