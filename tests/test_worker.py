@@ -201,7 +201,12 @@ async def drain_with_two_workers(
     receiver = await receiver_factory(responder=log)
     async with Hub.open(make_settings(database_url), dispatch=False) as hub:
         await hub.service.create_webhook(receiver.url, [EVENT])
-        env = worker_env(database_url, WEBHOOK_MCP_LEASE_SECONDS="30")
+        # The endpoint's limit is cluster-wide and above one worker's own, so both must share it.
+        env = worker_env(
+            database_url,
+            WEBHOOK_MCP_LEASE_SECONDS="30",
+            WEBHOOK_MCP_PER_ENDPOINT_CONCURRENCY=str(2 * MAX_CONCURRENCY),
+        )
         async with workers(tmp_path, env, 2) as pair:
             await wait_until(lambda: all(w.running() or w.proc.returncode is not None for w in pair), timeout=20)
             assert all(w.proc.returncode is None for w in pair), [w.output() for w in pair]

@@ -306,6 +306,6 @@ class Dispatcher:
                 if total:
                     logger.info("pruned %d attempt log rows older than %g days", total, retention / 86400)
                 await self.store.forget_expired_secrets(self._clock())
-            except Exception:
-                logger.exception("pruning old attempt logs failed")
+            except Exception as exc:
+                logger.warning("pruning old attempt logs failed (%s); trying again later", _brief(exc))
             await asyncio.sleep(PRUNE_INTERVAL)

@@ -200,8 +200,6 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:
-        if self.per_endpoint_concurrency > self.max_concurrency:
-            raise ValueError("per_endpoint_concurrency cannot exceed max_concurrency")
         if self.lease_seconds <= self.delivery_timeout:
             raise ValueError(
                 f"lease_seconds ({self.lease_seconds:g}) must be longer than delivery_timeout "
