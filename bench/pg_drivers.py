@@ -18,12 +18,11 @@ import argparse
 import asyncio
 import json
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
-import psycopg
+from delivery_throughput import scratch_database
 from sqlalchemy import create_engine, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -142,12 +141,8 @@ VARIANTS = {"psycopg-thread": psycopg_thread, "sqlalchemy-asyncpg": sqlalchemy_a
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
-    name = f"webhook_mcp_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(args.admin_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = f"{args.admin_url.rsplit('/', 1)[0]}/{name}"
     results: dict[str, Any] = {"rows": args.rows, "batch": args.batch, "concurrency": args.concurrency}
-    try:
+    with scratch_database(args.admin_url) as url:
         await asyncio.to_thread(database.upgrade, url)
         for variant in args.variants:
             rates = []
@@ -159,9 +154,6 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 finally:
                     await close()
             results[variant] = round(max(rates))
-    finally:
-        with psycopg.connect(args.admin_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     return results
 
 
