@@ -110,3 +110,26 @@ def test_urls_pick_the_synchronous_drivers() -> None:
 def test_unreachable_database_is_a_clear_error() -> None:
     with pytest.raises(ConfigurationError, match="could not migrate"):
         database.upgrade("postgresql://nobody@127.0.0.1:1/nothing")
+
+
+@pytest.mark.anyio
+async def test_sqlite_reads_do_not_wait_for_another_process_writing(sqlite_url: str) -> None:
+    """The MCP server reads while workers write: WAL readers must not queue behind a writer."""
+    import sqlite3
+
+    import anyio
+
+    async with Hub.open(make_settings(sqlite_url), dispatch=False) as hub:
+        created = await hub.service.create_webhook("https://example.com/hooks", ["order.created"])
+        writer = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+        try:
+            writer.execute("BEGIN IMMEDIATE")
+            writer.execute("UPDATE webhooks SET description = 'being written' WHERE id = ?", (created.id,))
+            with anyio.fail_after(5):  # the busy timeout is 30 s: a waiting read would fail here
+                listed = await hub.service.list_webhooks()
+                stats = await hub.service.get_stats(created.id)
+            assert [hook.description for hook in listed.webhooks] == [""]
+            assert stats.total_attempts == 0
+        finally:
+            writer.rollback()
+            writer.close()

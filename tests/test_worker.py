@@ -117,13 +117,13 @@ async def start_worker(tmp_path: Path, env: dict[str, str], name: str) -> Worker
     return Worker(proc, log)
 
 
-async def publish_backlog(hub: Hub, total: int, batch: int = 500) -> list[str]:
+async def publish_backlog(hub: Hub, total: int, batch: int = 500, webhooks: int = 1) -> list[str]:
     example = hub.catalog.get(EVENT).example
     ids: list[str] = []
     while len(ids) < total:
         n = min(batch, total - len(ids))
         published = await hub.service.publish_many([(EVENT, example, None)] * n)
-        assert all(p.queued == 1 for p in published)
+        assert all(p.queued == webhooks for p in published)
         ids.extend(p.event_id for p in published)
     return ids
 
@@ -197,16 +197,13 @@ async def _all_succeeded(hub: Hub, total: int) -> bool:
 async def drain_with_two_workers(
     receiver_factory: ReceiverFactory, database_url: str, tmp_path: Path, total: int
 ) -> None:
-    log = IdLog()
-    receiver = await receiver_factory(responder=log)
+    # Work spreads across workers by endpoint (a worker keeps the slots it holds), so: several.
+    logs = [IdLog() for _ in range(4)]
+    receivers = [await receiver_factory(responder=log) for log in logs]
     async with Hub.open(make_settings(database_url), dispatch=False) as hub:
-        await hub.service.create_webhook(receiver.url, [EVENT])
-        # The endpoint's limit is cluster-wide and above one worker's own, so both must share it.
-        env = worker_env(
-            database_url,
-            WEBHOOK_MCP_LEASE_SECONDS="30",
-            WEBHOOK_MCP_PER_ENDPOINT_CONCURRENCY=str(2 * MAX_CONCURRENCY),
-        )
+        for receiver in receivers:
+            await hub.service.create_webhook(receiver.url, [EVENT])
+        env = worker_env(database_url, WEBHOOK_MCP_LEASE_SECONDS="30")
         async with workers(tmp_path, env, 2) as pair:
             await wait_until(lambda: all(w.running() or w.proc.returncode is not None for w in pair), timeout=20)
             assert all(w.proc.returncode is None for w in pair), [w.output() for w in pair]
@@ -221,18 +218,20 @@ async def drain_with_two_workers(
                     owners.update(row.lease_owner for row in rows)
                     await anyio.sleep(0.01)
 
+            events = total // len(receivers)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(watch_owners)
-                ids = await publish_backlog(hub, total)
-                await wait_until(lambda: log.unique == total, timeout=45)
-                await wait_until(lambda: _all_succeeded(hub, total), timeout=10)
+                ids = await publish_backlog(hub, events, webhooks=len(receivers))
+                await wait_until(lambda: all(log.unique == events for log in logs), timeout=45)
+                await wait_until(lambda: _all_succeeded(hub, events * len(receivers)), timeout=10)
                 tg.cancel_scope.cancel()
 
             with anyio.move_on_after(0.3):
-                await wait_until(lambda: len(log.ids) > total)
-            assert set(log.ids) == set(ids)
-            assert log.duplicates() == {}
-            assert len(log.ids) == total
+                await wait_until(lambda: any(len(log.ids) > events for log in logs))
+            for log in logs:
+                assert set(log.ids) == set(ids)
+                assert log.duplicates() == {}
+                assert len(log.ids) == events
             assert len(owners) == 2, f"both workers should have claimed work, saw {owners}"
 
             codes = [await terminate(w) for w in pair]

@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 # The store runs each transaction whole on a thread, so it wants the synchronous drivers; URLs
 # naming an async driver (sqlite+aiosqlite, postgresql+asyncpg) are mapped to these.
 _DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg"}
+READ_ONLY_OPTION = "webhook_mcp_read_only"
 _MIGRATION_LOCK_ID = 0x77686D63  # "whmc": serialises concurrent `upgrade head` on PostgreSQL
 
 
@@ -70,7 +71,8 @@ def _sqlite_setup(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Reads stay deferred: in WAL mode they never wait for a writer in another process.
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY_OPTION) else "BEGIN IMMEDIATE")
 
 
 def _ensure_sqlite_dir(parsed: URL) -> None:

@@ -34,6 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from .database import READ_ONLY_OPTION
 from .tables import (
     HISTOGRAM_COLUMNS,
     LATENCY_BUCKETS_MS,
@@ -298,7 +299,7 @@ class Store:
 
     async def _read(self, work: Callable[[Connection], T]) -> T:
         def read() -> T:
-            with self.engine.connect() as conn:
+            with self.engine.connect().execution_options(**{READ_ONLY_OPTION: True}) as conn:
                 return work(conn)
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, read)
