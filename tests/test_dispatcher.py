@@ -167,6 +167,29 @@ async def test_retries_until_success(receiver_factory: ReceiverFactory, database
         assert hook_now.enabled and hook_now.consecutive_failures == 0
 
 
+async def test_response_with_nul_and_quotes_is_logged(receiver_factory: ReceiverFactory, database_url: str) -> None:
+    """PostgreSQL text cannot hold NUL; a receiver's answer can. The attempt is still recorded."""
+
+    def respond(_received: Received, _n: int) -> web.Response:
+        return web.Response(status=500, body=b'bad\x00 "quoted" \\ {json} \xe2\x9c\x93', content_type="text/plain")
+
+    receiver = await receiver_factory(responder=respond)
+    async with Hub.open(make_settings(database_url, retry_schedule=(0, 3600))) as hub:
+        hook = await hub.service.create_webhook(receiver.url, [EVENT])
+        await hub.publish(EVENT, data(hub))
+        await receiver.wait_for(1, timeout=10)
+        await wait_until(lambda: _logged(hub, hook.id))
+        (attempt,) = (await hub.service.get_logs(hook.id)).attempts
+        assert attempt.status_code == 500 and not attempt.success
+        assert attempt.response_excerpt == 'bad\ufffd "quoted" \\ {json} \u2713'
+        (row,) = await delivery_rows(hub, hook.id)
+        assert row.state == "pending" and row.lease_owner is None and row.last_status == 500
+
+
+async def _logged(hub: Hub, webhook_id: int) -> bool:
+    return bool((await hub.service.get_logs(webhook_id)).attempts)
+
+
 async def test_exhausted_attempts_then_retry_and_replay(receiver_factory: ReceiverFactory, database_url: str) -> None:
     receiver = await receiver_factory(statuses=[500])
     async with Hub.open(make_settings(database_url, retry_schedule=(0, 0.05, 0.05))) as hub:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import json
 import logging
 import math
 import uuid
@@ -18,10 +19,8 @@ from sqlalchemy import (
     Connection,
     Engine,
     Executable,
-    Integer,
     Row,
     and_,
-    bindparam,
     case,
     delete,
     func,
@@ -34,6 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from ._queue_sql import POSTGRES, SQLITE
 from .database import READ_ONLY_OPTION
 from .tables import (
     HISTOGRAM_COLUMNS,
@@ -156,7 +156,6 @@ class HealthPolicy:
     min_failures: int
 
 
-_CLAIM_LOCK_SPACE = 0x77686D64  # advisory lock namespace: per-webhook claim serialisation
 WORK_CHANNEL = "webhook_mcp_work"
 MAX_WEBHOOK_ID = 2**31 - 1
 MAX_ROW_ID = 2**63 - 1
@@ -184,8 +183,13 @@ def new_event_id() -> str:
     return "evt_" + uuid.uuid4().hex
 
 
+def _storable(text: str) -> str:
+    """PostgreSQL text cannot hold NUL, and a receiver's answer may contain anything."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
 def _clip(text: str | None, limit: int = MAX_ERROR_LENGTH) -> str | None:
-    return None if text is None else text[:limit]
+    return None if text is None else _storable(text[:limit])
 
 
 def _duration(seconds: float) -> str:
@@ -212,16 +216,6 @@ class Store:
         def param(name: str) -> str:
             return f"%({name})s" if self.is_postgres else f":{name}"
 
-        columns = [c.name for c in delivery_attempts.c if c.name != "id"]
-        self._insert_attempts_sql = (
-            f"INSERT INTO delivery_attempts ({', '.join(columns)}) VALUES ({', '.join(map(param, columns))})"
-        )
-        finished = ("state", "next_attempt_at", "last_status", "last_error", "updated_at", "completed_at")
-        self._finish_deliveries_sql = (
-            f"UPDATE deliveries SET lease_owner = NULL, {', '.join(f'{c} = {param(c)}' for c in finished)} "
-            f"WHERE id = {param('id')}"
-        )
-
         later = "GREATEST" if self.is_postgres else "MAX"
         rollup_columns = [c.name for c in attempt_rollups.c]
         summed = [c for c in rollup_columns if c not in ("webhook_id", "hour", "last_success_at", "last_failure_at")]
@@ -235,56 +229,7 @@ class Store:
             f"ON CONFLICT (webhook_id, hour) DO UPDATE SET {', '.join(updates)}"
         )
 
-        d, w = deliveries.c, webhooks.c
-        # The claim runs many times a second: its statements are built once, not per call.
-        self._claim_hooks_sql = select(
-            w.id, w.url, w.secret, w.enabled, w.previous_secret, w.previous_secret_expires_at
-        ).where(w.id.in_(bindparam("ids", expanding=True)))
-        # Only leased rows, through their small partial index, however long the backlog.
-        self._claim_others_sql = (
-            select(d.webhook_id, func.count())
-            .where(
-                d.webhook_id.in_(bindparam("ids", expanding=True)),
-                d.lease_owner.is_not(None),
-                d.lease_owner != bindparam("owner"),
-                d.next_attempt_at > bindparam("now"),
-            )
-            .group_by(d.webhook_id)
-            .with_hint(deliveries, "INDEXED BY ix_deliveries_leased", "sqlite")
-        )
-        chosen: Any = d.id.in_(bindparam("ids", expanding=True))  # SQLite: this transaction is the only writer
-        if self.is_postgres:
-            # Re-checked under the row lock: another worker may have taken a row since the scan.
-            still_due = (
-                select(d.id)
-                .where(
-                    d.id.in_(bindparam("ids", expanding=True)),
-                    d.state == "pending",
-                    d.next_attempt_at <= bindparam("now"),
-                )
-                .with_for_update(skip_locked=True)
-            )
-            chosen = d.id.in_(still_due.scalar_subquery())
-        self._claim_lease_sql = (
-            update(deliveries)
-            .where(chosen)
-            .values(
-                next_attempt_at=bindparam("until"),
-                lease_owner=bindparam("owner"),
-                attempts=d.attempts + 1,
-                updated_at=bindparam("now"),
-            )
-            .returning(d.id, d.webhook_id, d.event_id, d.attempts)
-        )
-        self._claim_bodies_sql = select(events.c.id, events.c.type, events.c.body).where(
-            events.c.id.in_(bindparam("ids", expanding=True))
-        )
-        self._claim_due_sql = (
-            select(d.id, d.webhook_id)
-            .where(d.state == "pending", d.next_attempt_at <= bindparam("now"))
-            .order_by(d.next_attempt_at)
-            .limit(bindparam("window", type_=Integer, literal_execute=True))
-        )
+        self._queue_sql = POSTGRES if self.is_postgres else SQLITE
 
     async def close(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self.engine.dispose)
@@ -607,9 +552,10 @@ class Store:
         endpoints at their limit, ``look_past_full`` allows one more window past them, a scan that
         can be long, so the dispatcher asks for it only now and then."""
         window = limit * 4
+        sql = self._queue_sql
+        own = in_flight or {}
 
         def work(conn: Connection) -> Any:
-            d = deliveries.c
             hooks: dict[int, Any] = {}
             room: dict[int, int] = {}
             picked: list[int] = []
@@ -617,16 +563,19 @@ class Store:
             disabled: list[int] = []
             full: list[int] = []
             for _ in range(2 if look_past_full and per_endpoint is not None else 1):
-                scan = self._claim_due_sql
-                if full:
-                    scan = scan.where(d.webhook_id.not_in(full))
-                candidates = conn.execute(scan, {"now": now, "window": window}).all()
+                candidates = conn.exec_driver_sql(sql.due, {"now": now, "window": window, "full": sql.ids(full)}).all()
                 new_hooks = sorted({row.webhook_id for row in candidates} - hooks.keys())
-                self._claim_hooks(conn, owner, new_hooks, now, limit, per_endpoint, in_flight or {}, hooks, room)
+                if new_hooks:
+                    statement = sql.hooks if per_endpoint is None else sql.hooks_limited
+                    params = {"ids": sql.ids(new_hooks), "owner": owner, "now": now}
+                    for found in conn.exec_driver_sql(statement, params):
+                        hooks[found.id] = found
+                        busy = own.get(found.id, 0) + found.busy
+                        room[found.id] = limit if per_endpoint is None else per_endpoint - busy
                 for row in candidates:
                     hook = hooks.get(row.webhook_id)
                     if hook is None or row.id in taken:
-                        continue
+                        continue  # another claimer holds this webhook's lock right now
                     if not hook.enabled:
                         # A lease that outlived its worker can come due after the webhook was disabled.
                         disabled.append(row.id)
@@ -634,22 +583,21 @@ class Store:
                         room[row.webhook_id] -= 1
                         picked.append(row.id)
                         taken.add(row.id)
-                full = [hook for hook, left in room.items() if left <= 0]
+                full = [hook_id for hook_id, left in room.items() if left <= 0]
                 if len(picked) >= limit or len(candidates) < window or not full:
                     break
             if disabled:
-                conn.execute(
-                    update(deliveries).where(d.id.in_(disabled)).values(state="held", lease_owner=None, updated_at=now)
-                )
+                conn.exec_driver_sql(sql.hold, {"ids": sql.ids(disabled), "now": now})
             if not picked:
                 return []
-            claimed = conn.execute(
-                self._claim_lease_sql, {"ids": picked, "now": now, "until": now + lease, "owner": owner}
+            claimed = conn.exec_driver_sql(
+                sql.lease, {"ids": sql.ids(picked), "now": now, "until": now + lease, "owner": owner}
             ).all()
-            bodies = {
-                row.id: (row.type, row.body)
-                for row in conn.execute(self._claim_bodies_sql, {"ids": list({row.event_id for row in claimed})})
-            }
+            if sql.bodies is None:
+                bodies = {row.event_id: (row.type, row.body) for row in claimed}
+            else:
+                event_ids = sql.ids(list({row.event_id for row in claimed}))
+                bodies = {row.id: (row.type, row.body) for row in conn.exec_driver_sql(sql.bodies, {"ids": event_ids})}
             result = []
             for row in sorted(claimed, key=lambda r: r.id):
                 hook = hooks[row.webhook_id]
@@ -671,41 +619,6 @@ class Store:
             return result
 
         return await self._write(work)
-
-    def _claim_hooks(
-        self,
-        conn: Connection,
-        owner: str,
-        hook_ids: Sequence[int],
-        now: float,
-        limit: int,
-        per_endpoint: int | None,
-        in_flight: Mapping[int, int],
-        hooks: dict[int, Any],
-        room: dict[int, int],
-    ) -> None:
-        """Lock the webhooks this claim may take from and learn how much room each has left."""
-        if not hook_ids:
-            return
-        if self.is_postgres and per_endpoint is not None:
-            locked = conn.execute(
-                text(
-                    "SELECT id FROM unnest(CAST(:ids AS integer[])) AS id "
-                    "WHERE pg_try_advisory_xact_lock(:space, id) ORDER BY id"
-                ),
-                {"space": _CLAIM_LOCK_SPACE, "ids": list(hook_ids)},
-            )
-            hook_ids = [row.id for row in locked]
-            if not hook_ids:
-                return
-        for row in conn.execute(self._claim_hooks_sql, {"ids": list(hook_ids)}):
-            hooks[row.id] = row
-            room[row.id] = limit if per_endpoint is None else per_endpoint - in_flight.get(row.id, 0)
-        if per_endpoint is not None:
-            for hook_id, busy in conn.execute(
-                self._claim_others_sql, {"ids": list(hook_ids), "owner": owner, "now": now}
-            ):
-                room[hook_id] -= busy
 
     async def release(self, delivery_ids: Sequence[int], now: float) -> None:
         """Hand back claimed deliveries untouched (the attempt was never made)."""
@@ -729,48 +642,42 @@ class Store:
         if not records:
             return []
 
+        sql = self._queue_sql
+        rows = [
+            {
+                "webhook_id": r.webhook_id,
+                "delivery_id": r.delivery_id,
+                "event_id": r.event_id,
+                "event_type": r.event_type,
+                "attempt_number": r.attempt_number,
+                "is_test": r.is_test,
+                "created_at": r.created_at,
+                "status_code": r.status_code,
+                "response_ms": r.response_ms,
+                "success": r.success,
+                "error": _clip(r.error),
+                "response_excerpt": _storable(r.response_excerpt),
+                "next_state": r.next_state,
+                "next_attempt_at": r.next_attempt_at if r.next_attempt_at is not None else r.created_at,
+                "completed_at": r.created_at if r.next_state in ("succeeded", "failed") else None,
+                "now": now,
+            }
+            for r in records
+        ]
+
         def work(conn: Connection) -> Any:
-            # Plain driver executemany: SQLAlchemy's per-row parameter handling would cost more
+            # Driver SQL, not SQLAlchemy statements: per-row parameter handling would cost more
             # than the rows themselves at dispatcher rates.
-            conn.exec_driver_sql(
-                self._insert_attempts_sql,
-                [
-                    {
-                        "webhook_id": r.webhook_id,
-                        "delivery_id": r.delivery_id,
-                        "event_id": r.event_id,
-                        "event_type": r.event_type,
-                        "attempt_number": r.attempt_number,
-                        "is_test": r.is_test,
-                        "created_at": r.created_at,
-                        "status_code": r.status_code,
-                        "response_ms": r.response_ms,
-                        "success": r.success,
-                        "error": _clip(r.error),
-                        "response_excerpt": r.response_excerpt,
-                    }
-                    for r in records
-                ],
-            )
+            if sql.finish is None:
+                conn.exec_driver_sql(sql.log_attempts, {"rows": json.dumps(rows), "now": now})
+            else:
+                conn.exec_driver_sql(sql.log_attempts, rows)
             self._roll_up(conn, records)
             real = [r for r in records if r.delivery_id is not None]
             if not real:
                 return []
-            conn.exec_driver_sql(
-                self._finish_deliveries_sql,
-                [
-                    {
-                        "id": r.delivery_id,
-                        "state": r.next_state,
-                        "next_attempt_at": r.next_attempt_at if r.next_attempt_at is not None else r.created_at,
-                        "last_status": r.status_code,
-                        "last_error": _clip(r.error),
-                        "updated_at": now,
-                        "completed_at": r.created_at if r.next_state in ("succeeded", "failed") else None,
-                    }
-                    for r in real
-                ],
-            )
+            if sql.finish is not None:
+                conn.exec_driver_sql(sql.finish, [row for row in rows if row["delivery_id"] is not None])
             return self._update_health(conn, real, now, policy)
 
         return await self._write(work)

@@ -1,0 +1,159 @@
+"""The dispatcher's hot statements as plain driver SQL, one set per dialect.
+
+They run many times a second, so they are fixed texts with list parameters (PostgreSQL arrays,
+SQLite JSON arrays) rather than SQLAlchemy statements with expanding ``IN`` lists: a fixed text is
+parsed once and, on PostgreSQL, prepared once per connection, and no per-call compile is paid.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+CLAIM_LOCK_SPACE = 0x77686D64  # advisory lock namespace: per-webhook claim serialisation
+
+# An attempt log row, then what becomes of its delivery.
+ATTEMPT_COLUMNS = (
+    "webhook_id",
+    "delivery_id",
+    "event_id",
+    "event_type",
+    "attempt_number",
+    "is_test",
+    "created_at",
+    "status_code",
+    "response_ms",
+    "success",
+    "error",
+    "response_excerpt",
+)
+OUTCOME_COLUMNS = ("next_state", "next_attempt_at", "completed_at")
+_PG_TYPES = {
+    "webhook_id": "integer",
+    "delivery_id": "bigint",
+    "event_id": "text",
+    "event_type": "text",
+    "attempt_number": "integer",
+    "is_test": "boolean",
+    "created_at": "float8",
+    "status_code": "integer",
+    "response_ms": "float8",
+    "success": "boolean",
+    "error": "text",
+    "response_excerpt": "text",
+    "next_state": "text",
+    "next_attempt_at": "float8",
+    "completed_at": "float8",
+}
+assert tuple(_PG_TYPES) == ATTEMPT_COLUMNS + OUTCOME_COLUMNS
+_ATTEMPT_LIST = ", ".join(ATTEMPT_COLUMNS)
+
+_HOOK_COLUMNS = "w.id, w.url, w.secret, w.enabled, w.previous_secret, w.previous_secret_expires_at"
+# Other workers' unexpired leases on a webhook, counted through the small partial index.
+_BUSY_ELSEWHERE = (
+    "(SELECT count(*) FROM deliveries AS b{hint} WHERE b.webhook_id = w.id AND b.lease_owner IS NOT NULL "
+    "AND b.lease_owner <> {owner} AND b.next_attempt_at > {now}) AS busy"
+)
+
+
+@dataclass(frozen=True)
+class QueueSql:
+    """``ids(values)`` turns a list into the dialect's list parameter."""
+
+    due: str
+    hooks: str
+    hooks_limited: str
+    lease: str
+    bodies: str | None  # PostgreSQL returns the bodies from the lease statement itself
+    hold: str
+    # PostgreSQL logs the attempts and finishes their deliveries in one statement over arrays;
+    # SQLite runs ``log_attempts`` then ``finish`` as executemany (C loops in the sqlite3 module).
+    log_attempts: str
+    finish: str | None
+    is_postgres: bool
+
+    def ids(self, values: Sequence[int]) -> str:
+        # Text, not a Python list: psycopg dumps lists element by element in Python.
+        return f"{{{','.join(map(str, values))}}}" if self.is_postgres else json.dumps(list(values))
+
+
+POSTGRES = QueueSql(
+    due=(
+        "SELECT id, webhook_id FROM deliveries WHERE state = 'pending' AND next_attempt_at <= %(now)s "
+        "AND webhook_id <> ALL(%(full)s::integer[]) ORDER BY next_attempt_at LIMIT %(window)s"
+    ),
+    hooks=f"SELECT {_HOOK_COLUMNS}, 0 AS busy FROM webhooks AS w WHERE w.id = ANY(%(ids)s::integer[])",
+    # MATERIALIZED: each lock is tried exactly once, before the join, whatever the plan.
+    hooks_limited=(
+        "WITH locked AS MATERIALIZED (SELECT id FROM unnest(%(ids)s::integer[]) AS id "
+        f"WHERE pg_try_advisory_xact_lock({CLAIM_LOCK_SPACE}, id)) "
+        f"SELECT {_HOOK_COLUMNS}, "
+        + _BUSY_ELSEWHERE.format(hint="", owner="%(owner)s", now="%(now)s")
+        + " FROM webhooks AS w JOIN locked ON locked.id = w.id"
+    ),
+    # Re-checked under the row lock: another worker may have taken a row since the scan.
+    lease=(
+        "UPDATE deliveries AS d SET next_attempt_at = %(until)s, lease_owner = %(owner)s, "
+        "attempts = d.attempts + 1, updated_at = %(now)s FROM events AS e "
+        "WHERE d.id IN (SELECT id FROM deliveries WHERE id = ANY(%(ids)s::bigint[]) AND state = 'pending' "
+        "AND next_attempt_at <= %(now)s FOR UPDATE SKIP LOCKED) AND e.id = d.event_id "
+        "RETURNING d.id, d.webhook_id, d.event_id, d.attempts, e.type, e.body"
+    ),
+    bodies=None,
+    hold=(
+        "UPDATE deliveries SET state = 'held', lease_owner = NULL, updated_at = %(now)s "
+        "WHERE id = ANY(%(ids)s::bigint[])"
+    ),
+    # Attempt ids follow the batch's order; a delivery twice in one batch ends as its last record says.
+    # One JSON document for the whole batch (encoded in C, parsed in C); attempt ids follow the
+    # batch's order; a delivery twice in one batch ends as its last record says.
+    log_attempts=(
+        "WITH r AS (SELECT * FROM ROWS FROM (json_to_recordset(%(rows)s::json) "
+        f"AS ({', '.join(f'{c} {t}' for c, t in _PG_TYPES.items())})) "
+        f"WITH ORDINALITY AS r({', '.join(_PG_TYPES)}, n)), "
+        f"logged AS (INSERT INTO delivery_attempts ({_ATTEMPT_LIST}) SELECT {_ATTEMPT_LIST} FROM r ORDER BY n), "
+        "last AS (SELECT DISTINCT ON (delivery_id) * FROM r WHERE delivery_id IS NOT NULL "
+        "ORDER BY delivery_id, n DESC) "
+        "UPDATE deliveries AS d SET lease_owner = NULL, state = last.next_state, "
+        "next_attempt_at = last.next_attempt_at, last_status = last.status_code, last_error = last.error, "
+        "updated_at = %(now)s, completed_at = last.completed_at FROM last WHERE d.id = last.delivery_id"
+    ),
+    finish=None,
+    is_postgres=True,
+)
+
+_SQLITE_LIST = "(SELECT value FROM json_each({}))"
+
+SQLITE = QueueSql(
+    due=(
+        "SELECT id, webhook_id FROM deliveries WHERE state = 'pending' AND next_attempt_at <= :now "
+        f"AND webhook_id NOT IN {_SQLITE_LIST.format(':full')} ORDER BY next_attempt_at LIMIT :window"
+    ),
+    hooks=f"SELECT {_HOOK_COLUMNS}, 0 AS busy FROM webhooks AS w WHERE w.id IN {_SQLITE_LIST.format(':ids')}",
+    # The claim's transaction is SQLite's only writer: no lock to take.
+    hooks_limited=(
+        f"SELECT {_HOOK_COLUMNS}, "
+        + _BUSY_ELSEWHERE.format(hint=" INDEXED BY ix_deliveries_leased", owner=":owner", now=":now")
+        + f" FROM webhooks AS w WHERE w.id IN {_SQLITE_LIST.format(':ids')}"
+    ),
+    lease=(
+        "UPDATE deliveries SET next_attempt_at = :until, lease_owner = :owner, attempts = attempts + 1, "
+        f"updated_at = :now WHERE id IN {_SQLITE_LIST.format(':ids')} "
+        "RETURNING id, webhook_id, event_id, attempts"
+    ),
+    bodies=f"SELECT id, type, body FROM events WHERE id IN {_SQLITE_LIST.format(':ids')}",
+    hold=(
+        "UPDATE deliveries SET state = 'held', lease_owner = NULL, updated_at = :now "
+        f"WHERE id IN {_SQLITE_LIST.format(':ids')}"
+    ),
+    log_attempts=(
+        f"INSERT INTO delivery_attempts ({_ATTEMPT_LIST}) VALUES ({', '.join(':' + c for c in ATTEMPT_COLUMNS)})"
+    ),
+    finish=(
+        "UPDATE deliveries SET lease_owner = NULL, state = :next_state, next_attempt_at = :next_attempt_at, "
+        "last_status = :status_code, last_error = :error, updated_at = :now, completed_at = :completed_at "
+        "WHERE id = :delivery_id"
+    ),
+    is_postgres=False,
+)
