@@ -57,6 +57,17 @@ _BUSY_ELSEWHERE = (
 )
 
 
+def _ranked(window: str, per_hook: str) -> str:
+    """The oldest due rows, at most ``per_hook`` of each webhook: a webhook with a long backlog
+    costs the claim a few rows, not a whole window of rows it has no room for. ``scanned`` tells
+    whether the window was full (more may be due behind it)."""
+    return (
+        "SELECT id, webhook_id, scanned FROM (SELECT id, webhook_id, next_attempt_at, count(*) OVER () AS scanned, "
+        f"row_number() OVER (PARTITION BY webhook_id ORDER BY next_attempt_at, id) AS k FROM ({window}) AS due) "
+        f"AS ranked WHERE k <= {per_hook} ORDER BY next_attempt_at, id"
+    )
+
+
 @dataclass(frozen=True)
 class QueueSql:
     """``ids(values)`` turns a list into the dialect's list parameter."""
@@ -79,9 +90,11 @@ class QueueSql:
 
 
 POSTGRES = QueueSql(
-    due=(
-        "SELECT id, webhook_id FROM deliveries WHERE state = 'pending' AND next_attempt_at <= %(now)s "
-        "AND webhook_id <> ALL(%(full)s::integer[]) ORDER BY next_attempt_at LIMIT %(window)s"
+    due=_ranked(
+        "SELECT id, webhook_id, next_attempt_at FROM deliveries WHERE state = 'pending' "
+        "AND next_attempt_at <= %(now)s AND webhook_id <> ALL(%(full)s::integer[]) "
+        "ORDER BY next_attempt_at LIMIT %(window)s",
+        "%(per_hook)s",
     ),
     hooks=f"SELECT {_HOOK_COLUMNS}, 0 AS busy FROM webhooks AS w WHERE w.id = ANY(%(ids)s::integer[])",
     # MATERIALIZED: each lock is tried exactly once, before the join, whatever the plan.
@@ -126,9 +139,10 @@ POSTGRES = QueueSql(
 _SQLITE_LIST = "(SELECT value FROM json_each({}))"
 
 SQLITE = QueueSql(
-    due=(
-        "SELECT id, webhook_id FROM deliveries WHERE state = 'pending' AND next_attempt_at <= :now "
-        f"AND webhook_id NOT IN {_SQLITE_LIST.format(':full')} ORDER BY next_attempt_at LIMIT :window"
+    due=_ranked(
+        "SELECT id, webhook_id, next_attempt_at FROM deliveries WHERE state = 'pending' AND next_attempt_at <= :now "
+        f"AND webhook_id NOT IN {_SQLITE_LIST.format(':full')} ORDER BY next_attempt_at LIMIT :window",
+        ":per_hook",
     ),
     hooks=f"SELECT {_HOOK_COLUMNS}, 0 AS busy FROM webhooks AS w WHERE w.id IN {_SQLITE_LIST.format(':ids')}",
     # The claim's transaction is SQLite's only writer: no lock to take.

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import json
 import secrets
@@ -32,7 +31,7 @@ def secret_key(secret: str) -> bytes:
 
 def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
     signed = b"%s.%d.%s" % (msg_id.encode(), timestamp, body)
-    digest = hmac.new(key, signed, hashlib.sha256).digest()
+    digest = hmac.digest(key, signed, "sha256")  # one C call; hmac.new costs twice as much
     return "v1," + base64.b64encode(digest).decode()
 
 

@@ -552,6 +552,7 @@ class Store:
         endpoints at their limit, ``look_past_full`` allows one more window past them, a scan that
         can be long, so the dispatcher asks for it only now and then."""
         window = limit * 4
+        per_hook = limit if per_endpoint is None else min(limit, per_endpoint)
         sql = self._queue_sql
         own = in_flight or {}
 
@@ -563,7 +564,9 @@ class Store:
             disabled: list[int] = []
             full: list[int] = []
             for _ in range(2 if look_past_full and per_endpoint is not None else 1):
-                candidates = conn.exec_driver_sql(sql.due, {"now": now, "window": window, "full": sql.ids(full)}).all()
+                params = {"now": now, "window": window, "full": sql.ids(full), "per_hook": per_hook}
+                candidates = conn.exec_driver_sql(sql.due, params).all()
+                scanned = candidates[0].scanned if candidates else 0
                 new_hooks = sorted({row.webhook_id for row in candidates} - hooks.keys())
                 if new_hooks:
                     statement = sql.hooks if per_endpoint is None else sql.hooks_limited
@@ -584,7 +587,7 @@ class Store:
                         picked.append(row.id)
                         taken.add(row.id)
                 full = [hook_id for hook_id, left in room.items() if left <= 0]
-                if len(picked) >= limit or len(candidates) < window or not full:
+                if len(picked) >= limit or scanned < window or not full:
                     break
             if disabled:
                 conn.exec_driver_sql(sql.hold, {"ids": sql.ids(disabled), "now": now})
