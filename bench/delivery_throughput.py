@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -79,19 +79,7 @@ def _verify(key: bytes, headers: Any, body: bytes) -> bool:
 
 def make_receiver_app(state: ReceiverState) -> web.Application:
     async def hook(request: web.Request) -> web.Response:
-        body = await request.read()
-        state.count += 1
-        state.bytes_in += len(body)
-        msg_id = request.headers.get("webhook-id", "")
-        if msg_id in state.ids:
-            state.duplicates += 1
-        else:
-            state.ids.add(msg_id)
-        if state.verify_every and state.key is not None and state.count % state.verify_every == 0:
-            if _verify(state.key, request.headers, body):
-                state.verified += 1
-            else:
-                state.bad_signatures += 1
+        record_hook(state, request.headers, await request.read())
         return web.Response(text="ok")
 
     async def set_secret(request: web.Request) -> web.Response:
@@ -100,18 +88,7 @@ def make_receiver_app(state: ReceiverState) -> web.Application:
         return web.Response(text="ok")
 
     async def stats(_request: web.Request) -> web.Response:
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        return web.json_response(
-            {
-                "count": state.count,
-                "unique": len(state.ids),
-                "duplicates": state.duplicates,
-                "bytes_in": state.bytes_in,
-                "verified": state.verified,
-                "bad_signatures": state.bad_signatures,
-                "cpu_seconds": usage.ru_utime + usage.ru_stime,
-            }
-        )
+        return web.json_response(receiver_stats(state))
 
     app = web.Application()
     app.router.add_post("/hook", hook)
@@ -120,40 +97,137 @@ def make_receiver_app(state: ReceiverState) -> web.Application:
     return app
 
 
-async def start_receiver(state: ReceiverState) -> tuple[web.AppRunner, int]:
+def record_hook(state: ReceiverState, headers: Any, body: bytes) -> None:
+    state.count += 1
+    state.bytes_in += len(body)
+    msg_id = headers.get("webhook-id", "")
+    if msg_id in state.ids:
+        state.duplicates += 1
+    else:
+        state.ids.add(msg_id)
+    if state.verify_every and state.key is not None and state.count % state.verify_every == 0:
+        if _verify(state.key, headers, body):
+            state.verified += 1
+        else:
+            state.bad_signatures += 1
+
+
+def receiver_stats(state: ReceiverState) -> dict[str, Any]:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "count": state.count,
+        "unique": len(state.ids),
+        "duplicates": state.duplicates,
+        "bytes_in": state.bytes_in,
+        "verified": state.verified,
+        "bad_signatures": state.bad_signatures,
+        "cpu_seconds": usage.ru_utime + usage.ru_stime,
+    }
+
+
+class LeanReceiver(asyncio.Protocol):
+    """The same endpoints as the aiohttp receiver on a bare keep-alive HTTP/1.1 server (httptools),
+    as a production receiver (uvicorn, Go, nginx) costs: the receiver shares this machine's two
+    cores with the dispatcher and PostgreSQL, so a heavy one caps what the benchmark can show."""
+
+    def __init__(self, state: ReceiverState) -> None:
+        import httptools
+
+        self.state = state
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.url = b""
+        self.headers: dict[str, str] = {}
+        self.body: list[bytes] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not an asyncio.Transport subclass
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except Exception as exc:
+            print(f"receiver: {exc!r} (cause {exc.__cause__!r}); closing the connection", file=sys.stderr)
+            assert self.transport is not None
+            self.transport.close()
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        url, headers, body = self.url, self.headers, b"".join(self.body)
+        self.url, self.headers, self.body = b"", {}, []
+        answer = b"ok"
+        if url == b"/_control/stats":
+            answer = json.dumps(receiver_stats(self.state)).encode()
+        elif url == b"/_control/secret":
+            self.state.key = base64.b64decode(body.decode().strip().removeprefix("whsec_"))
+        else:
+            record_hook(self.state, headers, body)
+        assert self.transport is not None
+        self.transport.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(answer), answer)
+        )
+        if not self.parser.should_keep_alive():
+            self.transport.close()
+
+
+async def start_receiver(state: ReceiverState, lean: bool = False) -> tuple[Callable[[], Awaitable[None]], int]:
+    """Start a receiver on 127.0.0.1; returns its stop function and port."""
+    if lean:
+        server = await asyncio.get_running_loop().create_server(
+            lambda: LeanReceiver(state), "127.0.0.1", 0, backlog=1024
+        )
+
+        async def stop() -> None:
+            server.close()
+            await server.wait_closed()
+
+        return stop, server.sockets[0].getsockname()[1]
     runner = web.AppRunner(make_receiver_app(state), access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
     await site.start()
     port = runner.addresses[0][1]
-    return runner, port
+    return runner.cleanup, port
 
 
-def _receiver_process(conn: Connection, verify_every: int) -> None:
+def _receiver_process(conn: Connection, verify_every: int, lean: bool) -> None:
     async def serve() -> None:
-        runner, port = await start_receiver(ReceiverState(verify_every=verify_every))
+        stop, port = await start_receiver(ReceiverState(verify_every=verify_every), lean)
         conn.send(port)
         try:
             await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # any message: stop
         finally:
-            await runner.cleanup()
+            await stop()
 
-    asyncio.run(serve())
+    if lean:
+        import uvloop
+
+        uvloop.run(serve())
+    else:
+        asyncio.run(serve())
 
 
 @contextlib.asynccontextmanager
-async def receiver(in_process: bool, verify_every: int) -> AsyncIterator[int]:
+async def receiver(in_process: bool, verify_every: int, lean: bool = False) -> AsyncIterator[int]:
     """Yield the receiver's port on 127.0.0.1."""
     if in_process:
-        runner, port = await start_receiver(ReceiverState(verify_every=verify_every))
+        stop, port = await start_receiver(ReceiverState(verify_every=verify_every), lean)
         try:
             yield port
         finally:
-            await runner.cleanup()
+            await stop()
         return
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_receiver_process, args=(child, verify_every), daemon=True, name="bench-receiver")
+    proc = ctx.Process(target=_receiver_process, args=(child, verify_every, lean), daemon=True, name="bench-receiver")
     proc.start()
     try:
         ready = await asyncio.to_thread(parent.poll, 30)
@@ -349,11 +423,11 @@ async def run_bench(args: argparse.Namespace, database_url: str) -> dict[str, An
         "max_concurrency": settings.max_concurrency,
         "per_endpoint_concurrency": settings.per_endpoint_concurrency,
         "batch_size": settings.batch_size,
-        "receiver": "in-process" if args.receiver_in_process else "subprocess",
+        "receiver": ("in-process " if args.receiver_in_process else "subprocess ") + args.receiver,
         "python": sys.version.split()[0],
     }
     async with (
-        receiver(args.receiver_in_process, args.verify_every) as port,
+        receiver(args.receiver_in_process, args.verify_every, args.receiver == "lean") as port,
         Hub.open(settings, dispatch=False) as hub,
     ):
         hook = await hub.service.create_webhook(f"http://127.0.0.1:{port}/hook", [EVENT_TYPE], "bench")
@@ -550,6 +624,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="default: a fresh SQLite file in a temp dir. postgresql://user@host:port/db: a scratch "
         "database is created on that server (connecting to db as admin) and dropped afterwards.",
+    )
+    parser.add_argument(
+        "--receiver",
+        choices=("aiohttp", "lean"),
+        default="aiohttp",
+        help="aiohttp: aiohttp.web on asyncio (default; earlier figures used it); lean: a bare httptools "
+        "server on uvloop, about what a production receiver costs",
     )
     parser.add_argument(
         "--receiver-in-process", action="store_true", help="run the receiver on the benchmark's own event loop"
