@@ -183,6 +183,23 @@ def new_event_id() -> str:
     return "evt_" + uuid.uuid4().hex
 
 
+def _driver_rows(
+    conn: Connection, statement: str, params: Mapping[str, Any] | Sequence[Mapping[str, Any]]
+) -> list[tuple[Any, ...]]:
+    """Run on the driver's own cursor (in the transaction ``conn`` holds): the hot statements'
+    rows are plain tuples, without SQLAlchemy's per-statement context and per-row objects. A list
+    of parameter sets is an executemany."""
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        if isinstance(params, Mapping):
+            cursor.execute(statement, params)
+        else:
+            cursor.executemany(statement, params)
+        return list(cursor.fetchall()) if cursor.description else []
+    finally:
+        cursor.close()
+
+
 def _storable(text: str) -> str:
     """PostgreSQL text cannot hold NUL, and a receiver's answer may contain anything."""
     return text.replace("\x00", "\ufffd") if "\x00" in text else text
@@ -557,7 +574,7 @@ class Store:
         own = in_flight or {}
 
         def work(conn: Connection) -> Any:
-            hooks: dict[int, Any] = {}
+            hooks: dict[int, tuple[Any, ...]] = {}
             room: dict[int, int] = {}
             picked: list[int] = []
             taken: set[int] = set()
@@ -565,58 +582,61 @@ class Store:
             full: list[int] = []
             for _ in range(2 if look_past_full and per_endpoint is not None else 1):
                 params = {"now": now, "window": window, "full": sql.ids(full), "per_hook": per_hook}
-                candidates = conn.exec_driver_sql(sql.due, params).all()
-                scanned = candidates[0].scanned if candidates else 0
-                new_hooks = sorted({row.webhook_id for row in candidates} - hooks.keys())
+                candidates = _driver_rows(conn, sql.due, params)  # (id, webhook_id, scanned)
+                scanned = candidates[0][2] if candidates else 0
+                new_hooks = sorted({row[1] for row in candidates} - hooks.keys())
                 if new_hooks:
                     statement = sql.hooks if per_endpoint is None else sql.hooks_limited
                     params = {"ids": sql.ids(new_hooks), "owner": owner, "now": now}
-                    for found in conn.exec_driver_sql(statement, params):
-                        hooks[found.id] = found
-                        busy = own.get(found.id, 0) + found.busy
-                        room[found.id] = limit if per_endpoint is None else per_endpoint - busy
-                for row in candidates:
-                    hook = hooks.get(row.webhook_id)
-                    if hook is None or row.id in taken:
+                    # (id, url, secret, enabled, previous_secret, previous_secret_expires_at, busy)
+                    for found in _driver_rows(conn, statement, params):
+                        hooks[found[0]] = found
+                        room[found[0]] = (
+                            limit if per_endpoint is None else per_endpoint - own.get(found[0], 0) - found[6]
+                        )
+                for delivery_id, hook_id, _scanned in candidates:
+                    hook = hooks.get(hook_id)
+                    if hook is None or delivery_id in taken:
                         continue  # another claimer holds this webhook's lock right now
-                    if not hook.enabled:
+                    if not hook[3]:
                         # A lease that outlived its worker can come due after the webhook was disabled.
-                        disabled.append(row.id)
-                    elif room[row.webhook_id] > 0 and len(picked) < limit:
-                        room[row.webhook_id] -= 1
-                        picked.append(row.id)
-                        taken.add(row.id)
+                        disabled.append(delivery_id)
+                    elif room[hook_id] > 0 and len(picked) < limit:
+                        room[hook_id] -= 1
+                        picked.append(delivery_id)
+                        taken.add(delivery_id)
                 full = [hook_id for hook_id, left in room.items() if left <= 0]
                 if len(picked) >= limit or scanned < window or not full:
                     break
             if disabled:
-                conn.exec_driver_sql(sql.hold, {"ids": sql.ids(disabled), "now": now})
+                _driver_rows(conn, sql.hold, {"ids": sql.ids(disabled), "now": now})
             if not picked:
                 return []
-            claimed = conn.exec_driver_sql(
-                sql.lease, {"ids": sql.ids(picked), "now": now, "until": now + lease, "owner": owner}
-            ).all()
+            # (id, webhook_id, event_id, attempts[, type, body])
+            claimed = _driver_rows(
+                conn, sql.lease, {"ids": sql.ids(picked), "now": now, "until": now + lease, "owner": owner}
+            )
             if sql.bodies is None:
-                bodies = {row.event_id: (row.type, row.body) for row in claimed}
+                bodies = {row[2]: (row[4], row[5]) for row in claimed}
             else:
-                event_ids = sql.ids(list({row.event_id for row in claimed}))
-                bodies = {row.id: (row.type, row.body) for row in conn.exec_driver_sql(sql.bodies, {"ids": event_ids})}
+                event_ids = sql.ids(list({row[2] for row in claimed}))
+                bodies = {row[0]: (row[1], row[2]) for row in _driver_rows(conn, sql.bodies, {"ids": event_ids})}
             result = []
-            for row in sorted(claimed, key=lambda r: r.id):
-                hook = hooks[row.webhook_id]
-                event_type, body = bodies[row.event_id]
+            for delivery_id, hook_id, event_id, attempts, *_ in sorted(claimed):
+                _id, url, secret, _enabled, previous_secret, previous_expires, _busy = hooks[hook_id]
+                event_type, body = bodies[event_id]
                 result.append(
                     ClaimedDelivery(
-                        row.id,
-                        row.webhook_id,
-                        row.event_id,
+                        delivery_id,
+                        hook_id,
+                        event_id,
                         event_type,
-                        row.attempts,
-                        hook.url,
-                        hook.secret,
+                        attempts,
+                        url,
+                        secret,
                         body.encode(),
-                        hook.previous_secret,
-                        hook.previous_secret_expires_at,
+                        previous_secret,
+                        previous_expires,
                     )
                 )
             return result
@@ -672,15 +692,15 @@ class Store:
             # Driver SQL, not SQLAlchemy statements: per-row parameter handling would cost more
             # than the rows themselves at dispatcher rates.
             if sql.finish is None:
-                conn.exec_driver_sql(sql.log_attempts, {"rows": json.dumps(rows), "now": now})
+                _driver_rows(conn, sql.log_attempts, {"rows": json.dumps(rows), "now": now})
             else:
-                conn.exec_driver_sql(sql.log_attempts, rows)
+                _driver_rows(conn, sql.log_attempts, rows)
             self._roll_up(conn, records)
             real = [r for r in records if r.delivery_id is not None]
             if not real:
                 return []
             if sql.finish is not None:
-                conn.exec_driver_sql(sql.finish, [row for row in rows if row["delivery_id"] is not None])
+                _driver_rows(conn, sql.finish, [row for row in rows if row["delivery_id"] is not None])
             return self._update_health(conn, real, now, policy)
 
         return await self._write(work)
@@ -715,7 +735,7 @@ class Store:
                 row["last_success_at"] = max(row["last_success_at"] or 0.0, r.created_at)
             else:
                 row["last_failure_at"] = max(row["last_failure_at"] or 0.0, r.created_at)
-        conn.exec_driver_sql(self._roll_up_sql, [rollups[key] for key in sorted(rollups)])
+        _driver_rows(conn, self._roll_up_sql, [rollups[key] for key in sorted(rollups)])
 
     def _update_health(
         self, conn: Connection, records: Sequence[AttemptRecord], now: float, policy: HealthPolicy | None
