@@ -94,9 +94,21 @@ deliveries = Table(
     Column("updated_at", Float, nullable=False),
     Column("completed_at", Float),
     UniqueConstraint("webhook_id", "event_id"),
-    Index("ix_deliveries_due", "state", "next_attempt_at"),
-    Index("ix_deliveries_webhook_state", "webhook_id", "state"),
     Index("ix_deliveries_event_id", "event_id"),
+)
+# Partial, so a finished delivery leaves them: finishing one writes three index entries, not six.
+Index(
+    "ix_deliveries_due",
+    deliveries.c.next_attempt_at,
+    postgresql_where=deliveries.c.state == "pending",
+    sqlite_where=deliveries.c.state == "pending",
+)
+# SQLite keeps the whole index: its planner matches a partial index's condition only literally.
+Index(
+    "ix_deliveries_webhook_state",
+    deliveries.c.webhook_id,
+    deliveries.c.state,
+    postgresql_where=deliveries.c.state != "succeeded",
 )
 
 delivery_attempts = Table(
