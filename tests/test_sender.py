@@ -19,9 +19,9 @@ import respx
 from aiohttp import web
 
 from webhook_mcp.sender import (
-    Http1Transport,
     BlockedAddressError,
     DNSError,
+    Http1Transport,
     Network,
     Sender,
     SendOutcome,
