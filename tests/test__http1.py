@@ -543,6 +543,27 @@ async def test_aclose_closes_idle_connections() -> None:
         await server.wait_ended(0)
 
 
+async def test_aclose_during_a_request_does_not_open_a_new_connection() -> None:
+    """The aborted request looks like a stale keep-alive drop; it must not be retried after close."""
+
+    def script(request: Request) -> Reply:
+        return Reply(response(), hang=request.index == 1)
+
+    async with serving(script) as server:
+        transport = Http1Transport(allowed_networks=LOOPBACK, timeout=10.0)
+        assert (await transport.exchange("POST", httpx.URL(server.url), [], BODY))[0] == 200
+        task = asyncio.create_task(transport.exchange("POST", httpx.URL(server.url), [], BODY))
+        with anyio.fail_after(5):
+            while len(server.requests) < 2:
+                await server.got_request.wait()
+                server.got_request.clear()
+        await transport.aclose()
+        with pytest.raises(httpx.ConnectError, match="the transport was closed"), anyio.fail_after(5):
+            await task
+        await server.wait_ended(0)
+    assert server.connections == 1
+
+
 # --- the connection limit -----------------------------------------------------------------------------
 
 

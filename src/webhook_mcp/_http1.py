@@ -319,6 +319,7 @@ class Client:
         self._open = 0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._sweeper: asyncio.TimerHandle | None = None
+        self._closed = False
 
     @property
     def open_connections(self) -> int:
@@ -393,6 +394,9 @@ class Client:
         return None
 
     def _release(self, conn: _Connection) -> None:
+        if self._closed:
+            conn.abort()
+            return
         conn.idle_since = self._loop.time()
         idle = self._idle.get(conn.key)
         if idle is None:
@@ -469,9 +473,13 @@ class Client:
     async def _acquire(self, target: Target, deadline: float, *, fresh: bool) -> tuple[_Connection, bool]:
         """A connection for ``target`` and whether it was reused: an idle one freed while waiting for
         a slot (unless ``fresh``), or a new one. Waiting, lookup and connecting all end by ``deadline``."""
+        if self._closed:
+            raise httpx.ConnectError("the transport was closed")
         try:
             async with asyncio.timeout_at(deadline):
                 while True:
+                    if self._closed:
+                        raise httpx.ConnectError("the transport was closed")
                     if not fresh:
                         conn = self._pop_idle(target.key)
                         if conn is not None:
@@ -482,6 +490,9 @@ class Client:
                 self._open += 1
                 try:
                     conn = await self._connect(target)
+                    if self._closed:
+                        conn.abort()
+                        raise httpx.ConnectError("the transport was closed")
                 except BaseException:
                     self._open -= 1
                     if self._waiters:
@@ -525,6 +536,7 @@ class Client:
 
     def close(self) -> None:
         """Abort every connection, idle or in use; requests in flight fail, waiting ones too."""
+        self._closed = True
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None

@@ -346,8 +346,8 @@ class Http1Transport(httpx.AsyncBaseTransport):
 
     def _open(self) -> _http1.Client:
         self._loop = asyncio.get_running_loop()
-        if self._resolver is None:
-            self._resolver = GuardedResolver(self._allowed, self._base_resolver)
+        # aiohttp's default resolver binds to the running loop, so it is made afresh with the client.
+        self._resolver = GuardedResolver(self._allowed, self._base_resolver)
         self._dns.clear()
         self._client = _http1.Client(
             resolve=self._resolve,
