@@ -477,6 +477,23 @@ async def test_status_reason_headers_and_interim_responses() -> None:
     assert headers["Retry-After"] == "7" and headers["x-seen"] == "yes"
 
 
+async def test_endless_headers_are_cut_off() -> None:
+    async def endless(writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\n")
+        for i in range(100_000):
+            writer.write(b"X-Filler-%d: %s\r\n" % (i, b"f" * 1000))
+            await writer.drain()
+
+    async with serving(lambda request: Reply(stream=endless)) as server, sending(timeout=10.0) as sender:
+        with anyio.fail_after(5):
+            outcome = await sender.send(server.url, HEADERS, BODY)
+        await server.wait_ended(0)
+    assert outcome.error == (
+        f"127.0.0.1:{server.port} closed the connection or sent an invalid response "
+        "(invalid HTTP response (headers too long))"
+    )
+
+
 async def test_invalid_response_is_a_protocol_error() -> None:
     async with serving(lambda request: Reply(b"HTTP/1.1 2xx Nope\r\n\r\n")) as server, sending() as sender:
         outcome = await sender.send(server.url, HEADERS, BODY)

@@ -29,6 +29,9 @@ __all__ = ["IDLE_SECONDS", "BlockedAddressError", "Client", "DNSError", "Respons
 IDLE_SECONDS = 15.0
 # A compressed response is read at most this far past the cap while looking for the excerpt's text.
 _COMPRESSED_SLACK = 64 * 1024
+# Beyond the body's cap, what a response may bring (headers, framing, interim responses, compressed
+# bytes) before it is cut off: a hostile receiver must not make us read without end.
+_MAX_OVERHEAD = 2 * _COMPRESSED_SLACK
 _DECODERS = {b"gzip": 16 + zlib.MAX_WBITS, b"x-gzip": 16 + zlib.MAX_WBITS, b"deflate": zlib.MAX_WBITS}
 
 Resolve = Callable[[str, int], Awaitable[Sequence[str]]]
@@ -111,6 +114,8 @@ class _Connection(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.waiter: asyncio.Future[_Raw] | None = None
         self.cap = client.max_body_bytes
+        self.limit = self.cap + _MAX_OVERHEAD
+        self.received = 0
         self.closed = False
         self.counted = False  # holds one of the client's max_connections slots
         self.reusable = False
@@ -130,6 +135,7 @@ class _Connection(asyncio.Protocol):
 
     def begin(self, waiter: asyncio.Future[_Raw]) -> None:
         self.waiter = waiter
+        self.received = 0
         self.got_data = False
         self.reusable = False
 
@@ -174,10 +180,18 @@ class _Connection(asyncio.Protocol):
             self.abort()
             return
         self.got_data = True
+        self.received += len(data)
         try:
             self.parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
             self._fail(httpx.RemoteProtocolError(f"invalid HTTP response ({exc or type(exc).__name__})"))
+            return
+        if self.received > self.limit and self.waiter is not None:
+            if self.status >= 200:
+                self._finish()  # endless trailers or framing: the excerpt so far is the answer
+                self.abort()
+            else:
+                self._fail(httpx.RemoteProtocolError("invalid HTTP response (headers too long)"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
