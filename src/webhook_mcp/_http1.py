@@ -146,9 +146,10 @@ class _Connection(asyncio.Protocol):
 
     def timed_out(self) -> None:
         waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            self.waiter = None
-            waiter.set_exception(httpx.ReadTimeout("timed out waiting for the response"))
+        if waiter is None or waiter.done():
+            return  # answered in the same loop iteration: the timer just had not been cancelled yet
+        self.waiter = None
+        waiter.set_exception(httpx.ReadTimeout("timed out waiting for the response"))
         self.abort()
 
     def _finish(self) -> None:
