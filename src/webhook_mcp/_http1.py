@@ -135,6 +135,7 @@ class _Connection(asyncio.Protocol):
 
     def begin(self, waiter: asyncio.Future[_Raw]) -> None:
         self.waiter = waiter
+        self.status = 0  # not the previous response's: nothing of this one has arrived yet
         self.received = 0
         self.got_data = False
         self.reusable = False
