@@ -1,4 +1,4 @@
-"""Tests for one delivery attempt: outcome shapes (respx), the aiohttp transport against a real local
+"""Tests for one delivery attempt: outcome shapes (respx), the HTTP/1.1 transport against a real local
 receiver, and the SSRF address guard."""
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import respx
 from aiohttp import web
 
 from webhook_mcp.sender import (
-    AiohttpTransport,
     BlockedAddressError,
     DNSError,
+    Http1Transport,
     Network,
     Sender,
     SendOutcome,
@@ -492,7 +492,7 @@ async def test_big_body_read_only_up_to_cap(receiver: Receiver) -> None:
 
 @pytest.mark.anyio
 async def test_transport_returns_capped_httpx_response(receiver: Receiver) -> None:
-    transport = AiohttpTransport(allowed_networks=LOOPBACK, timeout=5.0, max_body_bytes=100)
+    transport = Http1Transport(allowed_networks=LOOPBACK, timeout=5.0, max_body_bytes=100)
     try:
         request = httpx.Request("POST", receiver.url("/big"), headers=HEADERS, content=BODY)
         response = await transport.handle_async_request(request)
@@ -519,7 +519,7 @@ async def test_loopback_blocked_without_allow_list(receiver: Receiver, host: str
 
 @pytest.mark.anyio
 async def test_blocked_transport_raises_blocked_address_error(receiver: Receiver) -> None:
-    transport = AiohttpTransport(allowed_networks=[])
+    transport = Http1Transport(allowed_networks=[])
     try:
         for host in ("127.0.0.1", "localhost"):
             request = httpx.Request("POST", receiver.url("/hook", host=host), content=BODY)

@@ -26,7 +26,7 @@ from mcp import Client
 from conftest import Receiver, make_settings, start_receiver, wait_until
 from webhook_mcp import Hub, InvalidArgumentError
 from webhook_mcp.sender import (
-    AiohttpTransport,
+    Http1Transport,
     Network,
     Sender,
     blocked_reason,
@@ -173,9 +173,9 @@ class StubResolver(AbstractResolver):
 
 def guarded_transport(
     allowed: Sequence[Network], resolver: AbstractResolver | None = None, timeout: float = 2.0
-) -> AiohttpTransport:
+) -> Http1Transport:
     """The production transport, with stub DNS and no DNS cache (so every connection resolves)."""
-    return AiohttpTransport(allowed_networks=allowed, timeout=timeout, resolver=resolver, dns_cache_seconds=None)
+    return Http1Transport(allowed_networks=allowed, timeout=timeout, resolver=resolver, dns_cache_seconds=None)
 
 
 @contextlib.asynccontextmanager
@@ -290,7 +290,7 @@ def test_every_inet_aton_spelling_is_read_as_the_system_reads_it(address: str) -
 
 @pytest.mark.parametrize("host", ["2130706433", "0x7f.1", "127.1", "0x7f000001"])
 def test_numeric_tricks_really_reach_loopback_through_getaddrinfo(host: str) -> None:
-    """Why the tricks matter: the system resolver (which aiohttp uses for names) maps them to 127.0.0.1."""
+    """Why the tricks matter: the system resolver (a default name lookup uses) maps them to 127.0.0.1."""
     infos = socket.getaddrinfo(host, 80, type=socket.SOCK_STREAM)
     assert {info[4][0] for info in infos} == {"127.0.0.1"}
     assert literal_address(host) == ipaddress.IPv4Address("127.0.0.1")

@@ -1,8 +1,10 @@
 """One webhook delivery attempt: a signed JSON POST turned into a :class:`SendOutcome`.
 
 httpx is the interface (requests, responses, exceptions, pluggable transports) so tests can inject
-``respx.MockTransport``; the default transport is a lean aiohttp-backed one because httpx's own
-connection pool is an order of magnitude slower at dispatcher concurrency.
+``respx.MockTransport``; the default transport, :class:`Http1Transport`, drives our own lean HTTP/1.1
+client (:mod:`webhook_mcp._http1`) because httpx's connection pool is an order of magnitude slower at
+dispatcher concurrency and aiohttp's client spends ~3x the CPU per request. Name lookup still goes
+through aiohttp's resolver interface, so :class:`GuardedResolver` can check every answer.
 """
 
 from __future__ import annotations
@@ -11,31 +13,29 @@ import asyncio
 import contextlib
 import email.utils
 import ipaddress
-import math
 import re
 import socket
 import ssl
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import TypeVar
 from urllib.parse import urlsplit
 
-import aiohttp
 import httpx
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
-from multidict import CIMultiDictProxy
-from yarl import URL
+from multidict import CIMultiDict
+
+from . import _http1
+from ._http1 import BlockedAddressError, DNSError, TLSError
 
 __all__ = [
-    "AiohttpTransport",
     "BlockedAddressError",
     "DNSError",
     "GuardedResolver",
+    "Http1Transport",
     "Network",
     "SendOutcome",
     "Sender",
@@ -49,15 +49,11 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 ALLOW_SETTING = "WEBHOOK_MCP_ALLOWED_PRIVATE_NETWORKS"
-# Headers we always set ourselves; aiohttp must not add its defaults (or an Accept-Encoding) on top.
-_SKIP_AUTO_HEADERS = ("User-Agent", "Content-Type", "Accept", "Accept-Encoding")
+# Headers the HTTP/1.1 client writes itself (httpx requests carry their own copies).
+_OWN_HEADERS = frozenset(("host", "content-length", "transfer-encoding"))
 # Slack on top of the transport's own timeout before the sender gives up on it regardless.
 _BACKSTOP_MARGIN = 1.0
 _CACHE_LIMIT = 4096
-# aiohttp warns when asked to clean up closed TLS transports on Pythons that no longer leak them.
-_NEEDS_CLEANUP_CLOSED = (3, 13, 0) <= sys.version_info < (3, 13, 1) or sys.version_info < (3, 12, 8)
-
-_E = TypeVar("_E", bound=BaseException)
 _Headers = Mapping[str, str] | Sequence[tuple[str, str]]
 
 # Bound on the lookup create_webhook/update_webhook make; a name that does not answer in time passes.
@@ -68,20 +64,9 @@ _THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
 
-class BlockedAddressError(httpx.ConnectError):
-    """The destination resolves only to addresses deliveries may not reach (SSRF guard)."""
-
-
-class DNSError(httpx.ConnectError):
-    """The webhook's host name could not be resolved."""
-
-
-class TLSError(httpx.ConnectError):
-    """The TLS handshake failed, typically an invalid or untrusted certificate."""
-
-
 class _ResolverBlocked(OSError):
-    """Raised inside aiohttp's resolver call; an OSError so aiohttp wraps it instead of losing it."""
+    """Raised by :class:`GuardedResolver`; an OSError, as resolvers raise, so callers that catch
+    lookup failures see it (the transport turns it into :class:`BlockedAddressError`)."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -288,8 +273,9 @@ class GuardedResolver(AbstractResolver):
     """Resolves with aiohttp's default resolver (or the one given) and drops the addresses
     :func:`blocked_reason` refuses.
 
-    aiohttp connects only to what this returns, on every new connection, so checking here (not
-    when the URL is saved) defeats DNS rebinding and names with both public and internal addresses.
+    :class:`Http1Transport` connects only to what this returns, on every new connection, so checking
+    here (not when the URL is saved) defeats DNS rebinding and names with both public and internal
+    addresses.
     """
 
     def __init__(self, allowed_networks: Sequence[Network], resolver: AbstractResolver | None = None) -> None:
@@ -322,13 +308,16 @@ class GuardedResolver(AbstractResolver):
         await self._resolver.close()
 
 
-class AiohttpTransport(httpx.AsyncBaseTransport):
-    """An httpx transport over one shared aiohttp session: fast pooling, SSRF guard, capped body reads.
+class Http1Transport(httpx.AsyncBaseTransport):
+    """An httpx transport over our own HTTP/1.1 client (:mod:`webhook_mcp._http1`): keep-alive
+    pooling, the SSRF guard on every connection, capped body reads.
 
     Redirects are not followed and only the first ``max_body_bytes`` of a response body are read.
-    The session is created lazily on first use so it binds to the running event loop. ``resolver``
-    replaces aiohttp's default name lookup (tests stub DNS with it); whatever it answers is
-    checked per connection. ``dns_cache_seconds`` (None: no cache) only caches checked answers.
+    The client is created lazily on first use so it binds to the running event loop. ``resolver``
+    replaces the default name lookup (tests stub DNS with it); whatever it answers is checked by
+    :class:`GuardedResolver` for every new connection, and only checked addresses are connected to.
+    ``dns_cache_seconds`` (None: no cache) only caches checked answers. ``ssl_context`` replaces
+    ``ssl.create_default_context()`` (tests trust their own CA with it).
     """
 
     def __init__(
@@ -339,45 +328,62 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         timeout: float = 10.0,
         max_body_bytes: int = 1024,
         resolver: AbstractResolver | None = None,
-        dns_cache_seconds: int | None = 60,
+        dns_cache_seconds: float | None = 60,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._allowed = tuple(allowed_networks)
         self._max_connections = max_connections
-        # No ceiling: aiohttp would round timeouts above 5s up to a whole second.
-        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=timeout, ceil_threshold=math.inf)
+        self._timeout = timeout
         self._max_body_bytes = max_body_bytes
         self._base_resolver = resolver
         self._dns_cache_seconds = dns_cache_seconds
-        self._session: aiohttp.ClientSession | None = None
+        self._ssl_context = ssl_context
+        self._client: _http1.Client | None = None
         self._resolver: GuardedResolver | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._dns: dict[tuple[str, int], tuple[float, list[str]]] = {}
         self._literal_checks: dict[str, _Refusal | None] = {}
 
-    def _open(self) -> aiohttp.ClientSession:
+    def _open(self) -> _http1.Client:
         self._loop = asyncio.get_running_loop()
+        # aiohttp's default resolver binds to the running loop, so it is made afresh with the client.
         self._resolver = GuardedResolver(self._allowed, self._base_resolver)
-        connector = aiohttp.TCPConnector(
-            limit=self._max_connections,
-            limit_per_host=0,
-            use_dns_cache=self._dns_cache_seconds is not None,
-            ttl_dns_cache=self._dns_cache_seconds,
-            resolver=self._resolver,
-            enable_cleanup_closed=_NEEDS_CLEANUP_CLOSED,
-            timeout_ceil_threshold=math.inf,
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
+        self._dns.clear()
+        self._client = _http1.Client(
+            resolve=self._resolve,
+            max_connections=self._max_connections,
             timeout=self._timeout,
-            cookie_jar=aiohttp.DummyCookieJar(),
-            skip_auto_headers=_SKIP_AUTO_HEADERS,
-            auto_decompress=True,
-            trust_env=False,
+            max_body_bytes=self._max_body_bytes,
+            ssl_context=self._ssl_context,
         )
-        return self._session
+        return self._client
+
+    async def _resolve(self, host: str, port: int) -> list[str]:
+        """The addresses of ``host`` the guard allows, in the resolver's order (cached if enabled)."""
+        loop = asyncio.get_running_loop()
+        ttl = self._dns_cache_seconds
+        if ttl is not None:
+            cached = self._dns.get((host, port))
+            if cached is not None and cached[0] > loop.time():
+                return cached[1]
+        resolver = self._resolver
+        assert resolver is not None
+        try:
+            results = await resolver.resolve(host, port, socket.AF_UNSPEC)
+        except _ResolverBlocked as exc:
+            raise BlockedAddressError(exc.message) from None
+        except OSError as exc:
+            raise DNSError(exc.strerror or str(exc)) from None
+        addresses = [result["host"] for result in results]
+        if ttl is not None:
+            if len(self._dns) >= _CACHE_LIMIT:
+                self._dns.clear()
+            self._dns[(host, port)] = (loop.time() + ttl, addresses)
+        return addresses
 
     def _check_literal(self, host: str) -> _Refusal | None:
-        """aiohttp skips the resolver for IP-literal hosts (and hands some numeric spellings to
-        ``getaddrinfo`` as names), so every host that denotes an address is checked here (memoized)."""
+        """Every host that denotes an address is checked here (memoized): those are connected to
+        without a lookup, and some numeric spellings would reach ``getaddrinfo`` as names."""
         try:
             return self._literal_checks[host]
         except KeyError:
@@ -397,25 +403,25 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             body = request.content
         except httpx.RequestNotRead:
             body = await request.aread()
-        status, _reason, headers, content = await self.exchange(
-            request.method, request.url, request.headers.multi_items(), body
-        )
-        raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-        if "Content-Encoding" in headers:
+        # httpx adds Host and Content-Length to every request; the client writes its own.
+        headers = [(k, v) for k, v in request.headers.multi_items() if k.lower() not in _OWN_HEADERS]
+        status, _reason, response_headers, content = await self.exchange(request.method, request.url, headers, body)
+        raw = [(k.encode("utf-8"), v.encode("utf-8")) for k, v in response_headers.items()]
+        if "Content-Encoding" in response_headers:
             # The body was decompressed already; httpx must not try again.
             raw = [(k, v) for k, v in raw if k.lower() not in (b"content-encoding", b"content-length")]
         return httpx.Response(status, headers=raw, content=content, request=request)
 
     async def exchange(
         self, method: str, url: httpx.URL, headers: _Headers, body: bytes
-    ) -> tuple[int, str, CIMultiDictProxy[str], bytes]:
-        """One request on the shared session: status, reason, headers and the capped body.
-        Failures are raised as the httpx exceptions."""
+    ) -> tuple[int, str, CIMultiDict[str], bytes]:
+        """One request: status, reason, headers and the capped body. Failures are raised as the
+        httpx exceptions."""
         return await self.exchange_prepared(method, self.prepare(url), url, headers, body)
 
-    def prepare(self, url: httpx.URL) -> URL:
-        """Check a URL once (scheme, host, IP-literal guard) and convert it for aiohttp; the
-        dispatcher keeps the result per webhook URL, so the hot path does neither again."""
+    def prepare(self, url: httpx.URL) -> _http1.Target:
+        """Check a URL once (scheme, host, IP-literal guard) and precompute its request line and
+        Host header; the sender keeps the result per webhook URL, so the hot path does neither again."""
         if url.scheme not in ("http", "https"):
             raise httpx.UnsupportedProtocol(
                 f"unsupported URL scheme {url.scheme!r} (use http or https)", request=httpx.Request("POST", url)
@@ -426,114 +432,46 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         if refusal is not None:
             error = BlockedAddressError if refusal.blocked else httpx.UnsupportedProtocol
             raise error(refusal.message, request=httpx.Request("POST", url))
-        return URL(str(url), encoded=True)
+        host = url.raw_host.decode("ascii")
+        tls = url.scheme == "https"
+        port = url.port or (443 if tls else 80)
+        address = literal_address(host)
+        shown = f"[{host}]" if ":" in host else host
+        authority = shown if url.port is None else f"{shown}:{port}"
+        path = url.raw_path.decode("ascii") or "/"
+        return _http1.Target(
+            key=(url.scheme, host, port),
+            host=host,
+            port=port,
+            tls=tls,
+            address=None if address is None else str(address),
+            head=f" {path} HTTP/1.1\r\nHost: {authority}\r\n",
+        )
 
     async def exchange_prepared(
-        self, method: str, target: URL, url: httpx.URL, headers: _Headers, body: bytes
-    ) -> tuple[int, str, CIMultiDictProxy[str], bytes]:
-        """``exchange`` for a URL already through :meth:`prepare`. The dispatcher calls this
-        directly: building httpx objects for every delivery costs more than the rest of the attempt.
-        The session's total timeout bounds it, body read included."""
-        session = self._session
-        if session is None or self._loop is not asyncio.get_running_loop():
-            session = self._open()
+        self, method: str, target: _http1.Target, url: httpx.URL, headers: _Headers, body: bytes
+    ) -> tuple[int, str, CIMultiDict[str], bytes]:
+        """``exchange`` for a URL already through :meth:`prepare`. The sender calls this directly:
+        building httpx objects for every delivery costs more than the rest of the attempt.
+        The transport's timeout bounds it, connecting and body read included."""
+        client = self._client
+        if client is None or self._loop is not asyncio.get_running_loop():
+            client = self._open()
+        items = headers.items() if isinstance(headers, Mapping) else headers
         try:
-            response = await session.request(method, target, headers=headers, data=body, allow_redirects=False)
-            try:
-                content = await self._read_capped(response.content)
-            except BaseException:
-                response.close()
-                raise
-            if response.content.at_eof():
-                response.release()
-            else:
-                response.close()
-        except aiohttp.ClientError as exc:
-            raise _to_httpx_error(exc, httpx.Request(method, url)) from exc
-        except TimeoutError as exc:
-            raise httpx.ReadTimeout("timed out waiting for the response", request=httpx.Request(method, url)) from exc
-        return response.status, response.reason or "", response.headers, content
-
-    async def _read_capped(self, stream: aiohttp.StreamReader) -> bytes:
-        remaining = self._max_body_bytes
-        first = await stream.read(remaining) if remaining > 0 else b""
-        if len(first) >= remaining or not first:
-            return first
-        chunks = [first]
-        remaining -= len(first)
-        while remaining > 0:
-            chunk = await stream.read(remaining)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            remaining -= len(chunk)
-        return b"".join(chunks)
+            return await client.request(method, target, items, body)
+        except httpx.TransportError as exc:
+            exc.request = httpx.Request(method, url)
+            raise
 
     async def aclose(self) -> None:
-        session, resolver = self._session, self._resolver
-        self._session = self._resolver = None
-        if session is not None:
-            await session.close()
+        client, resolver = self._client, self._resolver
+        self._client = self._resolver = None
+        if client is not None:
+            client.close()
+            await asyncio.sleep(0)  # let the aborted connections report connection_lost
         if resolver is not None:
             await resolver.close()
-
-
-def _to_httpx_error(exc: aiohttp.ClientError, request: httpx.Request) -> httpx.TransportError:
-    """Translate aiohttp's exception into the httpx one, so outcomes do not depend on the transport."""
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return httpx.ConnectTimeout("timed out connecting", request=request)
-    if isinstance(exc, aiohttp.ServerTimeoutError):
-        return httpx.ReadTimeout("timed out waiting for the response", request=request)
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        cause = _find_cause(exc, _ResolverBlocked)
-        if cause is not None:
-            return BlockedAddressError(cause.message, request=request)
-        return DNSError(exc.os_error.strerror or str(exc.os_error), request=request)
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        cert_error = exc.certificate_error
-        detail = getattr(cert_error, "verify_message", None) or getattr(cert_error, "reason", None)
-        text = f"certificate verify failed: {detail}" if detail else str(cert_error)
-        return TLSError(text, request=request)
-    if isinstance(exc, aiohttp.ClientSSLError):
-        os_error = exc.os_error
-        detail = os_error.reason if isinstance(os_error, ssl.SSLError) and os_error.reason else None
-        return TLSError(str(detail or os_error.strerror or os_error), request=request)
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return httpx.ConnectError(_os_error_text(exc.os_error), request=request)
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return httpx.RemoteProtocolError("server disconnected before a complete response", request=request)
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return httpx.RemoteProtocolError(f"malformed response body ({exc})", request=request)
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return httpx.RemoteProtocolError(f"invalid HTTP response ({exc.message})", request=request)
-    if isinstance(exc, ConnectionResetError):
-        return httpx.ConnectError("connection reset", request=request)
-    if isinstance(exc, OSError):
-        return httpx.ReadError(_os_error_text(exc), request=request)
-    if isinstance(exc, aiohttp.InvalidURL):
-        return httpx.UnsupportedProtocol(f"invalid URL ({exc})", request=request)
-    return httpx.TransportError(f"{type(exc).__name__}: {exc}", request=request)
-
-
-def _os_error_text(error: OSError) -> str:
-    if isinstance(error, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(error, ConnectionResetError):
-        return "connection reset"
-    return error.strerror or str(error) or type(error).__name__
-
-
-def _find_cause(exc: BaseException, kind: type[_E]) -> _E | None:
-    seen: BaseException | None = exc
-    for _ in range(10):
-        if seen is None:
-            return None
-        if isinstance(seen, kind):
-            return seen
-        if isinstance(seen, aiohttp.ClientConnectorError) and isinstance(seen.os_error, kind):
-            return seen.os_error
-        seen = seen.__cause__ or seen.__context__
-    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -571,11 +509,11 @@ class Sender:
         self._resolver = resolver
         self._backstop = self._timeout + _BACKSTOP_MARGIN
         self._excerpt_bytes = excerpt_bytes
-        self._urls: dict[str, tuple[httpx.URL, URL | None]] = {}
+        self._urls: dict[str, tuple[httpx.URL, _http1.Target | None]] = {}
         self._transport: httpx.AsyncBaseTransport = (
             transport
             if transport is not None
-            else AiohttpTransport(
+            else Http1Transport(
                 allowed_networks=allowed_networks,
                 max_connections=max_connections,
                 timeout=timeout,
@@ -584,7 +522,7 @@ class Sender:
             )
         )
         # Our own transport is driven without httpx objects; any other (respx in tests) through httpx.
-        self._direct = self._transport if isinstance(self._transport, AiohttpTransport) else None
+        self._direct = self._transport if isinstance(self._transport, Http1Transport) else None
 
     async def send(self, url: str, headers: Mapping[str, str], body: bytes) -> SendOutcome:
         start = time.perf_counter()
