@@ -432,6 +432,26 @@ async def test_auto_disable_needs_min_failures(receiver_factory: ReceiverFactory
         assert current.enabled and current.consecutive_failures == 3
 
 
+async def test_webhook_deleted_while_its_delivery_is_in_flight(
+    receiver_factory: ReceiverFactory, receiver: Receiver, database_url: str
+) -> None:
+    """The late result of a deleted webhook is dropped; it must not block the other webhooks' results."""
+    hanging = await receiver_factory(hang=True)
+    async with Hub.open(make_settings(database_url)) as hub:
+        doomed = await hub.service.create_webhook(hanging.url, [EVENT])
+        other = await hub.service.create_webhook(receiver.url, [EVENT])
+        await hub.publish(EVENT, data(hub))
+        await hanging.wait_for(1, timeout=10)
+        await receiver.wait_for(1, timeout=10)
+        await hub.service.delete_webhook(doomed.id)
+        hanging.release.set()
+        await hub.publish(EVENT, data(hub))
+        await receiver.wait_for(2, timeout=10)
+        await wait_until(lambda: settled(hub, other.id, {"succeeded": 2}))
+        assert await hub.store.scalar(select(func.count()).where(delivery_attempts.c.webhook_id == doomed.id)) == 0
+        assert len((await hub.service.get_logs(other.id)).attempts) == 2
+
+
 # --- idempotency ------------------------------------------------------------------------------------
 
 

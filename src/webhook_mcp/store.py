@@ -9,7 +9,7 @@ import logging
 import math
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -364,7 +364,8 @@ class Store:
             return None
 
         def work(conn: Connection) -> Any:
-            row = (conn.execute(select(webhooks).where(webhooks.c.id == webhook_id))).one_or_none()
+            # Locked first, as result writers lock it before its deliveries (no deadlock with them).
+            row = conn.execute(select(webhooks).where(webhooks.c.id == webhook_id).with_for_update()).one_or_none()
             if row is None:
                 return None
             attempts = conn.execute(delete(delivery_attempts).where(delivery_attempts.c.webhook_id == webhook_id))
@@ -689,19 +690,26 @@ class Store:
         ]
 
         def work(conn: Connection) -> Any:
+            current = self._lock_webhooks(conn, {r.webhook_id for r in records})
+            # A webhook deleted while its delivery was in flight: its late result has nowhere to go
+            # (and must not fail the whole batch, other webhooks' results with it, for ever).
+            live = [r for r in records if r.webhook_id in current]
+            live_rows = rows if len(live) == len(records) else [row for row in rows if row["webhook_id"] in current]
+            if not live:
+                return []
             # Driver SQL, not SQLAlchemy statements: per-row parameter handling would cost more
             # than the rows themselves at dispatcher rates.
             if sql.finish is None:
-                _driver_rows(conn, sql.log_attempts, {"rows": json.dumps(rows), "now": now})
+                _driver_rows(conn, sql.log_attempts, {"rows": json.dumps(live_rows), "now": now})
             else:
-                _driver_rows(conn, sql.log_attempts, rows)
-            self._roll_up(conn, records)
-            real = [r for r in records if r.delivery_id is not None]
+                _driver_rows(conn, sql.log_attempts, live_rows)
+            self._roll_up(conn, live)
+            real = [r for r in live if r.delivery_id is not None]
             if not real:
                 return []
             if sql.finish is not None:
-                _driver_rows(conn, sql.finish, [row for row in rows if row["delivery_id"] is not None])
-            return self._update_health(conn, real, now, policy)
+                _driver_rows(conn, sql.finish, [row for row in live_rows if row["delivery_id"] is not None])
+            return self._update_health(conn, real, now, policy, current)
 
         return await self._write(work)
 
@@ -737,12 +745,12 @@ class Store:
                 row["last_failure_at"] = max(row["last_failure_at"] or 0.0, r.created_at)
         _driver_rows(conn, self._roll_up_sql, [rollups[key] for key in sorted(rollups)])
 
-    def _update_health(
-        self, conn: Connection, records: Sequence[AttemptRecord], now: float, policy: HealthPolicy | None
-    ) -> list[int]:
-        by_hook: dict[int, list[AttemptRecord]] = defaultdict(list)
-        for record in sorted(records, key=lambda r: r.webhook_id):
-            by_hook[record.webhook_id].append(record)
+    def _lock_webhooks(self, conn: Connection, webhook_ids: Iterable[int]) -> dict[int, Any]:
+        """The batch's webhooks that still exist, with their health counters. On PostgreSQL they
+        are locked first, in id order, as every writer of webhooks and then deliveries does: workers
+        on other machines update the same counters (no failure is lost between read and write),
+        and a concurrent delete_webhook either finishes first (its rows are skipped) or waits. NO KEY
+        UPDATE does not conflict with the key-share locks the attempt rows' foreign keys take."""
         health = select(
             webhooks.c.id,
             webhooks.c.enabled,
@@ -750,13 +758,22 @@ class Store:
             webhooks.c.failing_since,
             webhooks.c.last_success_at,
             webhooks.c.last_failure_at,
-        ).where(webhooks.c.id.in_(by_hook))
+        ).where(webhooks.c.id.in_(sorted(webhook_ids)))
         if self.is_postgres:
-            # Workers on other machines update the same counters: read them locked (in id order,
-            # as every writer does) so no failure is lost between the read and the write. NO KEY
-            # UPDATE does not conflict with the key-share locks the attempt rows' foreign keys take.
             health = health.order_by(webhooks.c.id).with_for_update(key_share=True)
-        current = {row.id: row for row in conn.execute(health)}
+        return {row.id: row for row in conn.execute(health)}
+
+    def _update_health(
+        self,
+        conn: Connection,
+        records: Sequence[AttemptRecord],
+        now: float,
+        policy: HealthPolicy | None,
+        current: Mapping[int, Any],
+    ) -> list[int]:
+        by_hook: dict[int, list[AttemptRecord]] = defaultdict(list)
+        for record in sorted(records, key=lambda r: r.webhook_id):
+            by_hook[record.webhook_id].append(record)
         disabled: list[int] = []
         for hook_id, batch in by_hook.items():
             row = current.get(hook_id)
