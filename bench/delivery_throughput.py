@@ -79,7 +79,7 @@ def _verify(key: bytes, headers: Any, body: bytes) -> bool:
 
 def make_receiver_app(state: ReceiverState) -> web.Application:
     async def hook(request: web.Request) -> web.Response:
-        record_hook(state, request.headers, await request.read())
+        record_hook(state, request.path_qs, request.headers, await request.read())
         return web.Response(text="ok")
 
     async def set_secret(request: web.Request) -> web.Response:
@@ -97,10 +97,11 @@ def make_receiver_app(state: ReceiverState) -> web.Application:
     return app
 
 
-def record_hook(state: ReceiverState, headers: Any, body: bytes) -> None:
+def record_hook(state: ReceiverState, target: str, headers: Any, body: bytes) -> None:
+    """One delivery; a duplicate is the same message id at the same URL (one event goes to every webhook)."""
     state.count += 1
     state.bytes_in += len(body)
-    msg_id = headers.get("webhook-id", "")
+    msg_id = target + " " + headers.get("webhook-id", "")
     if msg_id in state.ids:
         state.duplicates += 1
     else:
@@ -169,7 +170,7 @@ class LeanReceiver(asyncio.Protocol):
         elif url == b"/_control/secret":
             self.state.key = base64.b64decode(body.decode().strip().removeprefix("whsec_"))
         else:
-            record_hook(self.state, headers, body)
+            record_hook(self.state, url.decode("latin-1"), headers, body)
         assert self.transport is not None
         self.transport.write(
             b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(answer), answer)
@@ -338,9 +339,15 @@ def calibration_ms() -> float:
     return round(best * 1000, 1)
 
 
+def process_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(") ")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
 async def deliver_with_workers(args: argparse.Namespace, settings: Any, hub: Any) -> dict[str, Any]:
     """Separate `webhook-mcp worker` processes, as a deployment runs them; done when the database
-    says every delivery succeeded."""
+    says every delivery succeeded. The clock and the CPU count start once every worker has said it
+    started (Python's start-up is not delivery work); deliveries made before then are not counted."""
     from sqlalchemy import func, select
 
     from webhook_mcp.tables import deliveries
@@ -349,39 +356,58 @@ async def deliver_with_workers(args: argparse.Namespace, settings: Any, hub: Any
     env.update(
         WEBHOOK_MCP_DATABASE_URL=settings.database_url,
         WEBHOOK_MCP_ALLOWED_PRIVATE_NETWORKS="127.0.0.0/8",
-        WEBHOOK_MCP_LOG_LEVEL="WARNING",
+        WEBHOOK_MCP_LOG_LEVEL="INFO",
         WEBHOOK_MCP_MAX_CONCURRENCY=str(settings.max_concurrency),
         WEBHOOK_MCP_PER_ENDPOINT_CONCURRENCY=str(settings.per_endpoint_concurrency),
         WEBHOOK_MCP_BATCH_SIZE=str(settings.batch_size),
     )
     done = select(func.count()).select_from(deliveries).where(deliveries.c.state == "succeeded")
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
     procs = [
-        await asyncio.create_subprocess_exec(sys.executable, "-m", "webhook_mcp.cli", "worker", env=env)
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "webhook_mcp.cli", "worker", env=env, stderr=asyncio.subprocess.PIPE
+        )
         for _ in range(args.workers)
     ]
+    ready = [asyncio.Event() for _ in procs]
+
+    async def watch(proc: asyncio.subprocess.Process, started: asyncio.Event) -> None:
+        assert proc.stderr is not None
+        async for line in proc.stderr:
+            if b"dispatcher" in line and b"started" in line:
+                started.set()
+            elif b"WARNING" in line or b"ERROR" in line:
+                sys.stderr.write(line.decode(errors="replace"))
+
+    watchers = [asyncio.create_task(watch(p, r)) for p, r in zip(procs, ready, strict=True)]
     try:
+        async with asyncio.timeout(60):
+            await asyncio.gather(*(r.wait() for r in ready))
+        cpu0 = sum(process_cpu_seconds(p.pid) for p in procs)
+        t0 = time.perf_counter()
+        before = await hub.store.scalar(done) or 0
         while (await hub.store.scalar(done) or 0) < args.events:
             if any(p.returncode is not None for p in procs):
                 raise RuntimeError("a worker stopped early")
             await asyncio.sleep(WORKER_PROGRESS_POLL)
         seconds = time.perf_counter() - t0
+        cpu = sum(process_cpu_seconds(p.pid) for p in procs) - cpu0
     finally:
         for proc in procs:
             if proc.returncode is None:
                 proc.terminate()
         for proc in procs:
             await proc.wait()
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+        for watcher in watchers:
+            watcher.cancel()
+    counted = args.events - before
     return {
         "workers": args.workers,
         "deliver_seconds": round(seconds, 3),
-        "deliveries_per_s": round(args.events / seconds, 1),
+        "deliveries_per_s": round(counted / seconds, 1),
+        "counted_deliveries": counted,
         "first_recorded_after_s": None,
         "second_half_per_s": None,
-        "dispatcher_cpu_seconds": round(cpu, 2),
+        "dispatcher_cpu_seconds": round(cpu * args.events / counted, 2),  # scaled to all deliveries
         "dispatcher_cpu_utilisation": round(cpu / seconds, 2),
     }
 
@@ -418,6 +444,7 @@ async def run_bench(args: argparse.Namespace, database_url: str) -> dict[str, An
     result: dict[str, Any] = {
         "database": "postgresql" if database_url.startswith("postgres") else "sqlite",
         "events": args.events,
+        "webhooks": args.webhooks,
         "payload_bytes": args.payload_bytes,
         "publish_batch": args.publish_batch,
         "max_concurrency": settings.max_concurrency,
@@ -430,9 +457,12 @@ async def run_bench(args: argparse.Namespace, database_url: str) -> dict[str, An
         receiver(args.receiver_in_process, args.verify_every, args.receiver == "lean") as port,
         Hub.open(settings, dispatch=False) as hub,
     ):
-        hook = await hub.service.create_webhook(f"http://127.0.0.1:{port}/hook", [EVENT_TYPE], "bench")
-        secret = (await hub.service.get_secret(hook.id)).secret
-        await receiver_call(port, "POST", "/_control/secret", secret)
+        for n in range(args.webhooks):
+            url = f"http://127.0.0.1:{port}/hook" + (f"?webhook={n}" if args.webhooks > 1 else "")
+            hook = await hub.service.create_webhook(url, [EVENT_TYPE], "bench")
+        if args.verify_every:  # one webhook only (checked in parse_args): the receiver knows one secret
+            secret = (await hub.service.get_secret(hook.id)).secret
+            await receiver_call(port, "POST", "/_control/secret", secret)
 
         data = padded_data(hub.catalog.get(EVENT_TYPE).example, args.payload_bytes)
         # -- publish, dispatcher stopped
@@ -443,9 +473,10 @@ async def run_bench(args: argparse.Namespace, database_url: str) -> dict[str, An
             profiler.enable()
         t0 = time.perf_counter()
         while published < args.events:
-            size = min(args.publish_batch, args.events - published)
+            # Every event goes to every webhook: --events counts deliveries.
+            size = min(args.publish_batch, args.events - published) // args.webhooks
             await hub.service.publish_many([(EVENT_TYPE, data, None)] * size)
-            published += size
+            published += size * args.webhooks
         publish_s = time.perf_counter() - t0
         if profiler:
             profiler.disable()
@@ -549,7 +580,8 @@ def evaluate(result: dict[str, Any]) -> list[tuple[str, bool, str]]:
 def print_report(result: dict[str, Any], checks: list[tuple[str, bool, str]]) -> None:
     r = result
     print(
-        f"webhook-mcp delivery benchmark: {r['database']}, {r['events']:,} events x {r['body_bytes']} B, "
+        f"webhook-mcp delivery benchmark: {r['database']}, {r['events']:,} deliveries x {r['body_bytes']} B "
+        f"to {r['webhooks']} webhook{'s' if r['webhooks'] > 1 else ''}, "
         f"concurrency {r['max_concurrency']}, per-endpoint {r['per_endpoint_concurrency']}, "
         f"batch {r['batch_size']}, receiver {r['receiver']}"
     )
@@ -560,7 +592,7 @@ def print_report(result: dict[str, Any], checks: list[tuple[str, bool, str]]) ->
     if r.get("workers"):
         print(
             f"  deliver : {r['deliver_seconds']:.3f} s  ({r['deliveries_per_s']:,.0f} deliveries/s end to end, "
-            f"{r['workers']} worker processes)"
+            f"{r['workers']} worker processes; {r['counted_deliveries']:,} counted after every worker started)"
         )
         who = f"{r['workers']} workers"
     else:
@@ -608,6 +640,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--payload-bytes", type=int, default=1024, help="approximate envelope size per event (default 1024)"
     )
+    parser.add_argument(
+        "--webhooks",
+        type=int,
+        default=1,
+        help="spread the deliveries over this many webhooks (every event goes to each; default 1)",
+    )
     parser.add_argument("--publish-batch", type=int, default=1_000, help="events per publish_many call (default 1000)")
     parser.add_argument(
         "--concurrency", type=int, default=None, help="WEBHOOK_MCP_MAX_CONCURRENCY (default: the setting's, 128)"
@@ -651,6 +689,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the text report")
     args = parser.parse_args(argv)
+    if args.webhooks < 1 or args.events % args.webhooks or args.publish_batch % args.webhooks:
+        parser.error("--events and --publish-batch must be multiples of --webhooks")
+    if args.verify_every and args.webhooks > 1:
+        parser.error("--verify-every needs --webhooks 1 (the receiver checks one webhook's secret)")
     if args.events < 1 or args.publish_batch < 1:
         parser.error("--events and --publish-batch must be positive")
     return args
