@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 
 from conftest import Received, Receiver, make_settings, wait_until
 from webhook_mcp import Hub
+from webhook_mcp.dispatcher import UNRECORDED_BATCHES
 from webhook_mcp.store import AttemptRecord
 from webhook_mcp.tables import deliveries, delivery_attempts, events
 
@@ -839,10 +840,12 @@ async def test_unrecorded_results_limit_new_claims(
             hook = await hub.service.create_webhook(receiver.url, [EVENT])
             await hub.service.publish_many([(EVENT, data(hub), None)] * 40)
             await receiver.wait_for(4, timeout=5)
-            # Sent but unrecorded is what a crash would send again; it must stay bounded.
+            # Sent but unrecorded is what a crash would send again; it must stay bounded:
+            # max_concurrency + UNRECORDED_BATCHES * batch_size.
+            bound = 4 + UNRECORDED_BATCHES * 4
             with anyio.move_on_after(1.0):
-                await receiver.wait_for(4 + 4 + 1)
-            assert len(receiver.requests) <= 4 + 4
+                await receiver.wait_for(bound + 1)
+            assert len(receiver.requests) <= bound
         finally:
             writes_open.set()
         await wait_until(lambda: settled(hub, hook.id, {"succeeded": 40}), timeout=10)

@@ -11,7 +11,7 @@ import os
 import socket
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 
 from .errors import WebhookError
@@ -25,6 +25,10 @@ from .vault import Vault
 logger = logging.getLogger(__name__)
 
 FLUSH_INTERVAL = 0.05
+# Results sent but not yet written may reach this many batches (one being written, one gathering)
+# before sending slows down: a crash repeats at most max_concurrency + UNRECORDED_BATCHES * batch_size.
+UNRECORDED_BATCHES = 2
+BLOCKED_RETRY = 0.05
 PRUNE_INTERVAL = 300.0
 PRUNE_BATCH = 500
 DB_RETRY_DELAY = 0.5
@@ -69,12 +73,16 @@ class Dispatcher:
         self._has_results = asyncio.Event()
         self._results: list[AttemptRecord] = []
         self._tasks: dict[int, asyncio.Task[None]] = {}
-        self._in_flight: Counter[int] = Counter()
+        self._held: Counter[int] = Counter()  # per webhook: queued here or being sent
+        self._queued: dict[int, deque[ClaimedDelivery]] = {}
+        self._queued_total = 0
+        self._waiting: deque[int] = deque()  # webhooks with queued deliveries, in turn
         self._keys: dict[str, bytes] = {}
         self._vault = Vault(settings.secret_key)
         self._writing = 0
         self._max_tasks = settings.max_concurrency
         self._min_claim = max(1, min(settings.batch_size, settings.max_concurrency) // 4)
+        self._refill_at = settings.per_endpoint_concurrency // 2
         self._stopping = False
         self.delivered = 0
 
@@ -98,6 +106,7 @@ class Dispatcher:
             self._stopping = True
             pruner.cancel()
             listener.cancel()
+            await self._release_queued(set(self._queued))
             await self._finish_in_flight()
             # Let the flusher finish the write it may be in (never cancel a batch half-way).
             self._has_results.set()
@@ -111,11 +120,16 @@ class Dispatcher:
             await self._flush_remaining()
             logger.info("dispatcher %s stopped after %d successful deliveries", self.worker_id, self.delivered)
 
-    def _capacity(self) -> int:
-        """Free slots; finished results not yet written count too once they exceed a batch, so a
-        slow database throttles sending and a crash can only repeat what was truly in flight."""
+    def _unrecorded_excess(self) -> int:
+        """Results not yet written beyond their allowance count against sending and claiming: a
+        slow database throttles both, and a crash can only repeat a bounded number of sends."""
         backlog = len(self._results) + self._writing
-        return self.settings.max_concurrency - len(self._tasks) - max(0, backlog - self.settings.batch_size)
+        return max(0, backlog - UNRECORDED_BATCHES * self.settings.batch_size)
+
+    def _capacity(self) -> int:
+        """Room to lease: max_concurrency less what is being sent or queued here."""
+        held = len(self._tasks) + self._queued_total
+        return self.settings.max_concurrency - held - self._unrecorded_excess()
 
     async def _claim_loop(self) -> None:
         cfg = self.settings
@@ -124,7 +138,7 @@ class Dispatcher:
         while True:
             capacity = self._capacity()
             # Small claims cost a transaction each for little work: wait until a quarter is free.
-            if capacity <= 0 or (capacity < self._min_claim and self._tasks):
+            if capacity <= 0 or (capacity < self._min_claim and (self._tasks or self._queued_total)):
                 self._slot_free.clear()
                 await self._slot_free.wait()
                 continue
@@ -134,6 +148,7 @@ class Dispatcher:
             # Looking past endpoints at their limit can mean scanning their whole backlog: at
             # most once per poll interval, which bounds how long other endpoints wait behind them.
             look_past_full = now - last_deep_claim >= cfg.poll_interval
+            blocked: list[int] = []
             try:
                 claimed = await self.store.claim(
                     self.worker_id,
@@ -141,8 +156,9 @@ class Dispatcher:
                     now,
                     cfg.lease_seconds,
                     cfg.per_endpoint_concurrency,
-                    in_flight=self._in_flight,
+                    in_flight=self._held,
                     look_past_full=look_past_full,
+                    blocked=blocked,
                 )
             except Exception as exc:
                 # Whatever was claimed comes due again when its lease ends.
@@ -157,10 +173,64 @@ class Dispatcher:
                 logger.info("claiming deliveries works again after %d failed attempts", failures)
                 failures = 0
             for delivery in claimed:
-                self._in_flight[delivery.webhook_id] += 1
-                self._tasks[delivery.id] = asyncio.create_task(self._deliver(delivery))
+                hook = delivery.webhook_id
+                self._held[hook] += 1
+                queue = self._queued.get(hook)
+                if queue is None:
+                    queue = self._queued[hook] = deque()
+                    self._waiting.append(hook)
+                queue.append(delivery)
+            self._queued_total += len(claimed)
+            self._start_sends()
             if len(claimed) < want:
-                await self._wait_for_wake(cfg.poll_interval)
+                # Work another worker holds the lock or the slots of: look again soon, not at the
+                # next poll, or this worker would rarely get its share.
+                await self._wait_for_wake(min(BLOCKED_RETRY, cfg.poll_interval) if blocked else cfg.poll_interval)
+
+    def _start_sends(self) -> None:
+        """Send queued deliveries while the process's limit allows, taking the webhooks in turn
+        so one long queue does not keep the others waiting. (Each endpoint's limit was applied
+        when claiming: this worker never holds more of a webhook than it may send at once.)"""
+        limit = self.settings.max_concurrency - self._unrecorded_excess()
+        waiting = self._waiting
+        while waiting and len(self._tasks) < limit:
+            hook = waiting.popleft()
+            queue = self._queued.get(hook)
+            if not queue:
+                self._queued.pop(hook, None)
+                continue
+            delivery = queue.popleft()
+            self._queued_total -= 1
+            self._tasks[delivery.id] = asyncio.create_task(self._deliver(delivery))
+            if queue:
+                waiting.append(hook)
+            else:
+                del self._queued[hook]
+
+    async def forget_queued(self, webhook_id: int) -> None:
+        """The webhook was changed, disabled or deleted in this process: what is queued for it
+        goes back to the database (and is claimed again as the webhook now is)."""
+        await self._release_queued({webhook_id})
+
+    async def _release_queued(self, webhook_ids: set[int]) -> None:
+        """Hand queued, unsent deliveries back to the database (stopping, or their webhook was
+        disabled or deleted); if that fails they come due again when their lease ends."""
+        released: list[int] = []
+        for hook in webhook_ids:
+            queue = self._queued.pop(hook, None)
+            if not queue:
+                continue
+            released += [delivery.id for delivery in queue]
+            self._queued_total -= len(queue)
+            self._held[hook] -= len(queue)
+            if self._held[hook] <= 0:
+                del self._held[hook]
+        if not released:
+            return
+        try:
+            await self.store.release(released, self._clock())
+        except Exception as exc:
+            logger.warning("handing back %d queued deliveries failed (%s)", len(released), _brief(exc))
 
     async def _wait_for_wake(self, seconds: float) -> None:
         # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that
@@ -215,12 +285,14 @@ class Dispatcher:
             if len(self._results) >= self.settings.batch_size:
                 self._results_ready.set()
             hook = delivery.webhook_id
-            self._in_flight[hook] -= 1
-            left = self._in_flight[hook]
+            self._held[hook] -= 1
+            left = self._held[hook]
             if left <= 0:
-                del self._in_flight[hook]
-            if left == self.settings.per_endpoint_concurrency // 2:
+                del self._held[hook]
+            if left == self._refill_at:
                 self._wake.set()  # half the endpoint's slots are free: claim the next round
+            if self._waiting:
+                self._start_sends()
             self._slot_free.set()
 
     async def _flush_loop(self) -> None:
@@ -250,7 +322,7 @@ class Dispatcher:
         self._writing = len(batch)
         now = self._clock()
         try:
-            disabled = await self.store.record_attempts(batch, now, self.health)
+            recorded = await self.store.record_attempts(batch, now, self.health)
         except Exception as exc:
             logger.warning("writing %d delivery results failed (%s); will retry", len(batch), _brief(exc))
             self._results = batch + self._results
@@ -258,10 +330,13 @@ class Dispatcher:
         finally:
             self._writing = 0
         self.delivered += sum(1 for r in batch if r.success)
-        for hook_id in disabled:
+        for hook_id in recorded.disabled:
             logger.warning("webhook %s disabled after failed deliveries", hook_id)
+        if recorded.stopped & self._queued.keys():
+            await self._release_queued(set(recorded.stopped))
         self._schedule_retry_wake(batch, now)
         # The freed capacity can take more work at once.
+        self._start_sends()
         self._wake.set()
         self._slot_free.set()
         return True

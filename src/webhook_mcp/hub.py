@@ -44,6 +44,7 @@ class Hub:
             sender,
             settings,
             on_publish=dispatcher.wake if dispatcher else None,
+            on_change=dispatcher.forget_queued if dispatcher else None,
         )
 
     @classmethod

@@ -9,7 +9,7 @@ import math
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -114,6 +114,7 @@ class WebhookService:
         settings: Settings,
         *,
         on_publish: Callable[[], None] | None = None,
+        on_change: Callable[[int], Awaitable[None]] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -121,8 +122,15 @@ class WebhookService:
         self.sender = sender
         self.settings = settings
         self._on_publish = on_publish
+        self._on_change = on_change
         self._clock = clock
         self._vault = Vault(settings.secret_key)
+
+    async def _changed(self, webhook_id: int) -> None:
+        """Deliveries this process queued for the webhook would go out as it was (its old URL or
+        secret, or although it is disabled or gone): they go back to the database instead."""
+        if self._on_change is not None:
+            await self._on_change(webhook_id)
 
     def _model(self, row: Row[Any]) -> models.Webhook:
         return _webhook_model(row, self._vault, self._clock())
@@ -240,6 +248,7 @@ class WebhookService:
         row = await self.store.update_webhook(webhook_id, values)
         if row is None:
             raise NotFoundError(f"no webhook with id {webhook_id}; call list_webhooks to see the ids")
+        await self._changed(webhook_id)
         return self._model(row)
 
     async def set_enabled(self, webhook_id: int, enabled: bool, reason: str | None = None) -> models.Webhook:
@@ -248,6 +257,8 @@ class WebhookService:
             raise NotFoundError(f"no webhook with id {webhook_id}; call list_webhooks to see the ids")
         if enabled and self._on_publish:
             self._on_publish()
+        if not enabled:
+            await self._changed(webhook_id)
         return self._model(row)
 
     async def toggle_webhook(self, webhook_id: int) -> models.Webhook:
@@ -259,6 +270,7 @@ class WebhookService:
         if result is None:
             raise NotFoundError(f"no webhook with id {webhook_id}; call list_webhooks to see the ids")
         row, removed_deliveries, removed_attempts = result
+        await self._changed(webhook_id)
         return models.DeletedWebhook(
             id=webhook_id,
             deleted=True,
@@ -291,6 +303,7 @@ class WebhookService:
         if result is None:
             raise NotFoundError(f"no webhook with id {webhook_id}; call list_webhooks to see the ids")
         row, replaced_expiry = result
+        await self._changed(webhook_id)
         dropped = replaced_expiry is not None and replaced_expiry > now
         ends = models.to_datetime(expires)
         if ends is None:

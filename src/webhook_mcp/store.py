@@ -79,6 +79,12 @@ class ClaimedDelivery:
     previous_secret_expires_at: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    disabled: list[int]  # webhooks this batch disabled
+    stopped: frozenset[int]  # webhooks of the batch that are disabled or deleted now
+
+
 class Outcome(Protocol):
     """What the sender reports about one attempt (``sender.SendOutcome``)."""
 
@@ -556,6 +562,7 @@ class Store:
         *,
         in_flight: Mapping[int, int] | None = None,
         look_past_full: bool = True,
+        blocked: list[int] | None = None,
     ) -> list[ClaimedDelivery]:
         """Take up to ``limit`` due deliveries atomically; a claim is a lease that pushes the
         delivery's due time forward, so a crashed worker's deliveries come due again by themselves.
@@ -565,6 +572,10 @@ class Store:
         (PostgreSQL: a transaction advisory lock, taken with try so claimers never wait on each
         other; SQLite: the single writer), this worker's own from ``in_flight`` (its exact count,
         which unlike its leases drops the moment a send ends, before the result is written).
+
+        Webhooks with due work this claim could not take because another worker was claiming from
+        them at that moment, or holds their slots, are added to ``blocked``: worth another try
+        soon, or a worker that claims only when it polls would rarely get its share.
 
         The claim looks at a bounded window of the oldest due rows; when that window is all
         endpoints at their limit, ``look_past_full`` allows one more window past them, a scan that
@@ -590,11 +601,13 @@ class Store:
                     statement = sql.hooks if per_endpoint is None else sql.hooks_limited
                     params = {"ids": sql.ids(new_hooks), "owner": owner, "now": now}
                     # (id, url, secret, enabled, previous_secret, previous_secret_expires_at, busy)
-                    for found in _driver_rows(conn, statement, params):
+                    found_rows = _driver_rows(conn, statement, params)
+                    if blocked is not None and len(found_rows) < len(new_hooks):
+                        blocked.extend(set(new_hooks) - {found[0] for found in found_rows})
+                    for found in found_rows:
                         hooks[found[0]] = found
-                        room[found[0]] = (
-                            limit if per_endpoint is None else per_endpoint - own.get(found[0], 0) - found[6]
-                        )
+                        busy = own.get(found[0], 0) + found[6]
+                        room[found[0]] = limit if per_endpoint is None else per_endpoint - busy
                 for delivery_id, hook_id, _scanned in candidates:
                     hook = hooks.get(hook_id)
                     if hook is None or delivery_id in taken:
@@ -607,6 +620,8 @@ class Store:
                         picked.append(delivery_id)
                         taken.add(delivery_id)
                 full = [hook_id for hook_id, left in room.items() if left <= 0]
+                if blocked is not None:
+                    blocked.extend(hook_id for hook_id in full if hooks[hook_id][6] > 0)
                 if len(picked) >= limit or scanned < window or not full:
                     break
             if disabled:
@@ -660,11 +675,12 @@ class Store:
 
     async def record_attempts(
         self, records: Sequence[AttemptRecord], now: float, policy: HealthPolicy | None = None
-    ) -> list[int]:
+    ) -> Recorded:
         """Write a batch of attempts, their deliveries' next state and their webhooks' health in
-        one transaction; returns the ids of webhooks this batch disabled."""
+        one transaction; says which webhooks this batch disabled and which of its webhooks are
+        disabled or gone (a worker stops sending what it queued for them)."""
         if not records:
-            return []
+            return Recorded([], frozenset())
 
         sql = self._queue_sql
         rows = [
@@ -695,8 +711,11 @@ class Store:
             # (and must not fail the whole batch, other webhooks' results with it, for ever).
             live = [r for r in records if r.webhook_id in current]
             live_rows = rows if len(live) == len(records) else [row for row in rows if row["webhook_id"] in current]
+            stopped = ({r.webhook_id for r in records} - current.keys()) | {
+                hook_id for hook_id, row in current.items() if not row.enabled
+            }
             if not live:
-                return []
+                return Recorded([], frozenset(stopped))
             # Driver SQL, not SQLAlchemy statements: per-row parameter handling would cost more
             # than the rows themselves at dispatcher rates.
             if sql.finish is None:
@@ -706,10 +725,11 @@ class Store:
             self._roll_up(conn, live)
             real = [r for r in live if r.delivery_id is not None]
             if not real:
-                return []
+                return Recorded([], frozenset(stopped))
             if sql.finish is not None:
                 _driver_rows(conn, sql.finish, [row for row in live_rows if row["delivery_id"] is not None])
-            return self._update_health(conn, real, now, policy, current)
+            disabled = self._update_health(conn, real, now, policy, current)
+            return Recorded(disabled, frozenset(stopped.union(disabled)))
 
         return await self._write(work)
 
