@@ -453,6 +453,30 @@ async def test_webhook_deleted_while_its_delivery_is_in_flight(
         assert len((await hub.service.get_logs(other.id)).attempts) == 2
 
 
+async def test_changing_a_webhook_hands_back_what_was_queued_for_it(receiver: Receiver, database_url: str) -> None:
+    """Claimed but unsent deliveries would go out as the webhook was (old URL or secret, or
+    disabled): a change in this process gives them back to the database at once."""
+    from webhook_mcp.dispatcher import Dispatcher
+
+    async with Hub.open(make_settings(database_url), dispatch=False) as hub:
+        hook = await hub.service.create_webhook(receiver.url, [EVENT])
+        other = await hub.service.create_webhook(receiver.url, [EVENT])
+        await hub.service.publish_many([(EVENT, data(hub), None)] * 3)
+        dispatcher = Dispatcher(hub.store, hub.sender, hub.settings)
+        dispatcher._enqueue(await hub.store.claim(dispatcher.worker_id, 10, time.time(), 60))
+        hub.service._on_change = dispatcher.forget_queued
+
+        await hub.service.update_webhook(hook.id, description="moved")
+        rows = await delivery_rows(hub)
+        assert {(r.webhook_id, r.lease_owner is None, r.attempts) for r in rows} == {
+            (hook.id, True, 0),
+            (other.id, False, 1),
+        }
+        await hub.service.delete_webhook(other.id)
+        assert dispatcher._queued_total == 0 and not dispatcher._held
+        assert receiver.requests == []
+
+
 # --- idempotency ------------------------------------------------------------------------------------
 
 

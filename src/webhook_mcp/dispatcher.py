@@ -172,20 +172,23 @@ class Dispatcher:
             if failures:
                 logger.info("claiming deliveries works again after %d failed attempts", failures)
                 failures = 0
-            for delivery in claimed:
-                hook = delivery.webhook_id
-                self._held[hook] += 1
-                queue = self._queued.get(hook)
-                if queue is None:
-                    queue = self._queued[hook] = deque()
-                    self._waiting.append(hook)
-                queue.append(delivery)
-            self._queued_total += len(claimed)
+            self._enqueue(claimed)
             self._start_sends()
             if len(claimed) < want:
                 # Work another worker holds the lock or the slots of: look again soon, not at the
                 # next poll, or this worker would rarely get its share.
                 await self._wait_for_wake(min(BLOCKED_RETRY, cfg.poll_interval) if blocked else cfg.poll_interval)
+
+    def _enqueue(self, claimed: list[ClaimedDelivery]) -> None:
+        for delivery in claimed:
+            hook = delivery.webhook_id
+            self._held[hook] += 1
+            queue = self._queued.get(hook)
+            if queue is None:
+                queue = self._queued[hook] = deque()
+                self._waiting.append(hook)
+            queue.append(delivery)
+        self._queued_total += len(claimed)
 
     def _start_sends(self) -> None:
         """Send queued deliveries while the process's limit allows, taking the webhooks in turn
