@@ -23,7 +23,17 @@ from aiohttp import web
 from sqlalchemy import and_, exists, func, select
 
 from conftest import Received, make_settings, wait_until
-from test_worker import EVENT, IdLog, ReceiverFactory, Worker, delivery_states, terminate, worker_env, workers
+from test_worker import (
+    EVENT,
+    MAX_CONCURRENCY,
+    IdLog,
+    ReceiverFactory,
+    Worker,
+    delivery_states,
+    terminate,
+    worker_env,
+    workers,
+)
 from webhook_mcp import Hub
 from webhook_mcp.tables import deliveries, delivery_attempts
 
@@ -191,7 +201,14 @@ async def test_worker_killed_on_postgres_loses_nothing(
     async with Hub.open(make_settings(postgres_url), dispatch=False) as hub:
         await hub.service.create_webhook(receiver.url, [EVENT])
         ids = await publish_events(hub, total, 1)
-        env = worker_env(postgres_url, WEBHOOK_MCP_LEASE_SECONDS=str(LEASE), WEBHOOK_MCP_DELIVERY_TIMEOUT="2")
+        # The endpoint's limit is twice what one worker may send, so both workers always hold some
+        # of its slots (with equal limits whoever holds them all can keep them: see the README).
+        env = worker_env(
+            postgres_url,
+            WEBHOOK_MCP_LEASE_SECONDS=str(LEASE),
+            WEBHOOK_MCP_DELIVERY_TIMEOUT="2",
+            WEBHOOK_MCP_PER_ENDPOINT_CONCURRENCY=str(2 * MAX_CONCURRENCY),
+        )
 
         async with workers(tmp_path, env, 2) as (doomed, survivor):
             doomed_id, survivor_id = await dispatcher_ids([doomed, survivor])
@@ -204,7 +221,8 @@ async def test_worker_killed_on_postgres_loses_nothing(
                 held = await hub.store.scalar(
                     select(func.count()).select_from(deliveries).where(d.lease_owner == doomed_id)
                 )
-                return bool(held)
+                # Well inside a round, so the kill cannot miss every lease by a hair.
+                return held >= MAX_CONCURRENCY // 4
 
             await wait_until(doomed_busy_mid_backlog, timeout=30, interval=0.02)
             assert doomed.proc.returncode is None, doomed.output()
