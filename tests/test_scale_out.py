@@ -382,7 +382,12 @@ async def test_workers_survive_a_postgres_restart(
     async with Hub.open(make_settings(url), dispatch=False) as hub:
         await hub.service.create_webhook(receiver.url, [EVENT])
         ids = await publish_events(hub, total, 1)
-        env = worker_env(url, WEBHOOK_MCP_LEASE_SECONDS=str(LEASE), WEBHOOK_MCP_DELIVERY_TIMEOUT="2")
+        env = worker_env(
+            url,
+            WEBHOOK_MCP_LEASE_SECONDS=str(LEASE),
+            WEBHOOK_MCP_DELIVERY_TIMEOUT="2",
+            WEBHOOK_MCP_PER_ENDPOINT_CONCURRENCY=str(2 * MAX_CONCURRENCY),  # both hold slots: see the kill test
+        )
 
         async with workers(tmp_path, env, 2) as pair:
             owners = set(await dispatcher_ids(pair))
