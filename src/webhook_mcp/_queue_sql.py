@@ -62,9 +62,9 @@ def _ranked(window: str, per_hook: str) -> str:
     costs the claim a few rows, not a whole window of rows it has no room for. ``scanned`` tells
     whether the window was full (more may be due behind it)."""
     return (
-        "SELECT id, webhook_id, scanned FROM (SELECT id, webhook_id, next_attempt_at, count(*) OVER () AS scanned, "
-        f"row_number() OVER (PARTITION BY webhook_id ORDER BY next_attempt_at, id) AS k FROM ({window}) AS due) "
-        f"AS ranked WHERE k <= {per_hook} ORDER BY next_attempt_at, id"
+        "SELECT id, webhook_id, next_attempt_at, scanned FROM (SELECT id, webhook_id, next_attempt_at, "
+        "count(*) OVER () AS scanned, row_number() OVER (PARTITION BY webhook_id ORDER BY next_attempt_at, id) "
+        f"AS k FROM ({window}) AS due) AS ranked WHERE k <= {per_hook}"
     )
 
 
@@ -72,7 +72,9 @@ def _ranked(window: str, per_hook: str) -> str:
 class QueueSql:
     """``ids(values)`` turns a list into the dialect's list parameter."""
 
-    due: str
+    # (id, webhook_id, scanned, locked): the due window, each webhook's claim lock tried once
+    # when ``lock``; whoever held a lock before has committed before ``hooks_limited`` counts.
+    scan: str
     hooks: str
     hooks_limited: str
     lease: str
@@ -90,20 +92,25 @@ class QueueSql:
 
 
 POSTGRES = QueueSql(
-    due=_ranked(
-        "SELECT id, webhook_id, next_attempt_at FROM deliveries WHERE state = 'pending' "
-        "AND next_attempt_at <= %(now)s AND webhook_id <> ALL(%(full)s::integer[]) "
-        "ORDER BY next_attempt_at LIMIT %(window)s",
-        "%(per_hook)s",
+    # MATERIALIZED: each lock is tried exactly once, whatever the plan.
+    scan=(
+        "WITH due AS MATERIALIZED ("
+        + _ranked(
+            "SELECT id, webhook_id, next_attempt_at FROM deliveries WHERE state = 'pending' "
+            "AND next_attempt_at <= %(now)s AND webhook_id <> ALL(%(full)s::integer[]) "
+            "ORDER BY next_attempt_at LIMIT %(window)s",
+            "%(per_hook)s",
+        )
+        + "), locked AS MATERIALIZED (SELECT id FROM (SELECT DISTINCT webhook_id AS id FROM due) AS hooks "
+        f"WHERE NOT %(lock)s OR pg_try_advisory_xact_lock({CLAIM_LOCK_SPACE}, id)) "
+        "SELECT due.id, due.webhook_id, due.scanned, locked.id IS NOT NULL FROM due "
+        "LEFT JOIN locked ON locked.id = due.webhook_id ORDER BY due.next_attempt_at, due.id"
     ),
     hooks=f"SELECT {_HOOK_COLUMNS}, 0 AS busy FROM webhooks AS w WHERE w.id = ANY(%(ids)s::integer[])",
-    # MATERIALIZED: each lock is tried exactly once, before the join, whatever the plan.
     hooks_limited=(
-        "WITH locked AS MATERIALIZED (SELECT id FROM unnest(%(ids)s::integer[]) AS id "
-        f"WHERE pg_try_advisory_xact_lock({CLAIM_LOCK_SPACE}, id)) "
         f"SELECT {_HOOK_COLUMNS}, "
         + _BUSY_ELSEWHERE.format(hint="", owner="%(owner)s", now="%(now)s")
-        + " FROM webhooks AS w JOIN locked ON locked.id = w.id"
+        + " FROM webhooks AS w WHERE w.id = ANY(%(ids)s::integer[])"
     ),
     # Re-checked under the row lock: another worker may have taken a row since the scan.
     lease=(
@@ -118,7 +125,6 @@ POSTGRES = QueueSql(
         "UPDATE deliveries SET state = 'held', lease_owner = NULL, updated_at = %(now)s "
         "WHERE id = ANY(%(ids)s::bigint[])"
     ),
-    # Attempt ids follow the batch's order; a delivery twice in one batch ends as its last record says.
     # One JSON document for the whole batch (encoded in C, parsed in C); attempt ids follow the
     # batch's order; a delivery twice in one batch ends as its last record says.
     log_attempts=(
@@ -139,13 +145,18 @@ POSTGRES = QueueSql(
 _SQLITE_LIST = "(SELECT value FROM json_each({}))"
 
 SQLITE = QueueSql(
-    due=_ranked(
-        "SELECT id, webhook_id, next_attempt_at FROM deliveries WHERE state = 'pending' AND next_attempt_at <= :now "
-        f"AND webhook_id NOT IN {_SQLITE_LIST.format(':full')} ORDER BY next_attempt_at LIMIT :window",
-        ":per_hook",
+    # The claim's transaction is SQLite's only writer: no lock to take.
+    scan=(
+        "SELECT id, webhook_id, scanned, 1 FROM ("
+        + _ranked(
+            "SELECT id, webhook_id, next_attempt_at FROM deliveries WHERE state = 'pending' "
+            f"AND next_attempt_at <= :now AND webhook_id NOT IN {_SQLITE_LIST.format(':full')} "
+            "ORDER BY next_attempt_at LIMIT :window",
+            ":per_hook",
+        )
+        + ") ORDER BY next_attempt_at, id"
     ),
     hooks=f"SELECT {_HOOK_COLUMNS}, 0 AS busy FROM webhooks AS w WHERE w.id IN {_SQLITE_LIST.format(':ids')}",
-    # The claim's transaction is SQLite's only writer: no lock to take.
     hooks_limited=(
         f"SELECT {_HOOK_COLUMNS}, "
         + _BUSY_ELSEWHERE.format(hint=" INDEXED BY ix_deliveries_leased", owner=":owner", now=":now")

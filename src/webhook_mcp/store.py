@@ -33,6 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from ._hot_sql import ConnectionTransaction, HotTransaction, PipelinedRunner, driver_rows
 from ._queue_sql import POSTGRES, SQLITE
 from .database import READ_ONLY_OPTION
 from .tables import (
@@ -189,23 +190,6 @@ def new_event_id() -> str:
     return "evt_" + uuid.uuid4().hex
 
 
-def _driver_rows(
-    conn: Connection, statement: str, params: Mapping[str, Any] | Sequence[Mapping[str, Any]]
-) -> list[tuple[Any, ...]]:
-    """Run on the driver's own cursor (in the transaction ``conn`` holds): the hot statements'
-    rows are plain tuples, without SQLAlchemy's per-statement context and per-row objects. A list
-    of parameter sets is an executemany."""
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        if isinstance(params, Mapping):
-            cursor.execute(statement, params)
-        else:
-            cursor.executemany(statement, params)
-        return list(cursor.fetchall()) if cursor.description else []
-    finally:
-        cursor.close()
-
-
 def _storable(text: str) -> str:
     """PostgreSQL text cannot hold NUL, and a receiver's answer may contain anything."""
     return text.replace("\x00", "\ufffd") if "\x00" in text else text
@@ -253,8 +237,11 @@ class Store:
         )
 
         self._queue_sql = POSTGRES if self.is_postgres else SQLITE
+        self._pipelined = PipelinedRunner(engine) if self.is_postgres else None
 
     async def close(self) -> None:
+        if self._pipelined is not None:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._pipelined.close)
         await asyncio.get_running_loop().run_in_executor(self._executor, self.engine.dispose)
         self._executor.shutdown(wait=True)
 
@@ -264,6 +251,12 @@ class Store:
                 return work(conn)
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, transaction)
+
+    async def _hot(self, work: Callable[[HotTransaction], T]) -> T:
+        """A dispatcher transaction: pipelined on PostgreSQL (see ``_hot_sql``)."""
+        if self._pipelined is None:
+            return await self._write(lambda conn: work(ConnectionTransaction(conn)))
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._pipelined.run, work)
 
     async def _read(self, work: Callable[[Connection], T]) -> T:
         def read() -> T:
@@ -585,7 +578,7 @@ class Store:
         sql = self._queue_sql
         own = in_flight or {}
 
-        def work(conn: Connection) -> Any:
+        def work(tx: HotTransaction) -> Any:
             hooks: dict[int, tuple[Any, ...]] = {}
             room: dict[int, int] = {}
             picked: list[int] = []
@@ -593,22 +586,29 @@ class Store:
             disabled: list[int] = []
             full: list[int] = []
             for _ in range(2 if look_past_full and per_endpoint is not None else 1):
-                params = {"now": now, "window": window, "full": sql.ids(full), "per_hook": per_hook}
-                candidates = _driver_rows(conn, sql.due, params)  # (id, webhook_id, scanned)
+                params = {
+                    "now": now,
+                    "window": window,
+                    "full": sql.ids(full),
+                    "per_hook": per_hook,
+                    "lock": per_endpoint is not None,
+                }
+                # (id, webhook_id, scanned, locked): a webhook another claimer is taking from is not locked.
+                candidates = tx.fetch(sql.scan, params)
                 scanned = candidates[0][2] if candidates else 0
-                new_hooks = sorted({row[1] for row in candidates} - hooks.keys())
+                locked = {row[1] for row in candidates if row[3]}
+                if blocked is not None:
+                    blocked.extend({row[1] for row in candidates if not row[3]} - hooks.keys())
+                new_hooks = sorted(locked - hooks.keys())
                 if new_hooks:
                     statement = sql.hooks if per_endpoint is None else sql.hooks_limited
                     params = {"ids": sql.ids(new_hooks), "owner": owner, "now": now}
                     # (id, url, secret, enabled, previous_secret, previous_secret_expires_at, busy)
-                    found_rows = _driver_rows(conn, statement, params)
-                    if blocked is not None and len(found_rows) < len(new_hooks):
-                        blocked.extend(set(new_hooks) - {found[0] for found in found_rows})
-                    for found in found_rows:
+                    for found in tx.fetch(statement, params):
                         hooks[found[0]] = found
                         busy = own.get(found[0], 0) + found[6]
                         room[found[0]] = limit if per_endpoint is None else per_endpoint - busy
-                for delivery_id, hook_id, _scanned in candidates:
+                for delivery_id, hook_id, _scanned, _locked in candidates:
                     hook = hooks.get(hook_id)
                     if hook is None or delivery_id in taken:
                         continue  # another claimer holds this webhook's lock right now
@@ -625,18 +625,20 @@ class Store:
                 if len(picked) >= limit or scanned < window or not full:
                     break
             if disabled:
-                _driver_rows(conn, sql.hold, {"ids": sql.ids(disabled), "now": now})
+                tx.send(sql.hold, {"ids": sql.ids(disabled), "now": now})
             if not picked:
                 return []
             # (id, webhook_id, event_id, attempts[, type, body])
-            claimed = _driver_rows(
-                conn, sql.lease, {"ids": sql.ids(picked), "now": now, "until": now + lease, "owner": owner}
+            claimed = tx.fetch(
+                sql.lease,
+                {"ids": sql.ids(picked), "now": now, "until": now + lease, "owner": owner},
+                last=sql.bodies is None,
             )
             if sql.bodies is None:
                 bodies = {row[2]: (row[4], row[5]) for row in claimed}
             else:
                 event_ids = sql.ids(list({row[2] for row in claimed}))
-                bodies = {row[0]: (row[1], row[2]) for row in _driver_rows(conn, sql.bodies, {"ids": event_ids})}
+                bodies = {row[0]: (row[1], row[2]) for row in tx.fetch(sql.bodies, {"ids": event_ids}, last=True)}
             result = []
             for delivery_id, hook_id, event_id, attempts, *_ in sorted(claimed):
                 _id, url, secret, _enabled, previous_secret, previous_expires, _busy = hooks[hook_id]
@@ -657,7 +659,7 @@ class Store:
                 )
             return result
 
-        return await self._write(work)
+        return await self._hot(work)
 
     async def release(self, delivery_ids: Sequence[int], now: float) -> None:
         """Hand back claimed deliveries untouched (the attempt was never made)."""
@@ -719,15 +721,15 @@ class Store:
             # Driver SQL, not SQLAlchemy statements: per-row parameter handling would cost more
             # than the rows themselves at dispatcher rates.
             if sql.finish is None:
-                _driver_rows(conn, sql.log_attempts, {"rows": json.dumps(live_rows), "now": now})
+                driver_rows(conn, sql.log_attempts, {"rows": json.dumps(live_rows), "now": now})
             else:
-                _driver_rows(conn, sql.log_attempts, live_rows)
+                driver_rows(conn, sql.log_attempts, live_rows)
             self._roll_up(conn, live)
             real = [r for r in live if r.delivery_id is not None]
             if not real:
                 return Recorded([], frozenset(stopped))
             if sql.finish is not None:
-                _driver_rows(conn, sql.finish, [row for row in live_rows if row["delivery_id"] is not None])
+                driver_rows(conn, sql.finish, [row for row in live_rows if row["delivery_id"] is not None])
             disabled = self._update_health(conn, real, now, policy, current)
             return Recorded(disabled, frozenset(stopped.union(disabled)))
 
@@ -763,7 +765,7 @@ class Store:
                 row["last_success_at"] = max(row["last_success_at"] or 0.0, r.created_at)
             else:
                 row["last_failure_at"] = max(row["last_failure_at"] or 0.0, r.created_at)
-        _driver_rows(conn, self._roll_up_sql, [rollups[key] for key in sorted(rollups)])
+        driver_rows(conn, self._roll_up_sql, [rollups[key] for key in sorted(rollups)])
 
     def _lock_webhooks(self, conn: Connection, webhook_ids: Iterable[int]) -> dict[int, Any]:
         """The batch's webhooks that still exist, with their health counters. On PostgreSQL they
