@@ -42,8 +42,9 @@ class HotTransaction(Protocol):
         the commit goes out with it (and the rows come back committed)."""
         ...
 
-    def send(self, statement: str, params: Params) -> None:
-        """A statement whose result is not needed: on PostgreSQL it waits for the next fetch."""
+    def send(self, statement: str, params: Params | Sequence[Params]) -> None:
+        """A statement whose result is not needed (a list of parameter sets: an executemany); on
+        PostgreSQL it travels with the next fetch or the commit."""
         ...
 
 
@@ -56,7 +57,7 @@ class ConnectionTransaction:
     def fetch(self, statement: str, params: Params, *, last: bool = False) -> list[tuple[Any, ...]]:
         return driver_rows(self._conn, statement, params)
 
-    def send(self, statement: str, params: Params) -> None:
+    def send(self, statement: str, params: Params | Sequence[Params]) -> None:
         driver_rows(self._conn, statement, params)
 
 
@@ -76,10 +77,13 @@ class _PipelinedTransaction:
             self._pipeline.sync()
         return list(cursor.fetchall()) if cursor.description else []
 
-    def send(self, statement: str, params: Params) -> None:
+    def send(self, statement: str, params: Params | Sequence[Params]) -> None:
         if self.committed:
             raise RuntimeError("this transaction has already committed")
-        self._connection.execute(statement, params)
+        if isinstance(params, Mapping):
+            self._connection.execute(statement, params)
+        else:
+            self._connection.cursor().executemany(statement, params)
 
     def commit(self) -> None:
         self._connection.execute("COMMIT")

@@ -84,6 +84,13 @@ class QueueSql:
     # SQLite runs ``log_attempts`` then ``finish`` as executemany (C loops in the sqlite3 module).
     log_attempts: str
     finish: str | None
+    # (id, enabled, consecutive_failures, failing_since, last_success_at, last_failure_at): on
+    # PostgreSQL locked in id order, as every writer of webhooks and then deliveries does.
+    lock_hooks: str
+    health: str
+    disable: str
+    # A disabled webhook's waiting deliveries, but not those in flight (their results hold them).
+    hold_waiting: str
     is_postgres: bool
 
     def ids(self, values: Sequence[int]) -> str:
@@ -139,6 +146,23 @@ POSTGRES = QueueSql(
         "updated_at = %(now)s, completed_at = last.completed_at FROM last WHERE d.id = last.delivery_id"
     ),
     finish=None,
+    lock_hooks=(
+        "SELECT id, enabled, consecutive_failures, failing_since, last_success_at, last_failure_at FROM webhooks "
+        "WHERE id = ANY(%(ids)s::integer[]) ORDER BY id FOR NO KEY UPDATE"
+    ),
+    health=(
+        "UPDATE webhooks SET consecutive_failures = %(consecutive_failures)s, failing_since = %(failing_since)s, "
+        "last_success_at = %(last_success_at)s, last_failure_at = %(last_failure_at)s WHERE id = %(id)s"
+    ),
+    disable=(
+        "UPDATE webhooks SET enabled = false, disabled_reason = %(reason)s, disabled_at = %(now)s, "
+        "updated_at = %(now)s WHERE id = %(id)s"
+    ),
+    hold_waiting=(
+        "UPDATE deliveries SET state = 'held', lease_owner = NULL, updated_at = %(now)s "
+        "WHERE webhook_id = ANY(%(ids)s::integer[]) AND state = 'pending' "
+        "AND NOT (lease_owner IS NOT NULL AND next_attempt_at > %(now)s)"
+    ),
     is_postgres=True,
 )
 
@@ -179,6 +203,23 @@ SQLITE = QueueSql(
         "UPDATE deliveries SET lease_owner = NULL, state = :next_state, next_attempt_at = :next_attempt_at, "
         "last_status = :status_code, last_error = :error, updated_at = :now, completed_at = :completed_at "
         "WHERE id = :delivery_id"
+    ),
+    lock_hooks=(
+        "SELECT id, enabled, consecutive_failures, failing_since, last_success_at, last_failure_at FROM webhooks "
+        f"WHERE id IN {_SQLITE_LIST.format(':ids')} ORDER BY id"
+    ),
+    health=(
+        "UPDATE webhooks SET consecutive_failures = :consecutive_failures, failing_since = :failing_since, "
+        "last_success_at = :last_success_at, last_failure_at = :last_failure_at WHERE id = :id"
+    ),
+    disable=(
+        "UPDATE webhooks SET enabled = 0, disabled_reason = :reason, disabled_at = :now, updated_at = :now "
+        "WHERE id = :id"
+    ),
+    hold_waiting=(
+        "UPDATE deliveries SET state = 'held', lease_owner = NULL, updated_at = :now "
+        f"WHERE webhook_id IN {_SQLITE_LIST.format(':ids')} AND state = 'pending' "
+        "AND NOT (lease_owner IS NOT NULL AND next_attempt_at > :now)"
     ),
     is_postgres=False,
 )

@@ -9,7 +9,7 @@ import logging
 import math
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -20,7 +20,6 @@ from sqlalchemy import (
     Engine,
     Executable,
     Row,
-    and_,
     case,
     delete,
     func,
@@ -206,6 +205,88 @@ def _duration(seconds: float) -> str:
     return f"{seconds:g} seconds"
 
 
+def _rollups(records: Sequence[AttemptRecord]) -> list[dict[str, Any]]:
+    """The batch's additions to the hourly rollups (written in the batch's own transaction, so
+    they never drift from the logs), in key order so concurrent writers cannot deadlock."""
+    rollups: dict[tuple[int, float], dict[str, Any]] = {}
+    for r in records:
+        key = (r.webhook_id, r.created_at // 3600 * 3600)
+        row = rollups.get(key)
+        if row is None:
+            row = rollups[key] = dict.fromkeys(HISTOGRAM_COLUMNS, 0) | {
+                "webhook_id": key[0],
+                "hour": key[1],
+                "attempts": 0,
+                "succeeded": 0,
+                "tests": 0,
+                "deliveries_succeeded": 0,
+                "total_ms": 0.0,
+                "last_success_at": None,
+                "last_failure_at": None,
+            }
+        row["attempts"] += 1
+        row["total_ms"] += r.response_ms
+        row[HISTOGRAM_COLUMNS[bisect.bisect_left(LATENCY_BUCKETS_MS, r.response_ms)]] += 1
+        if r.is_test:
+            row["tests"] += 1
+        if r.success:
+            row["succeeded"] += 1
+            row["deliveries_succeeded"] += not r.is_test
+            row["last_success_at"] = max(row["last_success_at"] or 0.0, r.created_at)
+        else:
+            row["last_failure_at"] = max(row["last_failure_at"] or 0.0, r.created_at)
+    return [rollups[key] for key in sorted(rollups)]
+
+
+def _health(
+    records: Sequence[AttemptRecord], now: float, policy: HealthPolicy | None, current: Mapping[int, tuple[Any, ...]]
+) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
+    """Each webhook's health counters after the batch (from ``current``, its locked row), and the
+    webhooks the batch disables, with the reason: the endpoint said it is gone, or every delivery
+    has failed for the policy's time."""
+    by_hook: dict[int, list[AttemptRecord]] = defaultdict(list)
+    for record in sorted(records, key=lambda r: r.webhook_id):
+        by_hook[record.webhook_id].append(record)
+    health: list[dict[str, Any]] = []
+    disabled: list[tuple[int, str]] = []
+    for hook_id, batch in by_hook.items():
+        _id, enabled, failures, failing_since, last_success, last_failure = current[hook_id]
+        gone_reason = None
+        for record in sorted(batch, key=lambda r: r.created_at):
+            if record.success:
+                failures, failing_since, last_success = 0, None, record.created_at
+            else:
+                failures += 1
+                failing_since = failing_since or record.created_at
+                last_failure = record.created_at
+                gone_reason = record.disable_reason or gone_reason
+        health.append(
+            {
+                "id": hook_id,
+                "consecutive_failures": failures,
+                "failing_since": failing_since,
+                "last_success_at": last_success,
+                "last_failure_at": last_failure,
+            }
+        )
+        reason = gone_reason
+        if (
+            reason is None
+            and policy is not None
+            and failing_since is not None
+            and failures >= policy.min_failures
+            and now - failing_since >= policy.auto_disable_after
+        ):
+            reason = (
+                f"auto-disabled: every delivery failed for {_duration(policy.auto_disable_after)} "
+                f"({failures} failures in a row); "
+                "fix the endpoint, check it with test_webhook, then toggle_webhook to re-enable"
+            )
+        if reason is not None and enabled:
+            disabled.append((hook_id, reason))
+    return health, disabled
+
+
 T = TypeVar("T")
 
 
@@ -344,19 +425,15 @@ class Store:
 
         return await self._write(work)
 
-    @staticmethod
-    def _move_waiting(conn: Connection, webhook_ids: Sequence[int], enabled: bool, now: float) -> None:
+    def _move_waiting(self, conn: Connection, webhook_ids: Sequence[int], enabled: bool, now: float) -> None:
         """Deliveries in flight (leased) are left alone: recording their result holds them if the
         webhook is still disabled, and nothing is sent twice by a quick disable and enable."""
+        if not enabled:
+            driver_rows(conn, self._queue_sql.hold_waiting, {"ids": self._queue_sql.ids(webhook_ids), "now": now})
+            return
         d = deliveries.c
-        if enabled:
-            query = update(deliveries).where(d.webhook_id.in_(webhook_ids), d.state == "held")
-            values: dict[str, Any] = {"state": "pending", "next_attempt_at": now}
-        else:
-            leased = and_(d.lease_owner.is_not(None), d.next_attempt_at > now)
-            query = update(deliveries).where(d.webhook_id.in_(webhook_ids), d.state == "pending", ~leased)
-            values = {"state": "held", "lease_owner": None}
-        conn.execute(query.values(updated_at=now, **values))
+        query = update(deliveries).where(d.webhook_id.in_(webhook_ids), d.state == "held")
+        conn.execute(query.values(updated_at=now, state="pending", next_attempt_at=now))
 
     async def delete_webhook(self, webhook_id: int) -> tuple[Row[Any], int, int] | None:
         if not 0 < webhook_id <= MAX_WEBHOOK_ID:
@@ -707,138 +784,42 @@ class Store:
             for r in records
         ]
 
-        def work(conn: Connection) -> Any:
-            current = self._lock_webhooks(conn, {r.webhook_id for r in records})
+        def work(tx: HotTransaction) -> Any:
+            ids = sql.ids(sorted({r.webhook_id for r in records}))
+            current = {row[0]: row for row in tx.fetch(sql.lock_hooks, {"ids": ids})}
             # A webhook deleted while its delivery was in flight: its late result has nowhere to go
             # (and must not fail the whole batch, other webhooks' results with it, for ever).
             live = [r for r in records if r.webhook_id in current]
             live_rows = rows if len(live) == len(records) else [row for row in rows if row["webhook_id"] in current]
             stopped = ({r.webhook_id for r in records} - current.keys()) | {
-                hook_id for hook_id, row in current.items() if not row.enabled
+                hook_id for hook_id, row in current.items() if not row[1]
             }
             if not live:
                 return Recorded([], frozenset(stopped))
             # Driver SQL, not SQLAlchemy statements: per-row parameter handling would cost more
             # than the rows themselves at dispatcher rates.
             if sql.finish is None:
-                driver_rows(conn, sql.log_attempts, {"rows": json.dumps(live_rows), "now": now})
+                tx.send(sql.log_attempts, {"rows": json.dumps(live_rows), "now": now})
             else:
-                driver_rows(conn, sql.log_attempts, live_rows)
-            self._roll_up(conn, live)
+                tx.send(sql.log_attempts, live_rows)
+            tx.send(self._roll_up_sql, _rollups(live))
             real = [r for r in live if r.delivery_id is not None]
             if not real:
                 return Recorded([], frozenset(stopped))
             if sql.finish is not None:
-                driver_rows(conn, sql.finish, [row for row in live_rows if row["delivery_id"] is not None])
-            disabled = self._update_health(conn, real, now, policy, current)
-            return Recorded(disabled, frozenset(stopped.union(disabled)))
+                tx.send(sql.finish, [row for row in live_rows if row["delivery_id"] is not None])
+            health, disabled = _health(real, now, policy, current)
+            tx.send(sql.health, health)
+            if disabled:
+                tx.send(sql.disable, [{"id": hook_id, "reason": reason, "now": now} for hook_id, reason in disabled])
+            disabled_now = [hook_id for hook_id, _reason in disabled] + [
+                hook_id for hook_id, row in current.items() if not row[1]
+            ]
+            if disabled_now:
+                tx.send(sql.hold_waiting, {"ids": sql.ids(disabled_now), "now": now})
+            return Recorded([hook_id for hook_id, _reason in disabled], frozenset(stopped.union(disabled_now)))
 
-        return await self._write(work)
-
-    def _roll_up(self, conn: Connection, records: Sequence[AttemptRecord]) -> None:
-        """Add the batch to the hourly rollups (in the batch's own transaction, so they never drift
-        from the logs); rows are written in key order so concurrent writers cannot deadlock."""
-        rollups: dict[tuple[int, float], dict[str, Any]] = {}
-        for r in records:
-            key = (r.webhook_id, r.created_at // 3600 * 3600)
-            row = rollups.get(key)
-            if row is None:
-                row = rollups[key] = dict.fromkeys(HISTOGRAM_COLUMNS, 0) | {
-                    "webhook_id": key[0],
-                    "hour": key[1],
-                    "attempts": 0,
-                    "succeeded": 0,
-                    "tests": 0,
-                    "deliveries_succeeded": 0,
-                    "total_ms": 0.0,
-                    "last_success_at": None,
-                    "last_failure_at": None,
-                }
-            row["attempts"] += 1
-            row["total_ms"] += r.response_ms
-            row[HISTOGRAM_COLUMNS[bisect.bisect_left(LATENCY_BUCKETS_MS, r.response_ms)]] += 1
-            if r.is_test:
-                row["tests"] += 1
-            if r.success:
-                row["succeeded"] += 1
-                row["deliveries_succeeded"] += not r.is_test
-                row["last_success_at"] = max(row["last_success_at"] or 0.0, r.created_at)
-            else:
-                row["last_failure_at"] = max(row["last_failure_at"] or 0.0, r.created_at)
-        driver_rows(conn, self._roll_up_sql, [rollups[key] for key in sorted(rollups)])
-
-    def _lock_webhooks(self, conn: Connection, webhook_ids: Iterable[int]) -> dict[int, Any]:
-        """The batch's webhooks that still exist, with their health counters. On PostgreSQL they
-        are locked first, in id order, as every writer of webhooks and then deliveries does: workers
-        on other machines update the same counters (no failure is lost between read and write),
-        and a concurrent delete_webhook either finishes first (its rows are skipped) or waits. NO KEY
-        UPDATE does not conflict with the key-share locks the attempt rows' foreign keys take."""
-        health = select(
-            webhooks.c.id,
-            webhooks.c.enabled,
-            webhooks.c.consecutive_failures,
-            webhooks.c.failing_since,
-            webhooks.c.last_success_at,
-            webhooks.c.last_failure_at,
-        ).where(webhooks.c.id.in_(sorted(webhook_ids)))
-        if self.is_postgres:
-            health = health.order_by(webhooks.c.id).with_for_update(key_share=True)
-        return {row.id: row for row in conn.execute(health)}
-
-    def _update_health(
-        self,
-        conn: Connection,
-        records: Sequence[AttemptRecord],
-        now: float,
-        policy: HealthPolicy | None,
-        current: Mapping[int, Any],
-    ) -> list[int]:
-        by_hook: dict[int, list[AttemptRecord]] = defaultdict(list)
-        for record in sorted(records, key=lambda r: r.webhook_id):
-            by_hook[record.webhook_id].append(record)
-        disabled: list[int] = []
-        for hook_id, batch in by_hook.items():
-            row = current.get(hook_id)
-            if row is None:
-                continue
-            failures, failing_since = row.consecutive_failures, row.failing_since
-            last_success, last_failure = row.last_success_at, row.last_failure_at
-            gone_reason = None
-            for record in sorted(batch, key=lambda r: r.created_at):
-                if record.success:
-                    failures, failing_since, last_success = 0, None, record.created_at
-                else:
-                    failures += 1
-                    failing_since = failing_since or record.created_at
-                    last_failure = record.created_at
-                    gone_reason = record.disable_reason or gone_reason
-            values: dict[str, Any] = {
-                "consecutive_failures": failures,
-                "failing_since": failing_since,
-                "last_success_at": last_success,
-                "last_failure_at": last_failure,
-            }
-            reason = gone_reason
-            if (
-                reason is None
-                and policy is not None
-                and failing_since is not None
-                and failures >= policy.min_failures
-                and now - failing_since >= policy.auto_disable_after
-            ):
-                reason = (
-                    f"auto-disabled: every delivery failed for {_duration(policy.auto_disable_after)} "
-                    f"({failures} failures in a row); "
-                    "fix the endpoint, check it with test_webhook, then toggle_webhook to re-enable"
-                )
-            if reason is not None and row.enabled:
-                values.update(enabled=False, disabled_reason=reason, disabled_at=now, updated_at=now)
-                disabled.append(hook_id)
-            conn.execute(update(webhooks).where(webhooks.c.id == hook_id).values(**values))
-        disabled_now = disabled + [hook_id for hook_id, row in current.items() if not row.enabled]
-        if disabled_now:
-            self._move_waiting(conn, disabled_now, enabled=False, now=now)
-        return disabled
+        return await self._hot(work)
 
     # -- reading logs and stats -------------------------------------------------------------
 
