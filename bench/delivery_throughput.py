@@ -361,7 +361,9 @@ async def deliver_with_workers(args: argparse.Namespace, settings: Any, hub: Any
         WEBHOOK_MCP_PER_ENDPOINT_CONCURRENCY=str(settings.per_endpoint_concurrency),
         WEBHOOK_MCP_BATCH_SIZE=str(settings.batch_size),
     )
-    done = select(func.count()).select_from(deliveries).where(deliveries.c.state == "succeeded")
+    # Counting what is left reads the small partial index of pending rows; counting what succeeded
+    # would scan the table every poll, and that PostgreSQL work would be charged to the workers.
+    left = select(func.count()).select_from(deliveries).where(deliveries.c.state == "pending")
     procs = [
         await asyncio.create_subprocess_exec(
             sys.executable, "-m", "webhook_mcp.cli", "worker", env=env, stderr=asyncio.subprocess.PIPE
@@ -384,8 +386,8 @@ async def deliver_with_workers(args: argparse.Namespace, settings: Any, hub: Any
             await asyncio.gather(*(r.wait() for r in ready))
         cpu0 = sum(process_cpu_seconds(p.pid) for p in procs)
         t0 = time.perf_counter()
-        before = await hub.store.scalar(done) or 0
-        while (await hub.store.scalar(done) or 0) < args.events:
+        before = args.events - (await hub.store.scalar(left) or 0)
+        while await hub.store.scalar(left):
             if any(p.returncode is not None for p in procs):
                 raise RuntimeError("a worker stopped early")
             await asyncio.sleep(WORKER_PROGRESS_POLL)
