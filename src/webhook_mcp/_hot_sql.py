@@ -47,6 +47,10 @@ class HotTransaction(Protocol):
         PostgreSQL it travels with the next fetch or the commit."""
         ...
 
+    def after_commit(self, statement: str) -> None:
+        """A statement for the session once the transaction has ended (it goes with the commit)."""
+        ...
+
 
 class ConnectionTransaction:
     """A hot transaction on a SQLAlchemy connection: SQLite, where a round trip is a C call."""
@@ -60,12 +64,16 @@ class ConnectionTransaction:
     def send(self, statement: str, params: Params | Sequence[Params]) -> None:
         driver_rows(self._conn, statement, params)
 
+    def after_commit(self, statement: str) -> None:
+        raise NotImplementedError("SQLite sessions hold nothing past a transaction")
+
 
 class _PipelinedTransaction:
     def __init__(self, connection: Any, pipeline: Any) -> None:
         self._connection = connection
         self._pipeline = pipeline
         self.committed = False
+        self._after_commit: list[str] = []
 
     def fetch(self, statement: str, params: Params, *, last: bool = False) -> list[tuple[Any, ...]]:
         if self.committed:
@@ -85,8 +93,14 @@ class _PipelinedTransaction:
         else:
             self._connection.cursor().executemany(statement, params)
 
+    def after_commit(self, statement: str) -> None:
+        if statement not in self._after_commit:
+            self._after_commit.append(statement)
+
     def commit(self) -> None:
         self._connection.execute("COMMIT")
+        for statement in self._after_commit:
+            self._connection.execute(statement)
         self._pipeline.sync()
         self.committed = True
 

@@ -72,9 +72,12 @@ def _ranked(window: str, per_hook: str) -> str:
 class QueueSql:
     """``ids(values)`` turns a list into the dialect's list parameter."""
 
-    # (id, webhook_id, scanned, locked): the due window, each webhook's claim lock tried once
-    # when ``lock``; whoever held a lock before has committed before ``hooks_limited`` counts.
+    # (id, webhook_id, scanned, locked): the due window; ``locked`` is true for webhooks this
+    # claim may take from (their claim lock held when ``lock``), false for webhooks another claimer
+    # holds, null for webhooks not needed this time. Whoever held a lock before has committed
+    # before ``hooks_limited`` counts the leases.
     scan: str
+    unlock: str | None  # after the commit
     hooks: str
     hooks_limited: str
     lease: str
@@ -99,7 +102,11 @@ class QueueSql:
 
 
 POSTGRES = QueueSql(
-    # MATERIALIZED: each lock is tried exactly once, whatever the plan.
+    # Claim locks are session locks so that the ones this claim does not need are let go at once:
+    # it keeps the oldest webhooks it could lock until they hold ``enough`` rows, and another
+    # worker claiming at the same moment takes the next ones instead of finding all of them
+    # locked. The kept locks are let go after the commit (``unlock``). MATERIALIZED: each lock is
+    # tried, and each let go, exactly once, whatever the plan.
     scan=(
         "WITH due AS MATERIALIZED ("
         + _ranked(
@@ -108,11 +115,21 @@ POSTGRES = QueueSql(
             "ORDER BY next_attempt_at LIMIT %(window)s",
             "%(per_hook)s",
         )
-        + "), locked AS MATERIALIZED (SELECT id FROM (SELECT DISTINCT webhook_id AS id FROM due) AS hooks "
-        f"WHERE NOT %(lock)s OR pg_try_advisory_xact_lock({CLAIM_LOCK_SPACE}, id)) "
-        "SELECT due.id, due.webhook_id, due.scanned, locked.id IS NOT NULL FROM due "
-        "LEFT JOIN locked ON locked.id = due.webhook_id ORDER BY due.next_attempt_at, due.id"
+        # n: the rows this worker could take (its own sends count against the endpoint's limit).
+        + "), usable AS (SELECT g.id, g.first, least(g.n, %(cap)s - coalesce(own.n, 0)) AS n FROM "
+        "(SELECT webhook_id AS id, count(*) AS n, min(next_attempt_at) AS first FROM due GROUP BY webhook_id) AS g "
+        "LEFT JOIN unnest(%(own_ids)s::integer[], %(own_n)s::integer[]) AS own(id, n) ON own.id = g.id), "
+        "tried AS MATERIALIZED (SELECT id, n, first, CASE WHEN n > 0 THEN NOT %(lock)s "
+        f"OR pg_try_advisory_lock({CLAIM_LOCK_SPACE}, id) END AS ok FROM usable), "
+        "ranked AS MATERIALIZED (SELECT id, ok, coalesce(sum(n) FILTER (WHERE ok) OVER (ORDER BY first, id "
+        "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) < %(enough)s AS wanted FROM tried), "
+        "spare AS MATERIALIZED (SELECT count(*) AS n FROM ranked WHERE %(lock)s AND ok AND NOT wanted "
+        f"AND pg_advisory_unlock({CLAIM_LOCK_SPACE}, id)) "
+        "SELECT due.id, due.webhook_id, due.scanned, CASE WHEN ranked.ok IS NULL THEN NULL "
+        "WHEN NOT ranked.ok THEN false WHEN ranked.wanted THEN true END "
+        "FROM due JOIN ranked ON ranked.id = due.webhook_id CROSS JOIN spare ORDER BY due.next_attempt_at, due.id"
     ),
+    unlock="SELECT pg_advisory_unlock_all()",
     hooks=f"SELECT {_HOOK_COLUMNS}, 0 AS busy FROM webhooks AS w WHERE w.id = ANY(%(ids)s::integer[])",
     hooks_limited=(
         f"SELECT {_HOOK_COLUMNS}, "
@@ -170,6 +187,7 @@ _SQLITE_LIST = "(SELECT value FROM json_each({}))"
 
 SQLITE = QueueSql(
     # The claim's transaction is SQLite's only writer: no lock to take.
+    unlock=None,
     scan=(
         "SELECT id, webhook_id, scanned, 1 FROM ("
         + _ranked(

@@ -654,6 +654,7 @@ class Store:
         per_hook = limit if per_endpoint is None else min(limit, per_endpoint)
         sql = self._queue_sql
         own = in_flight or {}
+        own_ids, own_n = sql.ids(list(own)), sql.ids(list(own.values()))
 
         def work(tx: HotTransaction) -> Any:
             hooks: dict[int, tuple[Any, ...]] = {}
@@ -663,19 +664,26 @@ class Store:
             disabled: list[int] = []
             full: list[int] = []
             for _ in range(2 if look_past_full and per_endpoint is not None else 1):
+                lock = per_endpoint is not None
+                if lock and sql.unlock is not None:
+                    tx.after_commit(sql.unlock)
                 params = {
                     "now": now,
                     "window": window,
                     "full": sql.ids(full),
                     "per_hook": per_hook,
-                    "lock": per_endpoint is not None,
+                    "lock": lock,
+                    "enough": limit - len(picked),
+                    "own_ids": own_ids,
+                    "own_n": own_n,
+                    "cap": MAX_WEBHOOK_ID if per_endpoint is None else per_endpoint,
                 }
-                # (id, webhook_id, scanned, locked): a webhook another claimer is taking from is not locked.
+                # (id, webhook_id, scanned, locked): see QueueSql.scan.
                 candidates = tx.fetch(sql.scan, params)
                 scanned = candidates[0][2] if candidates else 0
                 locked = {row[1] for row in candidates if row[3]}
                 if blocked is not None:
-                    blocked.extend({row[1] for row in candidates if not row[3]} - hooks.keys())
+                    blocked.extend({row[1] for row in candidates if row[3] is False} - hooks.keys())
                 new_hooks = sorted(locked - hooks.keys())
                 if new_hooks:
                     statement = sql.hooks if per_endpoint is None else sql.hooks_limited
@@ -685,10 +693,10 @@ class Store:
                         hooks[found[0]] = found
                         busy = own.get(found[0], 0) + found[6]
                         room[found[0]] = limit if per_endpoint is None else per_endpoint - busy
-                for delivery_id, hook_id, _scanned, _locked in candidates:
+                for delivery_id, hook_id, _scanned, mine in candidates:
                     hook = hooks.get(hook_id)
-                    if hook is None or delivery_id in taken:
-                        continue  # another claimer holds this webhook's lock right now
+                    if not mine or hook is None or delivery_id in taken:
+                        continue  # another claimer holds this webhook's lock, or not needed now
                     if not hook[3]:
                         # A lease that outlived its worker can come due after the webhook was disabled.
                         disabled.append(delivery_id)
@@ -699,6 +707,9 @@ class Store:
                 full = [hook_id for hook_id, left in room.items() if left <= 0]
                 if blocked is not None:
                     blocked.extend(hook_id for hook_id in full if hooks[hook_id][6] > 0)
+                if per_endpoint is not None:
+                    # Webhooks whose every slot this worker fills itself were not even locked.
+                    full += {row[1] for row in candidates if own.get(row[1], 0) >= per_endpoint} - room.keys()
                 if len(picked) >= limit or scanned < window or not full:
                     break
             if disabled:
