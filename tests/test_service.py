@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -391,3 +392,39 @@ async def test_concurrent_result_writers_lose_no_failure(db_hub: Hub) -> None:
     assert (await db_hub.service.get_webhook(created.id)).consecutive_failures == 32
     stats = await db_hub.service.get_stats(created.id)
     assert (stats.total_attempts, stats.failed, stats.consecutive_failures) == (32, 32, 32)
+
+
+async def test_concurrent_claimers_take_different_webhooks(postgres_url: str) -> None:
+    """A claim keeps only the claim locks it needs: while one worker is claiming from the oldest
+    webhook, another takes the next webhooks at once instead of finding every one locked."""
+    from webhook_mcp._hot_sql import HotTransaction
+    from webhook_mcp._queue_sql import POSTGRES
+
+    async with Hub.open(make_settings(postgres_url), dispatch=False) as opened:
+        hooks = [await opened.service.create_webhook(f"{URL}/{n}", ["order.created"]) for n in range(4)]
+        await opened.service.publish_many([("order.created", order(), None)] * 10)
+        now = time.time()
+        scanned, go = threading.Event(), threading.Event()
+
+        def first_claimer(tx: HotTransaction) -> list[tuple[Any, ...]]:
+            params = {"now": now, "window": 100, "full": "{}", "per_hook": 10, "lock": True, "enough": 10}
+            rows = tx.fetch(POSTGRES.scan, params | {"own_ids": "{}", "own_n": "{}", "cap": 64})
+            tx.after_commit(POSTGRES.unlock or "")
+            scanned.set()
+            go.wait(10)
+            return rows
+
+        holding = asyncio.get_running_loop().run_in_executor(None, opened.store._pipelined.run, first_claimer)  # type: ignore[union-attr]
+        await asyncio.to_thread(scanned.wait, 10)
+        blocked: list[int] = []
+        try:
+            second = await opened.store.claim("b", 30, now, 60, per_endpoint=64, blocked=blocked)
+        finally:
+            go.set()
+        rows = await holding
+        mine = {hook_id for _id, hook_id, _scanned, locked in rows if locked}
+        assert len(mine) == 1  # ten rows were enough: one webhook's lock kept, the others let go
+        assert {d.webhook_id for d in second} == {h.id for h in hooks} - mine
+        assert len(second) == 30 and blocked == list(mine)
+        # The first claimer let its lock go with its commit: its webhook can be claimed now.
+        assert len(await opened.store.claim("c", 30, now, 60, per_endpoint=64)) == 10
