@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from sqlalchemy import Engine
 
-from webhook_mcp._hot_sql import ConnectionTransaction, HotTransaction, PipelinedRunner
+from webhook_mcp._hot_sql import IDLE_SLOTS, ConnectionTransaction, HotTransaction, PipelinedRunner
 from webhook_mcp.database import create_sync
 
 
@@ -115,3 +115,18 @@ def test_on_sqlite_a_hot_transaction_is_the_connection_s_own(tmp_path: Any) -> N
         tx.send("INSERT INTO t VALUES (:x)", {"x": 1})
         assert tx.fetch("SELECT x FROM t", {}, last=True) == [(1,)]
     engine.dispose()
+
+
+def test_connections_beyond_the_kept_ones_go_back_to_the_pool(engine: Engine) -> None:
+    runner = PipelinedRunner(engine)
+    all_inside = threading.Barrier(IDLE_SLOTS + 1, timeout=10)
+
+    def work(tx: HotTransaction) -> None:
+        tx.fetch("SELECT 1", {})
+        all_inside.wait()
+
+    with ThreadPoolExecutor(IDLE_SLOTS + 1) as pool:
+        list(pool.map(lambda _: runner.run(work), range(IDLE_SLOTS + 1)))
+    assert engine.pool.checkedout() == IDLE_SLOTS  # type: ignore[attr-defined]
+    runner.close()
+    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]

@@ -18,6 +18,9 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.pool import PoolProxiedConnection
 
 T = TypeVar("T")
+# Kept open between runs: a claim and a batch of results. More concurrent runs (rare) give their
+# connection back to the pool, which is sized for one connection per database thread plus these.
+IDLE_SLOTS = 2
 Params = Mapping[str, Any]
 
 
@@ -157,7 +160,11 @@ class PipelinedRunner:
             slot.close(broken=True)
             raise
         with self._lock:
-            self._idle.append(slot)
+            keep = len(self._idle) < IDLE_SLOTS
+            if keep:
+                self._idle.append(slot)
+        if not keep:
+            slot.close(broken=False)
         return result
 
     def close(self) -> None:

@@ -15,6 +15,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from ._hot_sql import IDLE_SLOTS
 from .errors import ConfigurationError
 
 logger = logging.getLogger(__name__)
@@ -90,7 +91,8 @@ def create_sync(url: str, pool_size: int = 8) -> Engine:
         _sqlite_setup(engine)
         return engine
     # pre-ping replaces connections a PostgreSQL restart has cut, so the next transaction works.
-    return create_engine(parsed, pool_size=pool_size, max_overflow=2, pool_pre_ping=True, hide_parameters=True)
+    # The overflow is what the dispatcher's pipelined connections hold beside one per thread.
+    return create_engine(parsed, pool_size=pool_size, max_overflow=IDLE_SLOTS, pool_pre_ping=True, hide_parameters=True)
 
 
 def _alembic_config() -> Config:
