@@ -124,7 +124,8 @@ class Settings(BaseSettings):
         8,
         ge=1,
         le=200,
-        description="PostgreSQL connections (and database threads) per process; one more listens for new work.",
+        description="PostgreSQL connections (and database threads) per process; the dispatcher keeps up to "
+        "two more for its claims and results, and one more listens for new work.",
     )
     run_dispatcher: bool = Field(
         True,
