@@ -69,6 +69,18 @@ def _ranked(window: str, per_hook: str) -> str:
 
 
 @dataclass(frozen=True)
+class PickSql:
+    """SQLite's claim after the scan: the webhooks (with other workers' leases, ``busy``), then
+    ``Store.claim`` picks in Python, holds, leases and reads the bodies."""
+
+    hooks: str
+    hooks_limited: str
+    hold: str
+    lease: str
+    bodies: str
+
+
+@dataclass(frozen=True)
 class QueueSql:
     """``ids(values)`` turns a list into the dialect's list parameter."""
 
@@ -78,11 +90,14 @@ class QueueSql:
     # before ``hooks_limited`` counts the leases.
     scan: str
     unlock: str | None  # after the commit
-    hooks: str
-    hooks_limited: str
-    lease: str
-    bodies: str | None  # PostgreSQL returns the bodies from the lease statement itself
-    hold: str
+    # PostgreSQL picks and leases in one statement, the rule ``Store.claim`` applies in Python on
+    # SQLite: per webhook, the oldest candidates up to its room (its limit less this worker's own
+    # sends and the other workers' leases, counted after the scan took the locks), at most
+    # ``limit`` in all, oldest first; candidates of disabled webhooks are held. Rows: the leases
+    # (id, webhook_id, event_id, attempts, type, body, url, secret, previous_secret,
+    # previous_secret_expires_at, NULL, NULL), then per webhook (NULL, id, NULL x 8, room left, busy).
+    take: str | None
+    pick: PickSql | None  # SQLite's way, where a statement costs no round trip
     # PostgreSQL logs the attempts and finishes their deliveries in one statement over arrays;
     # SQLite runs ``log_attempts`` then ``finish`` as executemany (C loops in the sqlite3 module).
     log_attempts: str
@@ -130,25 +145,33 @@ POSTGRES = QueueSql(
         "FROM due JOIN ranked ON ranked.id = due.webhook_id CROSS JOIN spare ORDER BY due.next_attempt_at, due.id"
     ),
     unlock="SELECT pg_advisory_unlock_all()",
-    hooks=f"SELECT {_HOOK_COLUMNS}, 0 AS busy FROM webhooks AS w WHERE w.id = ANY(%(ids)s::integer[])",
-    hooks_limited=(
-        f"SELECT {_HOOK_COLUMNS}, "
-        + _BUSY_ELSEWHERE.format(hint="", owner="%(owner)s", now="%(now)s")
-        + " FROM webhooks AS w WHERE w.id = ANY(%(ids)s::integer[])"
-    ),
-    # Re-checked under the row lock: another worker may have taken a row since the scan.
-    lease=(
-        "UPDATE deliveries AS d SET next_attempt_at = %(until)s, lease_owner = %(owner)s, "
+    take=(
+        f"WITH h AS MATERIALIZED (SELECT {_HOOK_COLUMNS}, x.busy, "
+        "%(cap)s - coalesce(own.n, 0) - x.busy AS room FROM webhooks AS w CROSS JOIN LATERAL (SELECT CASE "
+        "WHEN %(lock)s THEN "
+        + _BUSY_ELSEWHERE.format(hint="", owner="%(owner)s", now="%(now)s").removesuffix(" AS busy")
+        + " ELSE 0 END AS busy) AS x "
+        "LEFT JOIN unnest(%(own_ids)s::integer[], %(own_n)s::integer[]) AS own(id, n) ON own.id = w.id "
+        "WHERE w.id = ANY(%(hooks)s::integer[])), "
+        "c AS MATERIALIZED (SELECT c.id, c.webhook_id, c.n, "
+        "row_number() OVER (PARTITION BY c.webhook_id ORDER BY c.n) AS k "
+        "FROM unnest(%(ids)s::bigint[], %(id_hooks)s::integer[]) WITH ORDINALITY AS c(id, webhook_id, n)), "
+        "picked AS MATERIALIZED (SELECT c.id, c.webhook_id FROM c JOIN h ON h.id = c.webhook_id "
+        "WHERE h.enabled AND c.k <= h.room ORDER BY c.n LIMIT %(limit)s), "
+        "held AS (UPDATE deliveries SET state = 'held', lease_owner = NULL, updated_at = %(now)s "
+        "WHERE id IN (SELECT c.id FROM c JOIN h ON h.id = c.webhook_id WHERE NOT h.enabled)), "
+        # Re-checked under the row lock: another worker may have taken a row since the scan.
+        "leased AS (UPDATE deliveries AS d SET next_attempt_at = %(until)s, lease_owner = %(owner)s, "
         "attempts = d.attempts + 1, updated_at = %(now)s FROM events AS e "
-        "WHERE d.id IN (SELECT id FROM deliveries WHERE id = ANY(%(ids)s::bigint[]) AND state = 'pending' "
+        "WHERE d.id IN (SELECT id FROM deliveries WHERE id IN (SELECT id FROM picked) AND state = 'pending' "
         "AND next_attempt_at <= %(now)s FOR UPDATE SKIP LOCKED) AND e.id = d.event_id "
-        "RETURNING d.id, d.webhook_id, d.event_id, d.attempts, e.type, e.body"
+        "RETURNING d.id, d.webhook_id, d.event_id, d.attempts, e.type, e.body) "
+        "SELECT l.id, l.webhook_id, l.event_id, l.attempts, l.type, l.body, h.url, h.secret, h.previous_secret, "
+        "h.previous_secret_expires_at, NULL::bigint, NULL::bigint FROM leased AS l JOIN h ON h.id = l.webhook_id "
+        "UNION ALL SELECT NULL, h.id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, "
+        "h.room - (SELECT count(*) FROM picked AS p WHERE p.webhook_id = h.id), h.busy FROM h"
     ),
-    bodies=None,
-    hold=(
-        "UPDATE deliveries SET state = 'held', lease_owner = NULL, updated_at = %(now)s "
-        "WHERE id = ANY(%(ids)s::bigint[])"
-    ),
+    pick=None,
     # One JSON document for the whole batch (encoded in C, parsed in C); attempt ids follow the
     # batch's order; a delivery twice in one batch ends as its last record says.
     log_attempts=(
@@ -188,6 +211,7 @@ _SQLITE_LIST = "(SELECT value FROM json_each({}))"
 SQLITE = QueueSql(
     # The claim's transaction is SQLite's only writer: no lock to take.
     unlock=None,
+    take=None,
     scan=(
         "SELECT id, webhook_id, scanned, 1 FROM ("
         + _ranked(
@@ -198,21 +222,23 @@ SQLITE = QueueSql(
         )
         + ") ORDER BY next_attempt_at, id"
     ),
-    hooks=f"SELECT {_HOOK_COLUMNS}, 0 AS busy FROM webhooks AS w WHERE w.id IN {_SQLITE_LIST.format(':ids')}",
-    hooks_limited=(
-        f"SELECT {_HOOK_COLUMNS}, "
-        + _BUSY_ELSEWHERE.format(hint=" INDEXED BY ix_deliveries_leased", owner=":owner", now=":now")
-        + f" FROM webhooks AS w WHERE w.id IN {_SQLITE_LIST.format(':ids')}"
-    ),
-    lease=(
-        "UPDATE deliveries SET next_attempt_at = :until, lease_owner = :owner, attempts = attempts + 1, "
-        f"updated_at = :now WHERE id IN {_SQLITE_LIST.format(':ids')} "
-        "RETURNING id, webhook_id, event_id, attempts"
-    ),
-    bodies=f"SELECT id, type, body FROM events WHERE id IN {_SQLITE_LIST.format(':ids')}",
-    hold=(
-        "UPDATE deliveries SET state = 'held', lease_owner = NULL, updated_at = :now "
-        f"WHERE id IN {_SQLITE_LIST.format(':ids')}"
+    pick=PickSql(
+        hooks=f"SELECT {_HOOK_COLUMNS}, 0 AS busy FROM webhooks AS w WHERE w.id IN {_SQLITE_LIST.format(':ids')}",
+        hooks_limited=(
+            f"SELECT {_HOOK_COLUMNS}, "
+            + _BUSY_ELSEWHERE.format(hint=" INDEXED BY ix_deliveries_leased", owner=":owner", now=":now")
+            + f" FROM webhooks AS w WHERE w.id IN {_SQLITE_LIST.format(':ids')}"
+        ),
+        hold=(
+            "UPDATE deliveries SET state = 'held', lease_owner = NULL, updated_at = :now "
+            f"WHERE id IN {_SQLITE_LIST.format(':ids')}"
+        ),
+        lease=(
+            "UPDATE deliveries SET next_attempt_at = :until, lease_owner = :owner, attempts = attempts + 1, "
+            f"updated_at = :now WHERE id IN {_SQLITE_LIST.format(':ids')} "
+            "RETURNING id, webhook_id, event_id, attempts"
+        ),
+        bodies=f"SELECT id, type, body FROM events WHERE id IN {_SQLITE_LIST.format(':ids')}",
     ),
     log_attempts=(
         f"INSERT INTO delivery_attempts ({_ATTEMPT_LIST}) VALUES ({', '.join(':' + c for c in ATTEMPT_COLUMNS)})"

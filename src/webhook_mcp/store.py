@@ -639,9 +639,11 @@ class Store:
 
         No webhook ever has more than ``per_endpoint`` deliveries in flight across all workers:
         other workers' leases are counted in the database while holding the webhook's claim lock
-        (PostgreSQL: a transaction advisory lock, taken with try so claimers never wait on each
-        other; SQLite: the single writer), this worker's own from ``in_flight`` (its exact count,
-        which unlike its leases drops the moment a send ends, before the result is written).
+        (PostgreSQL: an advisory lock, taken with try so claimers never wait on each other, and
+        kept only for the webhooks this claim needs; SQLite: the single writer), this worker's own
+        from ``in_flight`` (its exact count, which unlike its leases drops the moment a send ends,
+        before the result is written). On PostgreSQL the claim is two round trips: the scan, which
+        takes the locks, then one statement that counts, picks and leases (``QueueSql.take``).
 
         Webhooks with due work this claim could not take because another worker was claiming from
         them at that moment, or holds their slots, are added to ``blocked``: worth another try
@@ -653,17 +655,21 @@ class Store:
         window = limit * 4
         per_hook = limit if per_endpoint is None else min(limit, per_endpoint)
         sql = self._queue_sql
+        pick = sql.pick
         own = in_flight or {}
         own_ids, own_n = sql.ids(list(own)), sql.ids(list(own.values()))
 
         def work(tx: HotTransaction) -> Any:
             hooks: dict[int, tuple[Any, ...]] = {}
             room: dict[int, int] = {}
+            busy: dict[int, int] = {}
             picked: list[int] = []
+            leased: list[tuple[Any, ...]] = []  # PostgreSQL: leased in the take statement
             taken: set[int] = set()
             disabled: list[int] = []
             full: list[int] = []
-            for _ in range(2 if look_past_full and per_endpoint is not None else 1):
+            passes = 2 if look_past_full and per_endpoint is not None else 1
+            for deeper in range(passes):
                 lock = per_endpoint is not None
                 if lock and sql.unlock is not None:
                     tx.after_commit(sql.unlock)
@@ -673,7 +679,7 @@ class Store:
                     "full": sql.ids(full),
                     "per_hook": per_hook,
                     "lock": lock,
-                    "enough": limit - len(picked),
+                    "enough": limit - len(picked) - len(leased),
                     "own_ids": own_ids,
                     "own_n": own_n,
                     "cap": MAX_WEBHOOK_ID if per_endpoint is None else per_endpoint,
@@ -681,71 +687,96 @@ class Store:
                 # (id, webhook_id, scanned, locked): see QueueSql.scan.
                 candidates = tx.fetch(sql.scan, params)
                 scanned = candidates[0][2] if candidates else 0
-                locked = {row[1] for row in candidates if row[3]}
                 if blocked is not None:
-                    blocked.extend({row[1] for row in candidates if row[3] is False} - hooks.keys())
-                new_hooks = sorted(locked - hooks.keys())
-                if new_hooks:
-                    statement = sql.hooks if per_endpoint is None else sql.hooks_limited
-                    params = {"ids": sql.ids(new_hooks), "owner": owner, "now": now}
-                    # (id, url, secret, enabled, previous_secret, previous_secret_expires_at, busy)
-                    for found in tx.fetch(statement, params):
-                        hooks[found[0]] = found
-                        busy = own.get(found[0], 0) + found[6]
-                        room[found[0]] = limit if per_endpoint is None else per_endpoint - busy
-                for delivery_id, hook_id, _scanned, mine in candidates:
-                    hook = hooks.get(hook_id)
-                    if not mine or hook is None or delivery_id in taken:
-                        continue  # another claimer holds this webhook's lock, or not needed now
-                    if not hook[3]:
-                        # A lease that outlived its worker can come due after the webhook was disabled.
-                        disabled.append(delivery_id)
-                    elif room[hook_id] > 0 and len(picked) < limit:
-                        room[hook_id] -= 1
-                        picked.append(delivery_id)
-                        taken.add(delivery_id)
+                    blocked.extend({row[1] for row in candidates if row[3] is False} - hooks.keys() - room.keys())
+                mine = [(row[0], row[1]) for row in candidates if row[3] and row[0] not in taken]
+                if sql.take is not None:
+                    # A webhook's room is counted once per claim: a deeper pass takes only new ones.
+                    mine = [row for row in mine if row[1] not in room]
+                if sql.take is not None and mine:
+                    # Pass 1 commits with its take unless a deeper pass may follow (now and then).
+                    params |= {
+                        "owner": owner,
+                        "until": now + lease,
+                        "limit": limit - len(leased),
+                        "ids": sql.ids([row[0] for row in mine]),
+                        "id_hooks": sql.ids([row[1] for row in mine]),
+                        "hooks": sql.ids(sorted({row[1] for row in mine})),
+                    }
+                    for row in tx.fetch(sql.take, params, last=deeper == passes - 1):
+                        if row[0] is None:
+                            room[row[1]], busy[row[1]] = row[10], row[11]
+                        else:
+                            leased.append(row)
+                            taken.add(row[0])
+                elif pick is not None and mine:
+                    new_hooks = sorted({row[1] for row in mine} - hooks.keys())
+                    if new_hooks:
+                        statement = pick.hooks if per_endpoint is None else pick.hooks_limited
+                        params = {"ids": sql.ids(new_hooks), "owner": owner, "now": now}
+                        # (id, url, secret, enabled, previous_secret, previous_secret_expires_at, busy)
+                        for found in tx.fetch(statement, params):
+                            hook_id = found[0]
+                            hooks[hook_id], busy[hook_id] = found, found[6]
+                            in_use = own.get(hook_id, 0) + found[6]
+                            room[hook_id] = limit if per_endpoint is None else per_endpoint - in_use
+                    for delivery_id, hook_id in mine:
+                        hook = hooks.get(hook_id)
+                        if hook is None:
+                            continue  # deleted meanwhile
+                        if not hook[3]:
+                            # A lease that outlived its worker can come due after the webhook was disabled.
+                            disabled.append(delivery_id)
+                        elif room[hook_id] > 0 and len(picked) < limit:
+                            room[hook_id] -= 1
+                            picked.append(delivery_id)
+                            taken.add(delivery_id)
                 full = [hook_id for hook_id, left in room.items() if left <= 0]
                 if blocked is not None:
-                    blocked.extend(hook_id for hook_id in full if hooks[hook_id][6] > 0)
+                    blocked.extend(hook_id for hook_id in full if busy[hook_id] > 0)
                 if per_endpoint is not None:
                     # Webhooks whose every slot this worker fills itself were not even locked.
                     full += {row[1] for row in candidates if own.get(row[1], 0) >= per_endpoint} - room.keys()
-                if len(picked) >= limit or scanned < window or not full:
+                if len(picked) + len(leased) >= limit or scanned < window or not full:
                     break
-            if disabled:
-                tx.send(sql.hold, {"ids": sql.ids(disabled), "now": now})
-            if not picked:
-                return []
-            # (id, webhook_id, event_id, attempts[, type, body])
-            claimed = tx.fetch(
-                sql.lease,
-                {"ids": sql.ids(picked), "now": now, "until": now + lease, "owner": owner},
-                last=sql.bodies is None,
-            )
-            if sql.bodies is None:
-                bodies = {row[2]: (row[4], row[5]) for row in claimed}
-            else:
+            if pick is not None and disabled:
+                tx.send(pick.hold, {"ids": sql.ids(disabled), "now": now})
+            if pick is not None and picked:
+                until = now + lease
+                claimed = tx.fetch(pick.lease, {"ids": sql.ids(picked), "now": now, "until": until, "owner": owner})
                 event_ids = sql.ids(list({row[2] for row in claimed}))
-                bodies = {row[0]: (row[1], row[2]) for row in tx.fetch(sql.bodies, {"ids": event_ids}, last=True)}
-            result = []
-            for delivery_id, hook_id, event_id, attempts, *_ in sorted(claimed):
-                _id, url, secret, _enabled, previous_secret, previous_expires, _busy = hooks[hook_id]
-                event_type, body = bodies[event_id]
-                result.append(
-                    ClaimedDelivery(
-                        delivery_id,
-                        hook_id,
-                        event_id,
-                        event_type,
-                        attempts,
-                        url,
-                        secret,
-                        body.encode(),
-                        previous_secret,
-                        previous_expires,
-                    )
+                bodies = {row[0]: row[1:] for row in tx.fetch(pick.bodies, {"ids": event_ids}, last=True)}
+                for delivery_id, hook_id, event_id, attempts in claimed:
+                    _id, url, secret, _enabled, previous_secret, previous_expires, _busy = hooks[hook_id]
+                    event = (event_id, attempts, *bodies[event_id])
+                    leased.append((delivery_id, hook_id, *event, url, secret, previous_secret, previous_expires))
+            return [
+                ClaimedDelivery(
+                    delivery_id,
+                    hook_id,
+                    event_id,
+                    event_type,
+                    attempts,
+                    url,
+                    secret,
+                    body.encode(),
+                    previous_secret,
+                    previous_expires,
                 )
-            return result
+                for (
+                    delivery_id,
+                    hook_id,
+                    event_id,
+                    attempts,
+                    event_type,
+                    body,
+                    url,
+                    secret,
+                    previous_secret,
+                    previous_expires,
+                    *_,
+                ) in sorted(leased)
+            ]
 
         return await self._hot(work)
 
