@@ -53,6 +53,11 @@ def blocked(what: str) -> str:
     return f"blocked: {what}; allow it with {ALLOW}"
 
 
+def refused(url: str, what: str) -> str:
+    """A tool's refusal of a ``url`` argument: it names the argument, then the guard's reason."""
+    return f"url {url} is refused: {blocked(what)}"
+
+
 # Hosts (as written in a URL) that denote an address the guard refuses by default, and the refusal.
 LITERAL_FORMS: list[tuple[str, str]] = [
     # loopback
@@ -520,7 +525,7 @@ async def test_allow_list_applies_at_create_time(sqlite_url: str) -> None:
         assert created.url == "http://10.0.0.5/hooks"
         with pytest.raises(InvalidArgumentError) as info:
             await hub.service.create_webhook("http://10.0.1.5/hooks", ["order.created"])
-        assert str(info.value) == blocked("10.0.1.5 is a private address")
+        assert str(info.value) == refused("http://10.0.1.5/hooks", "10.0.1.5 is a private address")
 
 
 # --- create and update time -------------------------------------------------------------------------
@@ -532,12 +537,12 @@ async def test_literal_forms_are_refused_at_create_and_update(sqlite_url: str, h
     async with open_hub(sqlite_url) as hub:
         with pytest.raises(InvalidArgumentError) as info:
             await hub.service.create_webhook(url, ["order.created"])
-        assert str(info.value) == blocked(what)
+        assert str(info.value) == refused(url, what)
         assert (await hub.service.list_webhooks()).total == 0
         kept = await hub.service.create_webhook(f"https://{PUBLIC_IP}/webhooks", ["order.created"])
         with pytest.raises(InvalidArgumentError) as info:
             await hub.service.update_webhook(kept.id, url=url)
-        assert str(info.value) == blocked(what)
+        assert str(info.value) == refused(url, what)
         assert (await hub.service.get_webhook(kept.id)).url == f"https://{PUBLIC_IP}/webhooks"
 
 
@@ -566,7 +571,7 @@ async def test_names_resolving_only_to_blocked_addresses_are_refused_at_create(
     async with open_hub(sqlite_url, resolver=resolver) as hub:
         with pytest.raises(InvalidArgumentError) as info:
             await hub.service.create_webhook(f"https://{host}/webhooks", ["order.created"])
-        assert str(info.value) == blocked(what)
+        assert str(info.value) == refused(f"https://{host}/webhooks", what)
         assert (await hub.service.list_webhooks()).total == 0
 
 
@@ -590,7 +595,9 @@ async def test_update_refuses_a_name_resolving_to_blocked_addresses(sqlite_url: 
         created = await hub.service.create_webhook(f"https://{PUBLIC_NAME}/a", ["order.created"])
         with pytest.raises(InvalidArgumentError) as info:
             await hub.service.update_webhook(created.id, url="https://intranet.example.com/b", description="moved")
-        assert str(info.value) == blocked("intranet.example.com resolves to 10.1.2.3, a private address")
+        assert str(info.value) == refused(
+            "https://intranet.example.com/b", "intranet.example.com resolves to 10.1.2.3, a private address"
+        )
         unchanged = await hub.service.get_webhook(created.id)
         assert unchanged.url == f"https://{PUBLIC_NAME}/a" and unchanged.description == ""
 
@@ -600,7 +607,9 @@ async def test_create_time_lookup_uses_the_real_resolver(sqlite_url: str) -> Non
         for host in ("localhost", "LOCALHOST"):
             with pytest.raises(InvalidArgumentError) as info:
                 await hub.service.create_webhook(f"http://{host}:8080/hook", ["order.created"])
-            assert str(info.value).startswith("blocked: localhost resolves to "), info.value
+            assert str(info.value).startswith(
+                f"url http://{host}:8080/hook is refused: blocked: localhost resolves to "
+            )
             assert str(info.value).endswith(f"a loopback address; allow it with {ALLOW}")
 
 

@@ -169,7 +169,8 @@ class WebhookService:
         resolves only to blocked ones (a name that does not resolve yet is accepted)."""
         refusal = await self.sender.check_destination(url)
         if refusal is not None:
-            raise InvalidArgumentError(refusal)
+            # Named as the argument it is about, like every other refusal of a tool's input.
+            raise InvalidArgumentError(refusal if refusal.startswith("url ") else f"url {url} is refused: {refusal}")
 
     def _check_events(self, names: Sequence[str]) -> list[str]:
         if not names:
