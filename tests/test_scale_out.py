@@ -20,7 +20,7 @@ from pathlib import Path
 import anyio
 import pytest
 from aiohttp import web
-from sqlalchemy import and_, exists, func, select
+from sqlalchemy import and_, exists, func, select, text
 
 from conftest import Received, make_settings, wait_until
 from test_worker import (
@@ -189,6 +189,7 @@ async def test_three_workers_share_a_postgres_backlog(
 # --- a worker killed mid-backlog --------------------------------------------------------------------
 
 LEASE = 5.0
+DOOMED = "webhook-mcp-doomed-worker"
 
 
 async def test_worker_killed_on_postgres_loses_nothing(
@@ -210,7 +211,9 @@ async def test_worker_killed_on_postgres_loses_nothing(
             WEBHOOK_MCP_PER_ENDPOINT_CONCURRENCY=str(2 * MAX_CONCURRENCY),
         )
 
-        async with workers(tmp_path, env, 2) as (doomed, survivor):
+        # The doomed worker's connections are named, to see when its last statements have run.
+        doomed_env = {**env, "WEBHOOK_MCP_DATABASE_URL": f"{postgres_url}?application_name={DOOMED}"}
+        async with workers(tmp_path, [doomed_env, env], 2) as (doomed, survivor):
             doomed_id, survivor_id = await dispatcher_ids([doomed, survivor])
 
             async def doomed_busy_mid_backlog() -> bool:
@@ -221,22 +224,36 @@ async def test_worker_killed_on_postgres_loses_nothing(
                 held = await hub.store.scalar(
                     select(func.count()).select_from(deliveries).where(d.lease_owner == doomed_id)
                 )
-                # Well inside a round, so the kill cannot miss every lease by a hair.
                 return held >= MAX_CONCURRENCY // 4
 
-            await wait_until(doomed_busy_mid_backlog, timeout=30, interval=0.02)
-            assert doomed.proc.returncode is None, doomed.output()
+            async def doomed_statements_done() -> bool:
+                states = text("SELECT state FROM pg_stat_activity WHERE application_name = :name")
+                found = [row.state for row in await hub.store.fetch_all(states.bindparams(name=DOOMED))]
+                assert found, "the doomed worker's connections should carry its application_name"
+                return "active" not in found
+
+            # Frozen first, so the leases it holds when it dies are known: a write it had already
+            # sent (it may record everything it held) lands before the count, never after.
+            orphaned: dict[str, float] = {}
+            for _ in range(5):
+                await wait_until(doomed_busy_mid_backlog, timeout=30, interval=0.02)
+                assert doomed.proc.returncode is None, doomed.output()
+                doomed.proc.send_signal(signal.SIGSTOP)
+                await wait_until(doomed_statements_done, timeout=10, interval=0.01)
+                # What the worker claimed and did not record, and when each lease ends.
+                orphaned = {
+                    row.event_id: row.next_attempt_at
+                    for row in await hub.store.fetch_all(
+                        select(d.event_id, d.next_attempt_at).where(d.state == "pending", d.lease_owner == doomed_id)
+                    )
+                }
+                if orphaned:
+                    break
+                doomed.proc.send_signal(signal.SIGCONT)  # it had just recorded all it held: again
+            assert orphaned, "the kill should land while the worker holds leases"
             doomed.proc.send_signal(signal.SIGKILL)
             assert await doomed.proc.wait() == -signal.SIGKILL
-            # What the dead worker had claimed and not recorded, and when each lease ends.
-            orphaned = {
-                row.event_id: row.next_attempt_at
-                for row in await hub.store.fetch_all(
-                    select(d.event_id, d.next_attempt_at).where(d.state == "pending", d.lease_owner == doomed_id)
-                )
-            }
             received_before = Counter(log.ids)
-            assert orphaned, "the kill should land while the worker holds leases"
             assert len(received_before) < total, "the kill should land mid-backlog"
 
             await until_all_succeeded(hub, total, [survivor], timeout=45)

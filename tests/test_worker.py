@@ -92,13 +92,17 @@ class Worker:
 
 
 @asynccontextmanager
-async def workers(tmp_path: Path, env: dict[str, str], count: int) -> AsyncIterator[list[Worker]]:
-    """Start ``count`` `webhook-mcp worker` processes; kill whatever is still alive on the way out."""
+async def workers(
+    tmp_path: Path, env: dict[str, str] | list[dict[str, str]], count: int
+) -> AsyncIterator[list[Worker]]:
+    """Start ``count`` `webhook-mcp worker` processes (a list of environments: one each); kill
+    whatever is still alive on the way out."""
     assert CLI is not None, "the webhook-mcp console script is not installed"
+    envs = env if isinstance(env, list) else [env] * count
     started: list[Worker] = []
     try:
         for n in range(count):
-            started.append(await start_worker(tmp_path, env, f"worker{n}"))
+            started.append(await start_worker(tmp_path, envs[n], f"worker{n}"))
         yield started
     finally:
         for worker in started:
