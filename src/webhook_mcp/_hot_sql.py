@@ -115,12 +115,17 @@ class _Slot:
 
     def __init__(self, engine: Engine) -> None:
         self._raw: PoolProxiedConnection = engine.raw_connection()
-        connection: Any = self._raw.driver_connection
-        connection.rollback()  # whatever a pre-ping may have opened
-        connection.autocommit = True
-        self.connection = connection
-        self._pipeline_mode: AbstractContextManager[Any] = connection.pipeline()
-        self.pipeline = self._pipeline_mode.__enter__()
+        try:
+            connection: Any = self._raw.driver_connection
+            connection.rollback()  # whatever a pre-ping may have opened
+            connection.autocommit = True
+            self.connection = connection
+            self._pipeline_mode: AbstractContextManager[Any] = connection.pipeline()
+            self.pipeline = self._pipeline_mode.__enter__()
+        except BaseException:
+            self._raw.invalidate()
+            self._raw.close()
+            raise
 
     def close(self, *, broken: bool) -> None:
         """A broken connection is dropped (the server rolls back what it had open); a sound one
