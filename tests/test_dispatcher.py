@@ -463,7 +463,7 @@ async def test_changing_a_webhook_hands_back_what_was_queued_for_it(receiver: Re
         other = await hub.service.create_webhook(receiver.url, [EVENT])
         await hub.service.publish_many([(EVENT, data(hub), None)] * 3)
         dispatcher = Dispatcher(hub.store, hub.sender, hub.settings)
-        dispatcher._enqueue(await hub.store.claim(dispatcher.worker_id, 10, time.time(), 60))
+        dispatcher._enqueue(await hub.store.claim(dispatcher.worker_id, 10, time.time(), 60), time.time() + 60)
         hub.service._on_change = dispatcher.forget_queued
 
         await hub.service.update_webhook(hook.id, description="moved")
@@ -843,6 +843,114 @@ async def test_endpoint_limit_holds_across_dispatchers(receiver_factory: Receive
         await wait_until(lambda: settled(hubs[0], hook.id, {"succeeded": 30}), timeout=10)
     assert peak == 3
     assert len({r.headers["webhook-id"] for r in receiver.requests}) == 30
+
+
+async def test_endpoint_limit_holds_across_dispatchers_that_queue_ahead(
+    receiver_factory: ReceiverFactory, database_url: str
+) -> None:
+    """Dispatchers lease up to twice what they may send to an endpoint and queue the rest
+    behind their own sends; with leases changing hands all the time, the endpoint still never
+    has more than its limit in flight."""
+    limit = 3
+    in_flight = peak = queued_ahead = 0
+    hubs: list[Hub] = []
+
+    async def respond(_received: Received, n: int) -> web.Response:
+        nonlocal in_flight, peak, queued_ahead
+        in_flight += 1
+        peak = max(peak, in_flight)
+        queued_ahead = max([queued_ahead] + [sum(h.dispatcher._held.values()) for h in hubs if h.dispatcher])
+        try:
+            await asyncio.sleep(0.001 * (n % 4))  # uneven response times
+            return web.Response(text="ok")
+        finally:
+            in_flight -= 1
+
+    receiver = await receiver_factory(responder=respond)
+    settings = make_settings(
+        database_url, max_concurrency=8, per_endpoint_concurrency=limit, lease_seconds=30, delivery_timeout=5.0
+    )
+    async with contextlib.AsyncExitStack() as stack:
+        hubs += [await stack.enter_async_context(Hub.open(settings)) for _ in range(3)]
+        hook = await hubs[0].service.create_webhook(receiver.url, [EVENT])
+        published = await hubs[0].service.publish_many([(EVENT, data(hubs[0]), None)] * 200)
+        await receiver.wait_for(200, timeout=30)
+        await wait_until(lambda: settled(hubs[0], hook.id, {"succeeded": 200}), timeout=10)
+    assert peak == limit
+    assert queued_ahead > limit, "a dispatcher should have queued deliveries behind its sends"
+    assert Counter(header(r, "webhook-id") for r in receiver.requests) == Counter(p.event_id for p in published)
+
+
+async def test_queued_ahead_deliveries_wait_for_slots_other_workers_hold(
+    receiver_factory: ReceiverFactory, database_url: str
+) -> None:
+    """Another worker sends two of the endpoint's three: this one leases one to send and one to
+    queue behind it, and sends only the one."""
+    gate = asyncio.Event()
+    receiver = await gated_receiver(receiver_factory, gate)
+    settings = make_settings(
+        database_url, max_concurrency=8, per_endpoint_concurrency=3, lease_seconds=30, delivery_timeout=5.0
+    )
+    async with Hub.open(settings, dispatch=False) as other:
+        hook = await other.service.create_webhook(receiver.url, [EVENT])
+        await other.service.publish_many([(EVENT, data(other), None)] * 10)
+        assert len(await other.store.claim("other worker", 2, time.time(), 30, 3)) == 2
+        async with Hub.open(settings) as hub:
+            try:
+                assert hub.dispatcher is not None
+                hub.dispatcher.wake()
+                await receiver.wait_for(1, timeout=5)
+                with anyio.move_on_after(0.3):  # several claims
+                    await receiver.wait_for(2)
+                assert len(receiver.requests) == 1
+                assert dict(hub.dispatcher._held) == {hook.id: 2}
+            finally:
+                gate.set()
+            await receiver.wait_for(8, timeout=10)
+
+
+async def test_a_delivery_queued_past_its_lease_is_not_sent(receiver: Receiver, database_url: str) -> None:
+    """A queued delivery whose lease would end before a send could finish is left to the lease:
+    another worker may take it by then, and two sends must not overlap."""
+    from webhook_mcp.dispatcher import Dispatcher
+
+    settings = make_settings(database_url, lease_seconds=30, delivery_timeout=5.0)
+    async with Hub.open(settings, dispatch=False) as hub:
+        hook = await hub.service.create_webhook(receiver.url, [EVENT])
+        await hub.service.publish_many([(EVENT, data(hub), None)] * 2)
+        dispatcher = Dispatcher(hub.store, hub.sender, hub.settings)
+        now = time.time()
+        late, fresh = await hub.store.claim(dispatcher.worker_id, 10, now, 30)
+        dispatcher._enqueue([late], now + 4.0)
+        dispatcher._enqueue([fresh], now + 30)
+        dispatcher._start_sends()
+        assert (dispatcher.in_flight, dispatcher._queued_total, dispatcher._held[hook.id]) == (1, 0, 1)
+        await asyncio.gather(*dispatcher._tasks.values())
+        assert await dispatcher._flush()
+        assert [header(r, "webhook-id") for r in receiver.requests] == [fresh.event_id]
+        # Nobody sends it before its lease ends; then it comes due for whoever claims first.
+        assert await hub.store.claim("other", 10, now + 29, 30) == []
+        assert [d.id for d in await hub.store.claim("other", 10, now + 31, 30)] == [late.id]
+
+
+async def test_a_queue_for_an_endpoint_others_fill_is_handed_back(receiver: Receiver, database_url: str) -> None:
+    """When this worker sends nothing to an endpoint and its last claim found other workers
+    holding every slot, what it queued for it goes back to the database instead of idling."""
+    from webhook_mcp.dispatcher import Dispatcher
+
+    async with Hub.open(make_settings(database_url), dispatch=False) as hub:
+        hook = await hub.service.create_webhook(receiver.url, [EVENT])
+        await hub.service.publish_many([(EVENT, data(hub), None)] * 3)
+        dispatcher = Dispatcher(hub.store, hub.sender, hub.settings)
+        now = time.time()
+        claimed = await hub.store.claim(dispatcher.worker_id, 10, now, 60)
+        dispatcher._send_limit[hook.id] = 0
+        dispatcher._enqueue(claimed, now + 60)
+        dispatcher._start_sends()
+        await asyncio.gather(*list(dispatcher._handing_back))
+        assert {(r.lease_owner, r.attempts) for r in await delivery_rows(hub)} == {(None, 0)}
+        assert dispatcher._queued_total == 0 and not dispatcher._held and dispatcher.in_flight == 0
+        assert receiver.requests == []
 
 
 async def test_unrecorded_results_limit_new_claims(

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import threading
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -354,6 +355,52 @@ async def test_claims_never_overlap_and_leases_expire(database_url: str) -> None
         assert {d.attempt_number for d in after_lease} == {2}
 
 
+async def test_claims_queue_ahead_only_behind_room_they_filled(database_url: str) -> None:
+    """A worker may lease more of an endpoint than it may send, to queue behind its own sends:
+    only from webhooks whose room it filled, no more than ``ahead_limit`` in all, and never more
+    than it may send itself. Other workers count those leases as in flight."""
+    async with Hub.open(make_settings(database_url), dispatch=False) as opened:
+        a = await opened.service.create_webhook(f"{URL}/a", ["order.created"])
+        b = await opened.service.create_webhook(f"{URL}/b", ["order.created"])
+        await opened.service.publish_many([("order.created", order(), None)] * 10)
+        now = time.time()
+        store = opened.store
+
+        async def claim(
+            owner: str, limit: int, own: dict[int, int], ahead_limit: int
+        ) -> tuple[Counter[int], dict[int, int]]:
+            others: dict[int, int] = {}
+            claimed = await store.claim(
+                owner, limit, now, 60, 3, in_flight=own, ahead=3, ahead_limit=ahead_limit, others=others
+            )
+            return Counter(d.webhook_id for d in claimed), others
+
+        # Four to send: two of each webhook; neither webhook's room (3) is full, so none queued.
+        taken, others = await claim("w", 4, {}, 10)
+        assert taken == {a.id: 2, b.id: 2} and others == {a.id: 0, b.id: 0}
+        # One more to send of each fills both: then two (the ahead limit) to queue, oldest first.
+        taken, _ = await claim("w", 10, {a.id: 2, b.id: 2}, 2)
+        assert taken == {a.id: 2, b.id: 2}
+        # Another worker finds every slot counted as in flight.
+        blocked: list[int] = []
+        others = {}
+        assert await store.claim("x", 10, now, 60, 3, ahead=3, ahead_limit=10, blocked=blocked, others=others) == []
+        assert others == {a.id: 4, b.id: 4} and sorted(blocked) == sorted([a.id, b.id])
+        # Up to twice what it may send, and no further.
+        taken, _ = await claim("w", 10, {a.id: 4, b.id: 4}, 10)
+        assert taken == {a.id: 2, b.id: 2}
+        taken, _ = await claim("w", 10, {a.id: 6, b.id: 6}, 10)
+        assert taken == {}
+
+        # A worker that may send one (another holds two of three) queues at most one more.
+        c = await opened.service.create_webhook(f"{URL}/c", ["order.created"])
+        await opened.service.publish_many([("order.created", order(), None)] * 10)
+        now = time.time()
+        assert len(await store.claim("x", 2, now, 60, 3, in_flight={a.id: 6, b.id: 6})) == 2
+        taken, others = await claim("y", 10, {}, 10)
+        assert taken == {c.id: 2} and others[c.id] == 2
+
+
 async def test_sample_payload_is_the_exact_envelope(hub: Hub) -> None:
     sample = hub.service.sample_payload("payment.completed")
     assert set(sample.body) == {"id", "type", "timestamp", "data"}
@@ -408,7 +455,7 @@ async def test_concurrent_claimers_take_different_webhooks(postgres_url: str) ->
 
         def first_claimer(tx: HotTransaction) -> list[tuple[Any, ...]]:
             params = {"now": now, "window": 100, "full": "{}", "per_hook": 10, "lock": True, "enough": 10}
-            rows = tx.fetch(POSTGRES.scan, params | {"own_ids": "{}", "own_n": "{}", "cap": 64})
+            rows = tx.fetch(POSTGRES.scan, params | {"own_ids": "{}", "own_n": "{}", "cap": 64, "ahead": 0})
             tx.after_commit(POSTGRES.unlock or "")
             scanned.set()
             go.wait(10)

@@ -92,10 +92,14 @@ class QueueSql:
     unlock: str | None  # after the commit
     # PostgreSQL picks and leases in one statement, the rule ``Store.claim`` applies in Python on
     # SQLite: per webhook, the oldest candidates up to its room (its limit less this worker's own
-    # sends and the other workers' leases, counted after the scan took the locks), at most
-    # ``limit`` in all, oldest first; candidates of disabled webhooks are held. Rows: the leases
+    # held deliveries and the other workers' leases, counted after the scan took the locks), then
+    # up to ``ahead`` more to queue behind its sends (no more than it may send: its limit less the
+    # other workers' leases), only where it filled the room; at most ``limit`` to send and
+    # ``ahead_limit`` to queue in all, oldest first; candidates of disabled webhooks are held.
+    # Rows: the leases
     # (id, webhook_id, event_id, attempts, type, body, url, secret, previous_secret,
-    # previous_secret_expires_at, NULL, NULL), then per webhook (NULL, id, NULL x 8, room left, busy).
+    # previous_secret_expires_at, 1 if queued ahead else 0, NULL), then per webhook (NULL, id,
+    # NULL x 8, room left with ``ahead``, busy).
     take: str | None
     pick: PickSql | None  # SQLite's way, where a statement costs no round trip
     # PostgreSQL logs the attempts and finishes their deliveries in one statement over arrays;
@@ -130,11 +134,13 @@ POSTGRES = QueueSql(
             "ORDER BY next_attempt_at LIMIT %(window)s",
             "%(per_hook)s",
         )
-        # n: the rows this worker could take (its own sends count against the endpoint's limit).
-        + "), usable AS (SELECT g.id, g.first, least(g.n, %(cap)s - coalesce(own.n, 0)) AS n FROM "
+        # n: the rows this worker could send (its own held deliveries count against the endpoint's
+        # limit); m: the rows it could take, queued ones included. Only n counts towards ``enough``.
+        + "), usable AS (SELECT g.id, g.first, greatest(0, least(g.n, %(cap)s - coalesce(own.n, 0))) AS n, "
+        "least(g.n, %(cap)s + %(ahead)s - coalesce(own.n, 0)) AS m FROM "
         "(SELECT webhook_id AS id, count(*) AS n, min(next_attempt_at) AS first FROM due GROUP BY webhook_id) AS g "
         "LEFT JOIN unnest(%(own_ids)s::integer[], %(own_n)s::integer[]) AS own(id, n) ON own.id = g.id), "
-        "tried AS MATERIALIZED (SELECT id, n, first, CASE WHEN n > 0 THEN NOT %(lock)s "
+        "tried AS MATERIALIZED (SELECT id, n, first, CASE WHEN m > 0 THEN NOT %(lock)s "
         f"OR pg_try_advisory_lock({CLAIM_LOCK_SPACE}, id) END AS ok FROM usable), "
         "ranked AS MATERIALIZED (SELECT id, ok, coalesce(sum(n) FILTER (WHERE ok) OVER (ORDER BY first, id "
         "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) < %(enough)s AS wanted FROM tried), "
@@ -147,7 +153,8 @@ POSTGRES = QueueSql(
     unlock="SELECT pg_advisory_unlock_all()",
     take=(
         f"WITH h AS MATERIALIZED (SELECT {_HOOK_COLUMNS}, x.busy, "
-        "%(cap)s - coalesce(own.n, 0) - x.busy AS room FROM webhooks AS w CROSS JOIN LATERAL (SELECT CASE "
+        "%(cap)s - coalesce(own.n, 0) - x.busy AS room, "
+        "least(%(ahead)s, greatest(0, %(cap)s - x.busy)) AS ahead FROM webhooks AS w CROSS JOIN LATERAL (SELECT CASE "
         "WHEN %(lock)s THEN "
         + _BUSY_ELSEWHERE.format(hint="", owner="%(owner)s", now="%(now)s").removesuffix(" AS busy")
         + " ELSE 0 END AS busy) AS x "
@@ -156,8 +163,16 @@ POSTGRES = QueueSql(
         "c AS MATERIALIZED (SELECT c.id, c.webhook_id, c.n, "
         "row_number() OVER (PARTITION BY c.webhook_id ORDER BY c.n) AS k "
         "FROM unnest(%(ids)s::bigint[], %(id_hooks)s::integer[]) WITH ORDINALITY AS c(id, webhook_id, n)), "
-        "picked AS MATERIALIZED (SELECT c.id, c.webhook_id FROM c JOIN h ON h.id = c.webhook_id "
+        # Rows to send, oldest first; then rows to queue behind this worker's sends to webhooks
+        # whose room it filled.
+        "to_send AS MATERIALIZED (SELECT c.id, c.webhook_id, 0 AS ahead FROM c JOIN h ON h.id = c.webhook_id "
         "WHERE h.enabled AND c.k <= h.room ORDER BY c.n LIMIT %(limit)s), "
+        "filled AS MATERIALIZED (SELECT h.id, h.room, h.ahead FROM h LEFT JOIN (SELECT webhook_id, count(*) AS n "
+        "FROM to_send GROUP BY webhook_id) AS s ON s.webhook_id = h.id "
+        "WHERE %(ahead_limit)s > 0 AND h.enabled AND h.ahead > 0 AND h.room <= coalesce(s.n, 0)), "
+        "picked AS MATERIALIZED (SELECT * FROM to_send UNION ALL (SELECT c.id, c.webhook_id, 1 FROM c "
+        "JOIN filled AS f ON f.id = c.webhook_id WHERE c.k > f.room AND c.k <= f.room + f.ahead "
+        "ORDER BY c.n LIMIT %(ahead_limit)s)), "
         "held AS (UPDATE deliveries SET state = 'held', lease_owner = NULL, updated_at = %(now)s "
         "WHERE id IN (SELECT c.id FROM c JOIN h ON h.id = c.webhook_id WHERE NOT h.enabled)), "
         # Re-checked under the row lock: another worker may have taken a row since the scan.
@@ -167,9 +182,10 @@ POSTGRES = QueueSql(
         "AND next_attempt_at <= %(now)s FOR UPDATE SKIP LOCKED) AND e.id = d.event_id "
         "RETURNING d.id, d.webhook_id, d.event_id, d.attempts, e.type, e.body) "
         "SELECT l.id, l.webhook_id, l.event_id, l.attempts, l.type, l.body, h.url, h.secret, h.previous_secret, "
-        "h.previous_secret_expires_at, NULL::bigint, NULL::bigint FROM leased AS l JOIN h ON h.id = l.webhook_id "
+        "h.previous_secret_expires_at, p.ahead::bigint, NULL::bigint FROM leased AS l JOIN h ON h.id = l.webhook_id "
+        "JOIN picked AS p ON p.id = l.id "
         "UNION ALL SELECT NULL, h.id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, "
-        "h.room - (SELECT count(*) FROM picked AS p WHERE p.webhook_id = h.id), h.busy FROM h"
+        "h.room + h.ahead - (SELECT count(*) FROM picked AS p WHERE p.webhook_id = h.id), h.busy FROM h"
     ),
     pick=None,
     # One JSON document for the whole batch (encoded in C, parsed in C); attempt ids follow the

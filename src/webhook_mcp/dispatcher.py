@@ -74,15 +74,26 @@ class Dispatcher:
         self._results: list[AttemptRecord] = []
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._held: Counter[int] = Counter()  # per webhook: queued here or being sent
-        self._queued: dict[int, deque[ClaimedDelivery]] = {}
+        self._sending: Counter[int] = Counter()
+        # Per webhook: what this worker may send at once, its limit less the other workers'
+        # leases as its last claim counted them (see ``Store.claim``).
+        self._send_limit: dict[int, int] = {}
+        self._queued: dict[int, deque[tuple[float, ClaimedDelivery]]] = {}  # (lease ends, delivery)
         self._queued_total = 0
-        self._waiting: deque[int] = deque()  # webhooks with queued deliveries, in turn
+        self._waiting: deque[int] = deque()  # webhooks with queued deliveries they may send, in turn
+        self._parked: set[int] = set()  # webhooks with queued deliveries, at their send limit
+        self._handing_back: set[asyncio.Task[None]] = set()
         self._keys: dict[str, bytes] = {}
         self._vault = Vault(settings.secret_key)
         self._writing = 0
         self._max_tasks = settings.max_concurrency
         self._min_claim = max(1, min(settings.batch_size, settings.max_concurrency) // 4)
-        self._refill_at = settings.per_endpoint_concurrency // 2
+        # Deliveries leased ahead wait in the queue for at most about one send, so the lease
+        # must cover two sends and the results' write; with a shorter lease, lease no more than
+        # may be sent.
+        limit = settings.per_endpoint_concurrency
+        self._ahead = limit if settings.lease_seconds >= 3 * settings.delivery_timeout else 0
+        self._refill_at = limit + self._ahead // 2 if self._ahead else limit // 2
         self._stopping = False
         self.delivered = 0
 
@@ -106,6 +117,7 @@ class Dispatcher:
             self._stopping = True
             pruner.cancel()
             listener.cancel()
+            await asyncio.gather(*self._handing_back)
             await self._release_queued(set(self._queued))
             await self._finish_in_flight()
             # Let the flusher finish the write it may be in (never cancel a batch half-way).
@@ -126,17 +138,25 @@ class Dispatcher:
         backlog = len(self._results) + self._writing
         return max(0, backlog - UNRECORDED_BATCHES * self.settings.batch_size)
 
-    def _capacity(self) -> int:
-        """Room to lease: max_concurrency less what is being sent or queued here."""
-        held = len(self._tasks) + self._queued_total
-        return self.settings.max_concurrency - held - self._unrecorded_excess()
+    def _capacity(self) -> tuple[int, int]:
+        """Room to lease: to send (max_concurrency less what is being sent or could be sent from
+        the queue now), and to queue ahead (as many again, less what is queued waiting for its
+        endpoint). Apart, so that neither a webhook whose sends hang nor a queue that only waits
+        for this process takes room from the others."""
+        ready = 0
+        for hook, queue in self._queued.items():
+            free = self._send_limit.get(hook, self.settings.per_endpoint_concurrency) - self._sending[hook]
+            ready += min(len(queue), max(0, free))
+        to_send = self.settings.max_concurrency - len(self._tasks) - ready - self._unrecorded_excess()
+        to_queue = self.settings.max_concurrency - (self._queued_total - ready) if self._ahead else 0
+        return to_send, to_queue
 
     async def _claim_loop(self) -> None:
         cfg = self.settings
         failures = 0
         last_deep_claim = -math.inf
         while True:
-            capacity = self._capacity()
+            capacity, ahead_limit = self._capacity()
             # Small claims cost a transaction each for little work: wait until a quarter is free.
             if capacity <= 0 or (capacity < self._min_claim and (self._tasks or self._queued_total)):
                 self._slot_free.clear()
@@ -149,6 +169,7 @@ class Dispatcher:
             # most once per poll interval, which bounds how long other endpoints wait behind them.
             look_past_full = now - last_deep_claim >= cfg.poll_interval
             blocked: list[int] = []
+            others: dict[int, int] = {}
             try:
                 claimed = await self.store.claim(
                     self.worker_id,
@@ -157,8 +178,11 @@ class Dispatcher:
                     cfg.lease_seconds,
                     cfg.per_endpoint_concurrency,
                     in_flight=self._held,
+                    ahead=self._ahead,
+                    ahead_limit=ahead_limit,
                     look_past_full=look_past_full,
                     blocked=blocked,
+                    others=others,
                 )
             except Exception as exc:
                 # Whatever was claimed comes due again when its lease ends.
@@ -172,29 +196,38 @@ class Dispatcher:
             if failures:
                 logger.info("claiming deliveries works again after %d failed attempts", failures)
                 failures = 0
-            self._enqueue(claimed)
+            for hook, busy in others.items():
+                self._send_limit[hook] = cfg.per_endpoint_concurrency - busy
+            self._waiting.extend(self._parked)  # their limits may have grown
+            self._parked.clear()
+            self._enqueue(claimed, now + cfg.lease_seconds)
             self._start_sends()
-            if len(claimed) < want:
+            # A webhook whose sends ended while it was being claimed from has room again already.
+            refill = any(self._held[hook] <= self._refill_at for hook in {d.webhook_id for d in claimed})
+            if len(claimed) < want + ahead_limit and not refill:
                 # Work another worker holds the lock or the slots of: look again soon, not at the
                 # next poll, or this worker would rarely get its share.
                 await self._wait_for_wake(min(BLOCKED_RETRY, cfg.poll_interval) if blocked else cfg.poll_interval)
 
-    def _enqueue(self, claimed: list[ClaimedDelivery]) -> None:
+    def _enqueue(self, claimed: list[ClaimedDelivery], lease_ends: float) -> None:
         for delivery in claimed:
             hook = delivery.webhook_id
             self._held[hook] += 1
             queue = self._queued.get(hook)
             if queue is None:
                 queue = self._queued[hook] = deque()
-                self._waiting.append(hook)
-            queue.append(delivery)
+                if hook not in self._parked:
+                    self._waiting.append(hook)
+            queue.append((lease_ends, delivery))
         self._queued_total += len(claimed)
 
     def _start_sends(self) -> None:
         """Send queued deliveries while the process's limit allows, taking the webhooks in turn
-        so one long queue does not keep the others waiting. (Each endpoint's limit was applied
-        when claiming: this worker never holds more of a webhook than it may send at once.)"""
+        so one long queue does not keep the others waiting, and no webhook past its send limit."""
         limit = self.settings.max_concurrency - self._unrecorded_excess()
+        per_endpoint = self.settings.per_endpoint_concurrency
+        # A send that could outlast its lease might overlap another worker's: leave it to them.
+        lease_needed_until = self._clock() + self.settings.delivery_timeout
         waiting = self._waiting
         while waiting and len(self._tasks) < limit:
             hook = waiting.popleft()
@@ -202,13 +235,37 @@ class Dispatcher:
             if not queue:
                 self._queued.pop(hook, None)
                 continue
-            delivery = queue.popleft()
+            if self._sending[hook] >= self._send_limit.get(hook, per_endpoint):
+                if self._sending[hook]:
+                    self._parked.add(hook)  # until one of its sends ends
+                else:
+                    # Other workers hold every slot now: hand the queue back rather than sit on it.
+                    task = asyncio.create_task(self._release_queued({hook}))
+                    self._handing_back.add(task)
+                    task.add_done_callback(self._handing_back.discard)
+                continue
+            lease_ends, delivery = queue.popleft()
             self._queued_total -= 1
-            self._tasks[delivery.id] = asyncio.create_task(self._deliver(delivery))
+            if lease_ends <= lease_needed_until:
+                logger.warning("delivery %s waited too long to be sent; it comes due again", delivery.id)
+                self._drop_held(hook)
+            else:
+                self._sending[hook] += 1
+                self._tasks[delivery.id] = asyncio.create_task(self._deliver(delivery))
             if queue:
                 waiting.append(hook)
             else:
                 del self._queued[hook]
+
+    def _drop_held(self, hook: int) -> None:
+        """One delivery of ``hook`` left this worker's hands: sent, handed back or given up."""
+        self._held[hook] -= 1
+        left = self._held[hook]
+        if left <= 0:
+            del self._held[hook]
+        if left == self._refill_at:
+            self._wake.set()  # a claim's worth of the endpoint's slots is free: claim the next round
+        self._slot_free.set()
 
     async def forget_queued(self, webhook_id: int) -> None:
         """The webhook was changed, disabled or deleted in this process: what is queued for it
@@ -221,9 +278,10 @@ class Dispatcher:
         released: list[int] = []
         for hook in webhook_ids:
             queue = self._queued.pop(hook, None)
+            self._parked.discard(hook)
             if not queue:
                 continue
-            released += [delivery.id for delivery in queue]
+            released += [delivery.id for _lease_ends, delivery in queue]
             self._queued_total -= len(queue)
             self._held[hook] -= len(queue)
             if self._held[hook] <= 0:
@@ -288,15 +346,15 @@ class Dispatcher:
             if len(self._results) >= self.settings.batch_size:
                 self._results_ready.set()
             hook = delivery.webhook_id
-            self._held[hook] -= 1
-            left = self._held[hook]
-            if left <= 0:
-                del self._held[hook]
-            if left == self._refill_at:
-                self._wake.set()  # half the endpoint's slots are free: claim the next round
+            self._sending[hook] -= 1
+            if self._sending[hook] <= 0:
+                del self._sending[hook]
+            if hook in self._parked:
+                self._parked.discard(hook)
+                self._waiting.append(hook)
+            self._drop_held(hook)
             if self._waiting:
                 self._start_sends()
-            self._slot_free.set()
 
     async def _flush_loop(self) -> None:
         """Write results a batch at a time, or what has gathered after ``FLUSH_INTERVAL``; sleeps

@@ -631,8 +631,11 @@ class Store:
         per_endpoint: int | None = None,
         *,
         in_flight: Mapping[int, int] | None = None,
+        ahead: int = 0,
+        ahead_limit: int = 0,
         look_past_full: bool = True,
         blocked: list[int] | None = None,
+        others: dict[int, int] | None = None,
     ) -> list[ClaimedDelivery]:
         """Take up to ``limit`` due deliveries atomically; a claim is a lease that pushes the
         delivery's due time forward, so a crashed worker's deliveries come due again by themselves.
@@ -641,9 +644,19 @@ class Store:
         other workers' leases are counted in the database while holding the webhook's claim lock
         (PostgreSQL: an advisory lock, taken with try so claimers never wait on each other, and
         kept only for the webhooks this claim needs; SQLite: the single writer), this worker's own
-        from ``in_flight`` (its exact count, which unlike its leases drops the moment a send ends,
-        before the result is written). On PostgreSQL the claim is two round trips: the scan, which
-        takes the locks, then one statement that counts, picks and leases (``QueueSql.take``).
+        from ``in_flight`` (its exact count of deliveries queued or being sent, which unlike its
+        leases drops the moment a send ends, before the result is written). On PostgreSQL the
+        claim is two round trips: the scan, which takes the locks, then one statement that counts,
+        picks and leases (``QueueSql.take``).
+
+        ``ahead`` lets the worker lease up to that many more of a webhook than it may send at once
+        (and no more than it may send), to queue behind its own sends, so that a claim's round
+        trips are not in the path of the endpoint's next requests; ``ahead_limit`` of them in all,
+        besides the ``limit`` to send. They are taken only from webhooks whose room this claim
+        filled, and other workers count them as in flight. The worker must then send no more
+        than ``per_endpoint`` less the other workers' leases, which this claim writes to
+        ``others`` for every webhook it counted: that holds the limit across the cluster, since
+        leases only grow by claims, each of which counts all the others.
 
         Webhooks with due work this claim could not take because another worker was claiming from
         them at that moment, or holds their slots, are added to ``blocked``: worth another try
@@ -653,7 +666,8 @@ class Store:
         endpoints at their limit, ``look_past_full`` allows one more window past them, a scan that
         can be long, so the dispatcher asks for it only now and then."""
         window = limit * 4
-        per_hook = limit if per_endpoint is None else min(limit, per_endpoint)
+        ahead = 0 if per_endpoint is None else ahead
+        per_hook = limit if per_endpoint is None else min(limit, per_endpoint + ahead)
         sql = self._queue_sql
         pick = sql.pick
         own = in_flight or {}
@@ -661,10 +675,12 @@ class Store:
 
         def work(tx: HotTransaction) -> Any:
             hooks: dict[int, tuple[Any, ...]] = {}
-            room: dict[int, int] = {}
+            room: dict[int, int] = {}  # with ``extra``
+            extra: dict[int, int] = {}  # rows to queue ahead (SQLite)
             busy: dict[int, int] = {}
             picked: list[int] = []
             leased: list[tuple[Any, ...]] = []  # PostgreSQL: leased in the take statement
+            taken_ahead = 0
             taken: set[int] = set()
             disabled: list[int] = []
             full: list[int] = []
@@ -679,10 +695,11 @@ class Store:
                     "full": sql.ids(full),
                     "per_hook": per_hook,
                     "lock": lock,
-                    "enough": limit - len(picked) - len(leased),
+                    "enough": limit - len(picked) - len(leased) + taken_ahead,
                     "own_ids": own_ids,
                     "own_n": own_n,
                     "cap": MAX_WEBHOOK_ID if per_endpoint is None else per_endpoint,
+                    "ahead": ahead,
                 }
                 # (id, webhook_id, scanned, locked): see QueueSql.scan.
                 candidates = tx.fetch(sql.scan, params)
@@ -698,7 +715,8 @@ class Store:
                     params |= {
                         "owner": owner,
                         "until": now + lease,
-                        "limit": limit - len(leased),
+                        "limit": limit - len(leased) + taken_ahead,
+                        "ahead_limit": ahead_limit - taken_ahead,
                         "ids": sql.ids([row[0] for row in mine]),
                         "id_hooks": sql.ids([row[1] for row in mine]),
                         "hooks": sql.ids(sorted({row[1] for row in mine})),
@@ -709,6 +727,7 @@ class Store:
                         else:
                             leased.append(row)
                             taken.add(row[0])
+                            taken_ahead += row[10]
                 elif pick is not None and mine:
                     new_hooks = sorted({row[1] for row in mine} - hooks.keys())
                     if new_hooks:
@@ -718,27 +737,45 @@ class Store:
                         for found in tx.fetch(statement, params):
                             hook_id = found[0]
                             hooks[hook_id], busy[hook_id] = found, found[6]
-                            in_use = own.get(hook_id, 0) + found[6]
-                            room[hook_id] = limit if per_endpoint is None else per_endpoint - in_use
+                            if per_endpoint is None:
+                                room[hook_id], extra[hook_id] = limit, 0
+                            else:
+                                sendable = per_endpoint - found[6]
+                                extra[hook_id] = min(ahead, max(0, sendable))
+                                room[hook_id] = sendable + extra[hook_id] - own.get(hook_id, 0)
+                    # (A webhook missing from ``hooks`` was deleted meanwhile.) A lease that outlived
+                    # its worker can come due after the webhook was disabled.
+                    disabled += [row[0] for row in mine if row[1] in hooks and not hooks[row[1]][3]]
+                    # Rows to send first, then (``ahead``) rows to queue: the same order as ``take``.
                     for delivery_id, hook_id in mine:
                         hook = hooks.get(hook_id)
-                        if hook is None:
-                            continue  # deleted meanwhile
-                        if not hook[3]:
-                            # A lease that outlived its worker can come due after the webhook was disabled.
-                            disabled.append(delivery_id)
-                        elif room[hook_id] > 0 and len(picked) < limit:
+                        if hook and hook[3] and room[hook_id] > extra[hook_id] and len(picked) - taken_ahead < limit:
                             room[hook_id] -= 1
                             picked.append(delivery_id)
                             taken.add(delivery_id)
+                    for delivery_id, hook_id in mine:
+                        hook = hooks.get(hook_id)
+                        if (
+                            hook
+                            and hook[3]
+                            and delivery_id not in taken
+                            and 0 < room[hook_id] <= extra[hook_id]
+                            and taken_ahead < ahead_limit
+                        ):
+                            room[hook_id] -= 1
+                            picked.append(delivery_id)
+                            taken.add(delivery_id)
+                            taken_ahead += 1
                 full = [hook_id for hook_id, left in room.items() if left <= 0]
                 if blocked is not None:
                     blocked.extend(hook_id for hook_id in full if busy[hook_id] > 0)
                 if per_endpoint is not None:
                     # Webhooks whose every slot this worker fills itself were not even locked.
-                    full += {row[1] for row in candidates if own.get(row[1], 0) >= per_endpoint} - room.keys()
-                if len(picked) + len(leased) >= limit or scanned < window or not full:
+                    full += {row[1] for row in candidates if own.get(row[1], 0) >= per_endpoint + ahead} - room.keys()
+                if len(picked) + len(leased) - taken_ahead >= limit or scanned < window or not full:
                     break
+            if others is not None:
+                others.update(busy)
             if pick is not None and disabled:
                 tx.send(pick.hold, {"ids": sql.ids(disabled), "now": now})
             if pick is not None and picked:
