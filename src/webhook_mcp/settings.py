@@ -87,7 +87,13 @@ class Settings(BaseSettings):
         description="Register only tools that change nothing (and not get_webhook_secret); POST /v1/events is "
         "off too. For assistants that should look, not change.",
     )
-    max_concurrency: int = Field(128, ge=1, le=10_000, description="Deliveries in flight at once, per process.")
+    max_concurrency: int = Field(
+        128,
+        ge=1,
+        le=10_000,
+        description="Deliveries in flight at once, per process (as many more may be queued behind endpoints "
+        "at their limit).",
+    )
     per_endpoint_concurrency: int = Field(
         64,
         ge=1,
