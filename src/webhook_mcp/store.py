@@ -753,7 +753,7 @@ class Store:
                             room[hook_id] -= 1
                             picked.append(delivery_id)
                             taken.add(delivery_id)
-                    for delivery_id, hook_id in mine:
+                    for delivery_id, hook_id in mine if taken_ahead < ahead_limit else ():
                         hook = hooks.get(hook_id)
                         if (
                             hook
