@@ -288,6 +288,7 @@ class Dispatcher:
                 del self._held[hook]
         if not released:
             return
+        self._slot_free.set()
         try:
             await self.store.release(released, self._clock())
         except Exception as exc:
