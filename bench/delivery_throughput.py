@@ -37,7 +37,7 @@ from typing import Any
 
 from aiohttp import web
 
-from webhook_mcp.cli import run
+from webhook_mcp.interfaces.cli import run
 
 # Targets from the issue.
 # Delivery targets: issue 3 (SQLite) and issue 4 (PostgreSQL, one worker process).
@@ -291,7 +291,7 @@ def scratch_database(database_url: str | None) -> Any:
 
 def padded_data(example: dict[str, Any], payload_bytes: int) -> dict[str, Any]:
     """The order.created example with a filler field so the whole envelope is ~payload_bytes."""
-    from webhook_mcp.service import envelope
+    from webhook_mcp.service.operations import envelope
 
     probe = envelope("evt_" + "0" * 32, EVENT_TYPE, time.time(), {**example, "filler": ""})
     pad = max(0, payload_bytes - len(probe.encode()))
@@ -350,7 +350,7 @@ async def deliver_with_workers(args: argparse.Namespace, settings: Any, hub: Any
     started (Python's start-up is not delivery work); deliveries made before then are not counted."""
     from sqlalchemy import func, select
 
-    from webhook_mcp.tables import deliveries
+    from webhook_mcp.storage.schema import deliveries
 
     env = dict(os.environ)
     env.update(
@@ -366,7 +366,7 @@ async def deliver_with_workers(args: argparse.Namespace, settings: Any, hub: Any
     left = select(func.count()).select_from(deliveries).where(deliveries.c.state == "pending")
     procs = [
         await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "webhook_mcp.cli", "worker", env=env, stderr=asyncio.subprocess.PIPE
+            sys.executable, "-m", "webhook_mcp.interfaces.cli", "worker", env=env, stderr=asyncio.subprocess.PIPE
         )
         for _ in range(args.workers)
     ]
@@ -423,8 +423,8 @@ async def run_bench(args: argparse.Namespace, database_url: str) -> dict[str, An
     from sqlalchemy import func, select
 
     from webhook_mcp import Hub, Settings
-    from webhook_mcp.dispatcher import Dispatcher
-    from webhook_mcp.tables import deliveries, delivery_attempts, events
+    from webhook_mcp.delivery.dispatcher import Dispatcher
+    from webhook_mcp.storage.schema import deliveries, delivery_attempts, events
 
     overrides: dict[str, Any] = {}
     if args.concurrency is not None:

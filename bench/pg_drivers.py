@@ -26,7 +26,7 @@ from delivery_throughput import scratch_database
 from sqlalchemy import create_engine, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from webhook_mcp import database
+from webhook_mcp.storage import engine as database
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 

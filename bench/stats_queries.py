@@ -70,11 +70,11 @@ from sqlalchemy import Engine, bindparam, event, func, insert, select, update
 from sqlalchemy.engine import make_url
 
 from webhook_mcp import Hub, Settings
-from webhook_mcp.cli import run
-from webhook_mcp.retries import RetryPolicy
-from webhook_mcp.sender import SendOutcome
-from webhook_mcp.store import STREAK_LIMIT, AttemptRecord
-from webhook_mcp.tables import attempt_rollups, deliveries, delivery_attempts, events
+from webhook_mcp.delivery.retries import RetryPolicy
+from webhook_mcp.delivery.sender import SendOutcome
+from webhook_mcp.interfaces.cli import run
+from webhook_mcp.storage.schema import attempt_rollups, deliveries, delivery_attempts, events
+from webhook_mcp.storage.store import STREAK_LIMIT, AttemptRecord
 
 TARGET_MS = 50.0
 DAY = 86400.0

@@ -17,9 +17,9 @@ from collections.abc import Mapping
 from delivery_throughput import analyze, calibration_ms, postgres_cpu_seconds, scratch_database
 
 from webhook_mcp import Hub, Settings
-from webhook_mcp.cli import run
-from webhook_mcp.dispatcher import Dispatcher
-from webhook_mcp.sender import SendOutcome
+from webhook_mcp.delivery.dispatcher import Dispatcher
+from webhook_mcp.delivery.sender import SendOutcome
+from webhook_mcp.interfaces.cli import run
 
 
 class InstantSender:

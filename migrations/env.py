@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from webhook_mcp.tables import metadata
+from webhook_mcp.storage.schema import metadata
 
 config = context.config
 target_metadata = metadata
@@ -18,8 +18,8 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    from webhook_mcp.database import create_sync
-    from webhook_mcp.settings import Settings
+    from webhook_mcp.core.settings import Settings
+    from webhook_mcp.storage.engine import create_sync
 
     engine = create_sync(Settings().database_url)
     with engine.connect() as conn:

@@ -1,0 +1,689 @@
+"""One webhook delivery attempt: a signed JSON POST turned into a :class:`SendOutcome`.
+
+httpx is the interface (requests, responses, exceptions, pluggable transports) so tests can inject
+``respx.MockTransport``; the default transport, :class:`Http1Transport`, drives our own lean HTTP/1.1
+client (:mod:`webhook_mcp.delivery.http1`) because httpx's connection pool is an order of magnitude slower at
+dispatcher concurrency and aiohttp's client spends ~3x the CPU per request. Name lookup still goes
+through aiohttp's resolver interface, so :class:`GuardedResolver` can check every answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import ipaddress
+import re
+import socket
+import ssl
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from urllib.parse import urlsplit
+
+import httpx
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+from multidict import CIMultiDict
+
+from webhook_mcp.delivery import http1
+from webhook_mcp.delivery.http1 import BlockedAddressError, DNSError, TLSError
+
+__all__ = [
+    "BlockedAddressError",
+    "DNSError",
+    "GuardedResolver",
+    "Http1Transport",
+    "Network",
+    "SendOutcome",
+    "Sender",
+    "TLSError",
+    "blocked_reason",
+    "check_destination",
+    "literal_address",
+]
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+ALLOW_SETTING = "WEBHOOK_MCP_ALLOWED_PRIVATE_NETWORKS"
+# Headers the HTTP/1.1 client writes itself (httpx requests carry their own copies).
+_OWN_HEADERS = frozenset(("host", "content-length", "transfer-encoding"))
+# Slack on top of the transport's own timeout before the sender gives up on it regardless.
+_BACKSTOP_MARGIN = 1.0
+_CACHE_LIMIT = 4096
+_Headers = Mapping[str, str] | Sequence[tuple[str, str]]
+
+# Bound on the lookup create_webhook/update_webhook make; a name that does not answer in time passes.
+RESOLVE_TIMEOUT = 2.0
+
+_CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
+_THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+class _ResolverBlocked(OSError):
+    """Raised by :class:`GuardedResolver`; an OSError, as resolvers raise, so callers that catch
+    lookup failures see it (the transport turns it into :class:`BlockedAddressError`)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def blocked_reason(address: Address, allowed_networks: Sequence[Network]) -> str | None:
+    """Why deliveries may not go to ``address`` (e.g. ``"private address"``), or None if they may.
+
+    IPv4-mapped, 6to4 and NAT64 addresses are judged by the IPv4 address they carry."""
+    embedded: Address | None = None
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is None and address in _NAT64:
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    for net in allowed_networks:
+        if address in net or (embedded is not None and embedded in net):
+            return None
+    target = embedded if embedded is not None else address
+    if target.is_unspecified:
+        return "unspecified address"
+    if target.is_loopback:
+        return "loopback address"
+    if target.is_link_local:
+        return "link-local (cloud metadata) address"
+    if target.is_multicast:
+        return "multicast address"
+    if isinstance(target, ipaddress.IPv4Address) and target in _CGNAT:
+        return "shared/CGNAT address"
+    if target.is_reserved or (isinstance(target, ipaddress.IPv4Address) and target in _THIS_NETWORK):
+        return "reserved address"
+    if target.is_private or (isinstance(target, ipaddress.IPv6Address) and target.is_site_local):
+        return "private address"
+    if not target.is_global:
+        return "non-public address"
+    return None
+
+
+def _a(reason: str) -> str:
+    return ("an " if reason[0] in "aeiou" else "a ") + reason
+
+
+def _shown(address: Address) -> str:
+    """The address as people write it (IPv4-mapped ones with their dotted quad, as Python 3.13 does)."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return f"::ffff:{address.ipv4_mapped}"
+    return str(address)
+
+
+def _literal_message(host: str, address: Address, reason: str) -> str:
+    what = _a(reason) if _is_plain_literal(host) else f"{_shown(address)}, {_a(reason)}"
+    return f"blocked: {host} is {what}; allow it with {ALLOW_SETTING}"
+
+
+def _name_message(host: str, address: Address, reason: str) -> str:
+    return f"blocked: {host} resolves to {_shown(address)}, {_a(reason)}; allow it with {ALLOW_SETTING}"
+
+
+def _is_plain_literal(host: str) -> bool:
+    """Whether ``host`` is an address in its usual spelling (dotted quad, or any valid IPv6 form)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+_HEX = re.compile(r"0x[0-9a-f]*")
+_OCTAL = re.compile(r"0[0-7]+")
+_DECIMAL = re.compile(r"0|[1-9][0-9]*")
+_ENDS_IN_NUMBER = re.compile(r"(?:[0-9]+|0x[0-9a-f]*)")
+
+
+def _ipv4_number(part: str) -> int | None:
+    if _HEX.fullmatch(part):
+        return int(part[2:] or "0", 16)
+    if _OCTAL.fullmatch(part):
+        return int(part, 8)
+    if _DECIMAL.fullmatch(part):
+        return int(part)
+    return None
+
+
+def literal_address(host: str) -> Address | None:
+    """The IP address ``host`` denotes when written as one, else None (a name to resolve).
+
+    Accepts every spelling a URL parser or ``getaddrinfo`` (``inet_aton``) turns into an address,
+    so none of them can slip past the guard as a "name": ``2130706433``, ``0x7f.1``, ``0177.0.0.1``,
+    ``127.1``, a trailing dot, brackets and IPv6 zones. Raises ValueError for a host that looks
+    numeric (its last label is a number, as the WHATWG URL standard puts it) but is no address.
+    """
+    text = host.lower()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    if ":" in text:
+        try:
+            return ipaddress.IPv6Address(text)
+        except ValueError:
+            raise ValueError(f"the host {host!r} is not a valid IPv6 address") from None
+    if text.endswith("."):
+        text = text[:-1]
+    labels = text.split(".")
+    if not text.isascii() or not _ENDS_IN_NUMBER.fullmatch(labels[-1]):
+        return None
+    numbers = [_ipv4_number(label) for label in labels]
+    if len(numbers) <= 4 and all(n is not None for n in numbers):
+        *head, last = [n for n in numbers if n is not None]
+        if all(n <= 255 for n in head) and last < 256 ** (4 - len(head)):
+            value = last
+            for index, number in enumerate(head):
+                value |= number << (8 * (3 - index))
+            return ipaddress.IPv4Address(value)
+    raise ValueError(f"the host {host!r} looks like an IP address but is not a valid one; check the URL")
+
+
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    message: str
+    blocked: bool  # the SSRF guard refused it (else: an unusable spelling)
+
+
+def _literal_check(host: str, allowed_networks: Sequence[Network]) -> tuple[Address | None, _Refusal | None]:
+    """The address an IP-literal host denotes and why it may not be used; (None, None) for a name."""
+    try:
+        address = literal_address(host)
+    except ValueError as exc:
+        return None, _Refusal(str(exc), blocked=False)
+    if address is None:
+        return None, None
+    reason = blocked_reason(address, allowed_networks)
+    if reason is not None:
+        return address, _Refusal(_literal_message(host, address, reason), blocked=True)
+    if not _is_plain_literal(host):
+        return address, _Refusal(
+            f"the host {host!r} is a non-standard spelling of the IP address {address}; write it as {address}",
+            blocked=False,
+        )
+    return address, None
+
+
+def _url_host(url: str) -> str | None:
+    """The host as the sender will see it (httpx's parse), or failing that as ``urlsplit`` has it,
+    IDNA-normalised so full-width digits and dots cannot disguise an address."""
+    try:
+        host = httpx.URL(url).host
+    except Exception:
+        try:
+            host = urlsplit(url).hostname or ""
+        except ValueError:
+            return None
+        with contextlib.suppress(UnicodeError):
+            host = host.encode("idna").decode("ascii")
+    return host.lower() or None
+
+
+async def check_destination(
+    url: str,
+    allowed_networks: Sequence[Network],
+    *,
+    resolver: AbstractResolver | None = None,
+    resolve_seconds: float = RESOLVE_TIMEOUT,
+) -> str | None:
+    """Why webhooks may never be delivered to ``url``, or None: its host is a blocked address,
+    or a name resolving only to blocked addresses. A name that does not resolve (now) passes:
+    the endpoint may exist later, and every delivery is checked again on the address it connects to.
+    """
+    host = _url_host(url)
+    if host is None:
+        return None
+    address, refusal = _literal_check(host, allowed_networks)
+    if refusal is not None:
+        return refusal.message
+    if address is not None:
+        return None
+    try:
+        httpx.URL(url)
+    except Exception as exc:
+        return f"url {url!r} is not usable ({exc}); use e.g. https://example.com/webhooks"
+    own = resolver is None
+    active = DefaultResolver() if resolver is None else resolver
+    try:
+        async with asyncio.timeout(resolve_seconds):
+            results = await active.resolve(host, 0, socket.AF_UNSPEC)
+    except (OSError, TimeoutError, ValueError):
+        return None
+    finally:
+        if own:
+            await active.close()
+    first_refusal: tuple[Address, str] | None = None
+    for result in results:
+        try:
+            resolved = ipaddress.ip_address(result["host"])
+        except ValueError:
+            continue
+        reason = blocked_reason(resolved, allowed_networks)
+        if reason is None:
+            return None
+        if first_refusal is None:
+            first_refusal = (resolved, reason)
+    return None if first_refusal is None else _name_message(host, *first_refusal)
+
+
+class GuardedResolver(AbstractResolver):
+    """Resolves with aiohttp's default resolver (or the one given) and drops the addresses
+    :func:`blocked_reason` refuses.
+
+    :class:`Http1Transport` connects only to what this returns, on every new connection, so checking
+    here (not when the URL is saved) defeats DNS rebinding and names with both public and internal
+    addresses.
+    """
+
+    def __init__(self, allowed_networks: Sequence[Network], resolver: AbstractResolver | None = None) -> None:
+        self._allowed = tuple(allowed_networks)
+        self._resolver = resolver if resolver is not None else DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self._resolver.resolve(host, port, family)
+        kept: list[ResolveResult] = []
+        first_refusal: tuple[Address, str] | None = None
+        for result in results:
+            try:
+                address = ipaddress.ip_address(result["host"])
+            except ValueError:
+                continue
+            reason = blocked_reason(address, self._allowed)
+            if reason is None:
+                kept.append(result)
+            elif first_refusal is None:
+                first_refusal = (address, reason)
+        if kept:
+            return kept
+        if first_refusal is not None:
+            raise _ResolverBlocked(_name_message(host, *first_refusal))
+        raise OSError(f"{host} resolved to no usable address")
+
+    async def close(self) -> None:
+        await self._resolver.close()
+
+
+class Http1Transport(httpx.AsyncBaseTransport):
+    """An httpx transport over our own HTTP/1.1 client (:mod:`webhook_mcp.delivery.http1`): keep-alive
+    pooling, the SSRF guard on every connection, capped body reads.
+
+    Redirects are not followed and only the first ``max_body_bytes`` of a response body are read.
+    The client is created lazily on first use so it binds to the running event loop. ``resolver``
+    replaces the default name lookup (tests stub DNS with it); whatever it answers is checked by
+    :class:`GuardedResolver` for every new connection, and only checked addresses are connected to.
+    ``dns_cache_seconds`` (None: no cache) only caches checked answers. ``ssl_context`` replaces
+    ``ssl.create_default_context()`` (tests trust their own CA with it).
+    """
+
+    def __init__(
+        self,
+        *,
+        allowed_networks: Sequence[Network],
+        max_connections: int = 100,
+        timeout: float = 10.0,
+        max_body_bytes: int = 1024,
+        resolver: AbstractResolver | None = None,
+        dns_cache_seconds: float | None = 60,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._allowed = tuple(allowed_networks)
+        self._max_connections = max_connections
+        self._timeout = timeout
+        self._max_body_bytes = max_body_bytes
+        self._base_resolver = resolver
+        self._dns_cache_seconds = dns_cache_seconds
+        self._ssl_context = ssl_context
+        self._client: http1.Client | None = None
+        self._resolver: GuardedResolver | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._dns: dict[tuple[str, int], tuple[float, list[str]]] = {}
+        self._literal_checks: dict[str, _Refusal | None] = {}
+
+    def _open(self) -> http1.Client:
+        self._loop = asyncio.get_running_loop()
+        # aiohttp's default resolver binds to the running loop, so it is made afresh with the client.
+        self._resolver = GuardedResolver(self._allowed, self._base_resolver)
+        self._dns.clear()
+        self._client = http1.Client(
+            resolve=self._resolve,
+            max_connections=self._max_connections,
+            timeout=self._timeout,
+            max_body_bytes=self._max_body_bytes,
+            ssl_context=self._ssl_context,
+        )
+        return self._client
+
+    async def _resolve(self, host: str, port: int) -> list[str]:
+        """The addresses of ``host`` the guard allows, in the resolver's order (cached if enabled)."""
+        loop = asyncio.get_running_loop()
+        ttl = self._dns_cache_seconds
+        if ttl is not None:
+            cached = self._dns.get((host, port))
+            if cached is not None and cached[0] > loop.time():
+                return cached[1]
+        resolver = self._resolver
+        assert resolver is not None
+        try:
+            results = await resolver.resolve(host, port, socket.AF_UNSPEC)
+        except _ResolverBlocked as exc:
+            raise BlockedAddressError(exc.message) from None
+        except OSError as exc:
+            raise DNSError(exc.strerror or str(exc)) from None
+        addresses = [result["host"] for result in results]
+        if ttl is not None:
+            if len(self._dns) >= _CACHE_LIMIT:
+                self._dns.clear()
+            self._dns[(host, port)] = (loop.time() + ttl, addresses)
+        return addresses
+
+    def _check_literal(self, host: str) -> _Refusal | None:
+        """Every host that denotes an address is checked here (memoized): those are connected to
+        without a lookup, and some numeric spellings would reach ``getaddrinfo`` as names."""
+        try:
+            return self._literal_checks[host]
+        except KeyError:
+            pass
+        _address, refusal = _literal_check(host, self._allowed)
+        if len(self._literal_checks) >= _CACHE_LIMIT:
+            self._literal_checks.clear()
+        self._literal_checks[host] = refusal
+        return refusal
+
+    async def check_destination(self, url: str) -> str | None:
+        """:func:`check_destination` with this transport's allow-list and resolver."""
+        return await check_destination(url, self._allowed, resolver=self._base_resolver)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            body = request.content
+        except httpx.RequestNotRead:
+            body = await request.aread()
+        # httpx adds Host and Content-Length to every request; the client writes its own.
+        headers = [(k, v) for k, v in request.headers.multi_items() if k.lower() not in _OWN_HEADERS]
+        status, _reason, response_headers, content = await self.exchange(request.method, request.url, headers, body)
+        raw = [(k.encode("utf-8"), v.encode("utf-8")) for k, v in response_headers.items()]
+        if "Content-Encoding" in response_headers:
+            # The body was decompressed already; httpx must not try again.
+            raw = [(k, v) for k, v in raw if k.lower() not in (b"content-encoding", b"content-length")]
+        return httpx.Response(status, headers=raw, content=content, request=request)
+
+    async def exchange(
+        self, method: str, url: httpx.URL, headers: _Headers, body: bytes
+    ) -> tuple[int, str, CIMultiDict[str], bytes]:
+        """One request: status, reason, headers and the capped body. Failures are raised as the
+        httpx exceptions."""
+        return await self.exchange_prepared(method, self.prepare(url), url, headers, body)
+
+    def prepare(self, url: httpx.URL) -> http1.Target:
+        """Check a URL once (scheme, host, IP-literal guard) and precompute its request line and
+        Host header; the sender keeps the result per webhook URL, so the hot path does neither again."""
+        if url.scheme not in ("http", "https"):
+            raise httpx.UnsupportedProtocol(
+                f"unsupported URL scheme {url.scheme!r} (use http or https)", request=httpx.Request("POST", url)
+            )
+        if not url.host:
+            raise httpx.UnsupportedProtocol("the URL has no host name", request=httpx.Request("POST", url))
+        refusal = self._check_literal(url.host)
+        if refusal is not None:
+            error = BlockedAddressError if refusal.blocked else httpx.UnsupportedProtocol
+            raise error(refusal.message, request=httpx.Request("POST", url))
+        host = url.raw_host.decode("ascii")
+        tls = url.scheme == "https"
+        port = url.port or (443 if tls else 80)
+        address = literal_address(host)
+        shown = f"[{host}]" if ":" in host else host
+        authority = shown if url.port is None else f"{shown}:{port}"
+        path = url.raw_path.decode("ascii") or "/"
+        return http1.Target(
+            key=(url.scheme, host, port),
+            host=host,
+            port=port,
+            tls=tls,
+            address=None if address is None else str(address),
+            head=f" {path} HTTP/1.1\r\nHost: {authority}\r\n",
+        )
+
+    async def exchange_prepared(
+        self, method: str, target: http1.Target, url: httpx.URL, headers: _Headers, body: bytes
+    ) -> tuple[int, str, CIMultiDict[str], bytes]:
+        """``exchange`` for a URL already through :meth:`prepare`. The sender calls this directly:
+        building httpx objects for every delivery costs more than the rest of the attempt.
+        The transport's timeout bounds it, connecting and body read included."""
+        client = self._client
+        if client is None or self._loop is not asyncio.get_running_loop():
+            client = self._open()
+        items = headers.items() if isinstance(headers, Mapping) else headers
+        try:
+            return await client.request(method, target, items, body)
+        except httpx.TransportError as exc:
+            exc.request = httpx.Request(method, url)
+            raise
+
+    async def aclose(self) -> None:
+        client, resolver = self._client, self._resolver
+        self._client = self._resolver = None
+        if client is not None:
+            client.close()
+            await asyncio.sleep(0)  # let the aborted connections report connection_lost
+        if resolver is not None:
+            await resolver.close()
+
+
+@dataclass(frozen=True, slots=True)
+class SendOutcome:
+    """What one delivery attempt produced, in a form the attempt log and the dispatcher store directly."""
+
+    success: bool
+    status_code: int | None
+    response_ms: float
+    error: str | None
+    response_excerpt: str
+    retry_after: float | None
+
+    @property
+    def gone(self) -> bool:
+        """HTTP 410: the receiver says the webhook no longer exists."""
+        return self.status_code == 410
+
+
+class Sender:
+    """Performs single delivery attempts; never raises (except cancellation), always returns an outcome."""
+
+    def __init__(
+        self,
+        *,
+        timeout: float,
+        allowed_networks: Sequence[Network] = (),
+        max_connections: int = 100,
+        excerpt_bytes: int = 1024,
+        transport: httpx.AsyncBaseTransport | None = None,
+        resolver: AbstractResolver | None = None,
+    ) -> None:
+        self._timeout = float(timeout)
+        self._allowed = tuple(allowed_networks)
+        self._resolver = resolver
+        self._backstop = self._timeout + _BACKSTOP_MARGIN
+        self._excerpt_bytes = excerpt_bytes
+        self._urls: dict[str, tuple[httpx.URL, http1.Target | None]] = {}
+        self._transport: httpx.AsyncBaseTransport = (
+            transport
+            if transport is not None
+            else Http1Transport(
+                allowed_networks=allowed_networks,
+                max_connections=max_connections,
+                timeout=timeout,
+                max_body_bytes=excerpt_bytes,
+                resolver=resolver,
+            )
+        )
+        # Our own transport is driven without httpx objects; any other (respx in tests) through httpx.
+        self._direct = self._transport if isinstance(self._transport, Http1Transport) else None
+
+    async def send(self, url: str, headers: Mapping[str, str], body: bytes) -> SendOutcome:
+        start = time.perf_counter()
+        known = self._urls.get(url)
+        if known is None:
+            try:
+                # Parsing and checking a URL is the dearest part of a request; webhooks are few.
+                parsed = httpx.URL(url)
+            except Exception as exc:
+                # A spelling httpx rejects (0177.0.0.1) may still be an address a resolver accepts.
+                host = _url_host(url)
+                _address, refusal = (None, None) if host is None else _literal_check(host, self._allowed)
+                if refusal is not None and refusal.blocked:
+                    return self._failure(start, refusal.message)
+                return self._failure(start, f"invalid webhook URL {url!r}: {exc}")
+            try:
+                target = self._direct.prepare(parsed) if self._direct is not None else None
+            except Exception as exc:
+                return self._failure(start, self._describe(exc, parsed))
+            if len(self._urls) >= _CACHE_LIMIT:
+                self._urls.clear()
+            known = self._urls[url] = (parsed, target)
+        parsed, target = known
+        try:
+            if self._direct is not None and target is not None:
+                status, reason, response_headers, data = await self._direct.exchange_prepared(
+                    "POST", target, parsed, headers, body
+                )
+                return self._outcome(start, parsed, status, reason, response_headers, data)
+            async with asyncio.timeout(self._backstop):
+                request = httpx.Request("POST", parsed, headers=headers, content=body)
+                response = await self._transport.handle_async_request(request)
+                data = await self._read_excerpt(response)
+            return self._outcome(start, parsed, response.status_code, response.reason_phrase, response.headers, data)
+        except Exception as exc:
+            return self._failure(start, self._describe(exc, parsed))
+
+    async def check_destination(self, url: str) -> str | None:
+        """Why webhooks may never be delivered to ``url`` (see :func:`check_destination`), or None.
+        For create/update; deliveries are checked again, per connection."""
+        if self._direct is not None:
+            return await self._direct.check_destination(url)
+        return await check_destination(url, self._allowed, resolver=self._resolver)
+
+    async def _read_excerpt(self, response: httpx.Response) -> bytes:
+        cap = self._excerpt_bytes
+        try:
+            return response.content[:cap]
+        except httpx.ResponseNotRead:
+            pass
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in response.aiter_bytes():
+                chunks.append(chunk)
+                size += len(chunk)
+                if size >= cap:
+                    break
+        finally:
+            await response.aclose()
+        return b"".join(chunks)[:cap]
+
+    def _outcome(
+        self, start: float, url: httpx.URL, status: int, reason: str, headers: Mapping[str, str], data: bytes
+    ) -> SendOutcome:
+        success = 200 <= status < 300
+        error: str | None = None
+        retry_after: float | None = None
+        if not success:
+            error = f"HTTP {status} {reason}".rstrip()
+            location = headers.get("location")
+            if 300 <= status < 400 and location:
+                try:
+                    target = str(url.join(location))
+                except Exception:
+                    target = location
+                error = f"HTTP {status} redirect to {target} (redirects are not followed; update the webhook URL)"
+            elif status in (429, 503):
+                retry_after = parse_retry_after(headers.get("retry-after"))
+        return SendOutcome(
+            success=success,
+            status_code=status,
+            response_ms=round((time.perf_counter() - start) * 1000, 1),
+            error=error,
+            response_excerpt=data[: self._excerpt_bytes].decode("utf-8", errors="replace"),
+            retry_after=retry_after,
+        )
+
+    def _failure(self, start: float, error: str) -> SendOutcome:
+        return SendOutcome(
+            success=False,
+            status_code=None,
+            response_ms=round((time.perf_counter() - start) * 1000, 1),
+            error=error,
+            response_excerpt="",
+            retry_after=None,
+        )
+
+    def _describe(self, exc: Exception, url: httpx.URL) -> str:
+        """The failure in words a merchant can act on, whichever transport raised it."""
+        where = f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
+        detail = str(exc)
+        if isinstance(exc, BlockedAddressError):
+            return detail or f"blocked: {url.host} is not a public address; allow it with {ALLOW_SETTING}"
+        if isinstance(exc, DNSError):
+            return f"DNS lookup failed for {url.host}" + (f" ({detail})" if detail else "")
+        if isinstance(exc, TLSError):
+            return f"TLS error: {detail or 'handshake failed'} ({where})"
+        if isinstance(exc, httpx.ConnectTimeout):
+            return f"timed out after {self._timeout}s connecting to {where}"
+        if isinstance(exc, httpx.TimeoutException | TimeoutError):
+            return f"timed out after {self._timeout}s waiting for a response"
+        if isinstance(exc, httpx.ConnectError | httpx.ReadError):
+            lowered = detail.lower()
+            if "refused" in lowered:
+                return f"connection refused by {where}"
+            if "reset" in lowered:
+                return f"connection reset by {where}"
+            verb = "could not connect to" if isinstance(exc, httpx.ConnectError) else "error reading from"
+            return f"{verb} {where}" + (f": {detail}" if detail else "")
+        if isinstance(exc, httpx.RemoteProtocolError):
+            return f"{where} closed the connection or sent an invalid response" + (f" ({detail})" if detail else "")
+        if isinstance(exc, httpx.WriteError):
+            return f"error sending the request to {where}" + (f": {detail}" if detail else "")
+        if isinstance(exc, httpx.UnsupportedProtocol):
+            return f"cannot deliver to {url}: {detail}"
+        if isinstance(exc, httpx.TransportError):
+            return f"delivery to {where} failed: {type(exc).__name__}: {detail}"
+        return f"unexpected error: {type(exc).__name__}: {detail}"
+
+    async def aclose(self) -> None:
+        """Close the transport (also one passed in, as httpx clients do)."""
+        await self._transport.aclose()
+
+    async def __aenter__(self) -> Sender:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP-date (past dates give 0)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return max(seconds, 0.0) if seconds == seconds and seconds != float("inf") else None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max((when - datetime.now(UTC)).total_seconds(), 0.0)

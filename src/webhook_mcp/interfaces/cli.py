@@ -1,0 +1,240 @@
+"""``webhook-mcp``: serve the MCP server, run a delivery worker, migrate, publish, print config."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import shutil
+import signal
+import sys
+from collections.abc import Coroutine, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+
+from webhook_mcp import __version__
+from webhook_mcp.core.catalog import load_catalog
+from webhook_mcp.core.errors import WebhookError
+from webhook_mcp.core.settings import Settings, describe_settings
+from webhook_mcp.service.hub import Hub
+from webhook_mcp.storage import engine as database
+
+logger = logging.getLogger("webhook_mcp")
+T = TypeVar("T")
+
+EPILOG = f"""\
+settings (environment variables):
+{describe_settings()}
+
+examples:
+  webhook-mcp serve                                  MCP over stdio (what Claude Desktop runs)
+  webhook-mcp serve --transport streamable-http      MCP at http://127.0.0.1:8000/mcp (+ POST /v1/events)
+  webhook-mcp worker                                 a delivery worker on its own
+  webhook-mcp publish order.created --data @order.json
+  webhook-mcp claude-config                          a claude_desktop_config.json entry for this install
+  WEBHOOK_MCP_API_TOKEN=... webhook-mcp serve --transport streamable-http --host 0.0.0.0
+
+HTTP transports (sse, streamable-http) bind 127.0.0.1 by default. Any other --host needs
+WEBHOOK_MCP_API_TOKEN, and with a token every route (the MCP endpoints and POST /v1/events) wants
+'Authorization: Bearer <token>'. Host and Origin headers are checked on every request (DNS-rebinding
+protection; WEBHOOK_MCP_ALLOWED_HOSTS and WEBHOOK_MCP_ALLOWED_ORIGINS add to the bind address).
+WEBHOOK_MCP_READ_ONLY=1 serves only the tools that change nothing (not get_webhook_secret either)
+and turns POST /v1/events off.
+"""
+
+
+class UsageError(Exception):
+    """A command-line mistake: printed as is, exit status 2."""
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="webhook-mcp",
+        description="Self-hosted webhook management and delivery, driven by AI assistants over MCP.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"webhook-mcp {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the MCP server (migrates the database, runs the dispatcher)",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("--transport", choices=["stdio", "sse", "streamable-http"], default="stdio")
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind for HTTP transports; anything but loopback needs WEBHOOK_MCP_API_TOKEN",
+    )
+    serve.add_argument("--port", type=int, default=8000, help="port for HTTP transports")
+    serve.add_argument(
+        "--no-dispatcher", action="store_true", help="do not deliver in this process (separate workers do)"
+    )
+
+    commands.add_parser("worker", help="run a delivery dispatcher on its own (several may share a database)")
+    commands.add_parser("migrate", help="bring the database schema up to date and exit")
+
+    publish = commands.add_parser("publish", help="publish an event to every subscribed webhook")
+    publish.add_argument("event_type", metavar="EVENT_TYPE", help="e.g. order.created")
+    publish.add_argument("--data", required=True, help="the event data: JSON text, @path/to/file.json, or - for stdin")
+    publish.add_argument("--idempotency-key", default=None, help="the same key within 24 h publishes once")
+
+    commands.add_parser("claude-config", help="print a claude_desktop_config.json entry for this install")
+    return parser
+
+
+def _read_data(spec: str) -> Any:
+    if spec == "-":
+        text, source = sys.stdin.read(), "stdin"
+    elif spec.startswith("@"):
+        path = Path(spec[1:]).expanduser()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot read --data file {path}: {exc.strerror or exc}") from exc
+        source = str(path)
+    else:
+        text, source = spec, "--data"
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"{source} is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise UsageError(f"{source} nests JSON too deeply; send a flatter object") from exc
+    if not isinstance(data, dict):
+        raise UsageError(f"{source} must hold a JSON object (the event's data), not {type(data).__name__}")
+    return data
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """Run on uvloop where it is installed (it roughly halves the event loop's share of each
+    delivery), else on the standard loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def _worker(settings: Settings) -> None:
+    async with Hub.open(settings, dispatch=True):
+        logger.info("worker running on %s; Ctrl-C or SIGTERM stops it", database.sync_url(settings.database_url))
+        await _until_signalled()
+
+
+async def _publish(settings: Settings, event_type: str, data: Any, key: str | None) -> None:
+    # Refuse bad input before the database is touched (or created).
+    catalog = load_catalog(settings.event_types_file)
+    catalog.validate(catalog.require_subscribable(event_type).name, data)
+    async with Hub.open(settings, dispatch=False) as hub:
+        published = await hub.publish(event_type, data, idempotency_key=key)
+    note = " (duplicate idempotency key: the first event, nothing new queued)" if published.duplicate else ""
+    print(f"{published.event_id} queued for {published.queued} webhook(s){note}")
+
+
+async def _serve_http(settings: Settings, transport: str, host: str, port: int, dispatch: bool) -> None:
+    import uvicorn
+
+    from webhook_mcp.interfaces.mcp.server import create_http_app
+
+    async with Hub.open(settings, dispatch=dispatch) as hub:
+        app = create_http_app(hub, "sse" if transport == "sse" else "streamable-http", host, port)
+        config = uvicorn.Config(app, host=host, port=port, log_level=settings.log_level.lower())
+        await uvicorn.Server(config).serve()
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> None:
+    dispatch = settings.run_dispatcher and not args.no_dispatcher
+    if args.transport == "stdio":
+        from webhook_mcp.interfaces.mcp.server import create_server
+
+        server = create_server(settings.model_copy(update={"run_dispatcher": dispatch}))
+        run(server.run_stdio_async())
+    else:
+        from webhook_mcp.interfaces.http.auth import check_bind
+
+        check_bind(settings, args.host)
+        run(_serve_http(settings, args.transport, args.host, args.port, dispatch))
+
+
+def _claude_config(settings: Settings) -> None:
+    command = shutil.which("webhook-mcp") or str(Path(sys.argv[0]).resolve())
+    entry = {
+        "mcpServers": {
+            "webhook-mcp": {
+                "command": str(Path(command).resolve()),
+                "args": ["serve"],
+                "env": {"WEBHOOK_MCP_DATABASE_URL": settings.database_url},
+            }
+        }
+    }
+    print(json.dumps(entry, indent=2))
+
+
+def _settings_error(exc: ValidationError) -> str:
+    lines = ["invalid setting(s):"]
+    for error in exc.errors():
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if error["loc"]:
+            lines.append(f"  WEBHOOK_MCP_{str(error['loc'][0]).upper()}: {message}")
+        else:
+            lines.append(f"  {message}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        settings = Settings()
+        _configure_logging(settings)
+        if args.command == "serve":
+            _serve(settings, args)
+        elif args.command == "worker":
+            run(_worker(settings))
+        elif args.command == "migrate":
+            database.upgrade(settings.database_url)
+            print(f"database at {database.sync_url(settings.database_url)!r} is at revision {database.head_revision()}")
+        elif args.command == "publish":
+            data = _read_data(args.data)
+            run(_publish(settings, args.event_type, data, args.idempotency_key))
+        elif args.command == "claude-config":
+            _claude_config(settings)
+    except ValidationError as exc:
+        print(f"webhook-mcp: {_settings_error(exc)}", file=sys.stderr)
+        return 2
+    except (UsageError, WebhookError) as exc:
+        print(f"webhook-mcp: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

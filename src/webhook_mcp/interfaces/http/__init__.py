@@ -1,0 +1,1 @@
+"""The HTTP API beside the MCP transports: ingest and its guard."""

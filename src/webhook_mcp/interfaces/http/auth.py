@@ -1,0 +1,133 @@
+"""Who may talk to the HTTP transports: a loopback bind by default, a bearer token for anything
+else, and Host/Origin checks against DNS rebinding on every route (MCP endpoints and the ingest
+route alike), applied by one ASGI guard in front of the whole app."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+
+from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
+from starlette.datastructures import Headers
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from webhook_mcp.core.errors import ConfigurationError
+from webhook_mcp.core.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+LOOPBACK_AUTHORITIES = ("127.0.0.1", "localhost", "[::1]")
+TOKEN_HINT = "send the header 'Authorization: Bearer <token>', the token being the server's WEBHOOK_MCP_API_TOKEN"
+
+
+def is_loopback(host: str) -> bool:
+    """Only this machine can reach the address (``localhost``, 127.0.0.0/8, ``::1``)."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(settings: Settings, host: str) -> None:
+    """Refuse, before anything binds, to expose the tools beyond this machine without a token."""
+    if settings.api_token or is_loopback(host):
+        return
+    raise ConfigurationError(
+        f"refusing to serve on {host} without a token: an address other than loopback exposes the webhook "
+        "tools to the network. Set WEBHOOK_MCP_API_TOKEN (e.g. to the output of "
+        "python3 -c 'import secrets; print(secrets.token_urlsafe(32))') and send it as "
+        "'Authorization: Bearer <token>', or bind 127.0.0.1 (the default)."
+    )
+
+
+def _authority(host: str) -> str:
+    return f"[{host.strip('[]')}]" if ":" in host else host
+
+
+def transport_security(settings: Settings, host: str, port: int) -> TransportSecuritySettings:
+    """DNS-rebinding protection for a server bound to ``host:port``: Host must name the bind
+    address (for loopback, any loopback name) on that port, or be listed by the operator. Browser
+    pages may call it from its own origin; for a loopback bind also from other local ports (tools
+    such as MCP Inspector), which a rebound page never has."""
+    names = [_authority(host)]
+    origins = [f"http://{names[0]}:{port}"]
+    if is_loopback(host):
+        names += [name for name in LOOPBACK_AUTHORITIES if name not in names]
+        origins = [f"{scheme}://{name}:*" for name in names for scheme in ("http", "https")]
+    hosts = [f"{name}:{port}" for name in names]
+    if port == 80:
+        hosts += names
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=[*hosts, *settings.allowed_hosts],
+        allowed_origins=[*origins, *settings.allowed_origins],
+    )
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+def token_refusal(headers: Headers, token: str) -> Response | None:
+    """A 401 unless the request carries ``Authorization: Bearer <token>`` (compared in constant time)."""
+    scheme, _, given = headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        challenge = 'Bearer realm="webhook-mcp"'
+        message = f"this server needs a bearer token: {TOKEN_HINT}"
+        return _error(401, "unauthorized", message, {"www-authenticate": challenge})
+    if hmac.compare_digest(given.strip().encode("latin-1"), token.encode("ascii")):
+        return None
+    challenge = 'Bearer realm="webhook-mcp", error="invalid_token"'
+    return _error(401, "unauthorized", f"the bearer token is wrong: {TOKEN_HINT}", {"www-authenticate": challenge})
+
+
+class HttpGuard:
+    """Checks Host and Origin (as the SDK's transport security does) and then the token, for
+    every HTTP request whatever its route; lifespan events pass through."""
+
+    def __init__(self, app: ASGIApp, security: TransportSecuritySettings, token: str | None) -> None:
+        self.app = app
+        self.security = TransportSecurityMiddleware(security)
+        self.token = token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        refusal = await self._refusal(scope)
+        if refusal is None:
+            await self.app(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+        else:
+            await refusal(scope, receive, send)
+
+    async def _refusal(self, scope: Scope) -> Response | None:
+        request: Request = Request(scope)
+        rebinding = await self.security.validate_request(request)
+        if rebinding is not None:
+            return self._rebinding_error(rebinding.status_code, request.headers)
+        if self.token is not None:
+            return token_refusal(request.headers, self.token)
+        return None
+
+    @staticmethod
+    def _rebinding_error(status: int, headers: Headers) -> Response:
+        if status == 421:
+            return _error(
+                421,
+                "host_not_allowed",
+                f"Host {headers.get('host')!r} is not served here (DNS-rebinding protection); "
+                "the operator can allow it with WEBHOOK_MCP_ALLOWED_HOSTS",
+            )
+        return _error(
+            403,
+            "origin_not_allowed",
+            f"Origin {headers.get('origin')!r} may not use this server (DNS-rebinding protection); "
+            "the operator can allow it with WEBHOOK_MCP_ALLOWED_ORIGINS",
+        )

@@ -1,0 +1,105 @@
+"""The running service in one object: database, catalog, sender, operations and dispatcher.
+Everything that serves webhooks (MCP server, CLI, HTTP API, your own code) opens one of these."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from webhook_mcp.core.catalog import Catalog, load_catalog
+from webhook_mcp.core.models import PublishedEvent
+from webhook_mcp.core.settings import Settings
+from webhook_mcp.core.vault import Vault
+from webhook_mcp.delivery.dispatcher import Dispatcher
+from webhook_mcp.delivery.sender import Sender
+from webhook_mcp.service.operations import WebhookService
+from webhook_mcp.storage import engine as database
+from webhook_mcp.storage.store import Store
+
+logger = logging.getLogger(__name__)
+
+
+class Hub:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        catalog: Catalog,
+        sender: Sender,
+        dispatcher: Dispatcher | None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.catalog = catalog
+        self.sender = sender
+        self.dispatcher = dispatcher
+        self.service = WebhookService(
+            store,
+            catalog,
+            sender,
+            settings,
+            on_publish=dispatcher.wake if dispatcher else None,
+            on_change=dispatcher.forget_queued if dispatcher else None,
+        )
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(
+        cls,
+        settings: Settings | None = None,
+        *,
+        migrate: bool = True,
+        dispatch: bool | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> AsyncIterator[Hub]:
+        """Open the database (migrating it to the newest schema), the HTTP sender and, unless
+        ``dispatch`` is false, a background dispatcher; close them all on exit. With
+        ``secret_key`` set, stored signing secrets are encrypted (plaintext ones now); a missing or
+        wrong key for what is stored is a ConfigurationError before anything starts."""
+        settings = settings or Settings()
+        catalog = load_catalog(settings.event_types_file)
+        vault = Vault(settings.secret_key)
+        if migrate:
+            await asyncio.to_thread(database.upgrade, settings.database_url)
+        pool = settings.database_pool_size
+        store = Store(database.create_sync(settings.database_url, pool), pool)
+        try:
+            await vault.secure_stored(store)
+        except BaseException:
+            await store.close()
+            raise
+        sender = Sender(
+            timeout=settings.delivery_timeout,
+            allowed_networks=settings.allowed_private_networks,
+            max_connections=settings.max_concurrency,
+            transport=transport,
+        )
+        run_dispatcher = settings.run_dispatcher if dispatch is None else dispatch
+        dispatcher = Dispatcher(store, sender, settings) if run_dispatcher else None
+        hub = cls(settings, store, catalog, sender, dispatcher)
+        task: asyncio.Task[None] | None = None
+        try:
+            if dispatcher is not None:
+                task = asyncio.create_task(dispatcher.run(), name="webhook-mcp-dispatcher")
+            yield hub
+        finally:
+            try:
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            except Exception:
+                logger.exception("the dispatcher stopped with an error")
+            finally:
+                await sender.aclose()
+                await store.close()
+
+    async def publish(self, event_type: str, data: Any, *, idempotency_key: str | None = None) -> PublishedEvent:
+        """Record an event and queue it for every enabled webhook subscribed to its type; once this
+        returns, the event is durable and will be delivered (at least once)."""
+        return await self.service.publish(event_type, data, idempotency_key)

@@ -1,0 +1,1 @@
+"""Storage: the schema, engines and migrations, and the store the service and dispatcher use."""

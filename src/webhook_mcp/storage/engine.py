@@ -1,0 +1,133 @@
+"""Engines and migrations: one place that knows which driver serves which URL."""
+
+from __future__ import annotations
+
+import importlib.resources
+import logging
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from webhook_mcp.core.errors import ConfigurationError
+from webhook_mcp.storage.pipeline import IDLE_SLOTS
+
+logger = logging.getLogger(__name__)
+
+# The store runs each transaction whole on a thread, so it wants the synchronous drivers; URLs
+# naming an async driver (sqlite+aiosqlite, postgresql+asyncpg) are mapped to these.
+_DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg"}
+READ_ONLY_OPTION = "webhook_mcp_read_only"
+_MIGRATION_LOCK_ID = 0x77686D63  # "whmc": serialises concurrent `upgrade head` on PostgreSQL
+
+
+def _parse(url: str) -> URL:
+    try:
+        parsed = make_url(url.replace("postgres://", "postgresql://", 1))
+    except ArgumentError as exc:
+        raise ConfigurationError(
+            f"WEBHOOK_MCP_DATABASE_URL {url!r} is not a database URL; use sqlite:///path/to/file.db "
+            "or postgresql://user@host:5432/dbname"
+        ) from exc
+    if parsed.get_backend_name() not in _DRIVERS:
+        raise ConfigurationError(
+            f"database {parsed.get_backend_name()!r} is not supported; use sqlite:///path/to/file.db "
+            "or postgresql://user@host:5432/dbname"
+        )
+    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+        raise ConfigurationError(
+            "an in-memory SQLite database cannot be shared by the server and its dispatcher; "
+            "use a file, e.g. sqlite:///./webhooks.db"
+        )
+    return parsed
+
+
+def sync_url(url: str) -> URL:
+    parsed = _parse(url)
+    backend = parsed.get_backend_name()
+    if "+" in parsed.drivername and parsed.get_driver_name() in ("pysqlite", "psycopg"):
+        return parsed
+    return parsed.set(drivername=f"{backend}+{_DRIVERS[backend]}")
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    """WAL for readers beside one writer; BEGIN IMMEDIATE so two processes never deadlock
+    upgrading a read lock, and a busy timeout so they queue instead of failing."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA busy_timeout = 30000")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # Reads stay deferred: in WAL mode they never wait for a writer in another process.
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY_OPTION) else "BEGIN IMMEDIATE")
+
+
+def _ensure_sqlite_dir(parsed: URL) -> None:
+    if parsed.get_backend_name() == "sqlite" and parsed.database:
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+def create_sync(url: str, pool_size: int = 8) -> Engine:
+    """``hide_parameters``: a database error's text never quotes the values, which include
+    webhook secrets, so it can be logged and shown as it is."""
+    parsed = sync_url(url)
+    _ensure_sqlite_dir(parsed)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(parsed, hide_parameters=True)
+        _sqlite_setup(engine)
+        return engine
+    # pre-ping replaces connections a PostgreSQL restart has cut, so the next transaction works.
+    # The overflow is what the dispatcher's pipelined connections hold beside one per thread.
+    return create_engine(parsed, pool_size=pool_size, max_overflow=IDLE_SLOTS, pool_pre_ping=True, hide_parameters=True)
+
+
+def _alembic_config() -> Config:
+    config = Config()
+    location = importlib.resources.files("webhook_mcp._migrations")
+    config.set_main_option("script_location", str(location))
+    return config
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+
+
+def current_revision(url: str) -> str | None:
+    engine = create_sync(url)
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    finally:
+        engine.dispose()
+
+
+def upgrade(url: str) -> None:
+    """Bring the schema to the newest revision; safe to run from several processes at once."""
+    engine = create_sync(url)
+    config = _alembic_config()
+    try:
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID})
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+    except ConfigurationError:
+        raise
+    except Exception as exc:
+        raise ConfigurationError(f"could not migrate the database at {engine.url!r}: {exc}") from exc
+    finally:
+        engine.dispose()
