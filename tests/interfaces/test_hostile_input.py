@@ -27,8 +27,9 @@ from sqlalchemy import select
 
 from conftest import Receiver, make_settings
 from webhook_mcp import Hub, load_catalog
+from webhook_mcp.interfaces.http.app import create_http_app
 from webhook_mcp.interfaces.http.ingest import EVENTS_PATH
-from webhook_mcp.interfaces.mcp.server import create_http_app, create_server
+from webhook_mcp.interfaces.mcp.server import create_server
 from webhook_mcp.storage.schema import metadata
 
 pytestmark = pytest.mark.anyio

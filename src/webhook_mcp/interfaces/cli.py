@@ -157,7 +157,7 @@ async def _publish(settings: Settings, event_type: str, data: Any, key: str | No
 async def _serve_http(settings: Settings, transport: str, host: str, port: int, dispatch: bool) -> None:
     import uvicorn
 
-    from webhook_mcp.interfaces.mcp.server import create_http_app
+    from webhook_mcp.interfaces.http.app import create_http_app
 
     async with Hub.open(settings, dispatch=dispatch) as hub:
         app = create_http_app(hub, "sse" if transport == "sse" else "streamable-http", host, port)

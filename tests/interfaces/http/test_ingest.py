@@ -22,9 +22,9 @@ from starlette.routing import Route
 
 from conftest import make_settings
 from webhook_mcp import ConfigurationError, Hub
+from webhook_mcp.interfaces.http.app import create_http_app
 from webhook_mcp.interfaces.http.auth import is_loopback
 from webhook_mcp.interfaces.http.ingest import EVENTS_PATH, events_endpoint
-from webhook_mcp.interfaces.mcp.server import create_http_app
 
 pytestmark = pytest.mark.anyio
 

@@ -16,14 +16,11 @@ from mcp.server.mcpserver.context import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, InputRequiredResult, ToolAnnotations
 from pydantic import Field
-from starlette.types import ASGIApp
 
 from webhook_mcp import __version__
 from webhook_mcp.core import models
 from webhook_mcp.core.errors import WebhookError
 from webhook_mcp.core.settings import Settings
-from webhook_mcp.interfaces.http.auth import HttpGuard, check_bind, transport_security
-from webhook_mcp.interfaces.http.ingest import EVENTS_PATH, events_endpoint
 from webhook_mcp.service.hub import Hub
 from webhook_mcp.service.operations import DEFAULT_GRACE_HOURS, WebhookService
 from webhook_mcp.storage.store import MAX_WEBHOOK_ID
@@ -354,23 +351,3 @@ def create_server(settings: Settings | None = None, *, hub: Hub | None = None) -
         return await _call(svc().publish(event, data, idempotency_key))
 
     return server
-
-
-def create_http_app(hub: Hub, transport: Literal["sse", "streamable-http"], host: str, port: int) -> ASGIApp:
-    """The MCP transport and ``POST /v1/events`` for a server bound to ``host:port``, behind one
-    guard: Host/Origin checks on every route, and the bearer token on every route when one is set."""
-    settings = hub.settings
-    check_bind(settings, host)
-    server = create_server(hub=hub)
-    if settings.read_only:
-        logger.info("read-only mode: %d tool(s) left out, POST %s is off", len(server.withheld), EVENTS_PATH)
-    elif settings.api_token:
-        server.custom_route(EVENTS_PATH, methods=["POST"])(events_endpoint(hub, settings.api_token))
-    else:
-        logger.warning("POST %s is off: set WEBHOOK_MCP_API_TOKEN to publish over HTTP", EVENTS_PATH)
-    security = transport_security(settings, host, port)
-    if transport == "sse":
-        app = server.sse_app(transport_security=security, host=host)
-    else:
-        app = server.streamable_http_app(transport_security=security, host=host)
-    return HttpGuard(app, security, settings.api_token)

@@ -1,0 +1,36 @@
+"""The HTTP application ``serve`` runs for the sse and streamable-http transports: the MCP
+transport and the HTTP API's routes side by side, behind one guard."""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+from starlette.types import ASGIApp
+
+from webhook_mcp.interfaces.http.auth import HttpGuard, check_bind, transport_security
+from webhook_mcp.interfaces.http.ingest import EVENTS_PATH, events_endpoint
+from webhook_mcp.interfaces.mcp.server import create_server
+from webhook_mcp.service.hub import Hub
+
+logger = logging.getLogger(__name__)
+
+
+def create_http_app(hub: Hub, transport: Literal["sse", "streamable-http"], host: str, port: int) -> ASGIApp:
+    """The MCP transport and ``POST /v1/events`` for a server bound to ``host:port``, behind one
+    guard: Host/Origin checks on every route, and the bearer token on every route when one is set."""
+    settings = hub.settings
+    check_bind(settings, host)
+    server = create_server(hub=hub)
+    if settings.read_only:
+        logger.info("read-only mode: %d tool(s) left out, POST %s is off", len(server.withheld), EVENTS_PATH)
+    elif settings.api_token:
+        server.custom_route(EVENTS_PATH, methods=["POST"])(events_endpoint(hub, settings.api_token))
+    else:
+        logger.warning("POST %s is off: set WEBHOOK_MCP_API_TOKEN to publish over HTTP", EVENTS_PATH)
+    security = transport_security(settings, host, port)
+    if transport == "sse":
+        app = server.sse_app(transport_security=security, host=host)
+    else:
+        app = server.streamable_http_app(transport_security=security, host=host)
+    return HttpGuard(app, security, settings.api_token)
