@@ -12,6 +12,7 @@ from webhook_mcp.core.catalog import (
     TEST_EVENT,
     Catalog,
     EventType,
+    _Order,
     builtin_event_types,
     load_catalog,
 )
@@ -44,6 +45,12 @@ REQUIRED = {
 
 def _order_data() -> dict[str, Any]:
     return copy.deepcopy(load_catalog().get("order.created").example)
+
+
+def _strict_orders() -> Catalog:
+    """order.created as an operator would enforce it in full: the documented model's own schema."""
+    example = _order_data()
+    return Catalog([EventType("order.created", "order", "Strict orders.", _Order.model_json_schema(), example)])
 
 
 def _write(tmp_path: Path, name: str, text: str) -> Path:
@@ -127,6 +134,33 @@ def test_builtin_event_types_returns_fresh_objects() -> None:
     assert second[0].example
 
 
+@pytest.mark.parametrize("event_type", [t for t in builtin_event_types() if t.subscribable], ids=lambda t: t.name)
+def test_builtin_types_take_a_shops_own_minimal_payload(event_type: EventType) -> None:
+    catalog = load_catalog()
+    for data in (
+        {"id": "ord_1", "total": 1999, "currency": "EUR"},
+        {"id": 42},
+        {"id": "x", "total": "19.99", "line_items": None, "customer": {"anything": [1, {"goes": True}]}},
+    ):
+        catalog.validate(event_type.name, data)
+    assert catalog.problems(event_type.name, {"total": 1999}) == ["data: 'id' is a required property"]
+    for bad_id in (1.5, None, ["ord_1"], {"id": 1}, True):
+        problems = catalog.problems(event_type.name, {"id": bad_id})
+        assert len(problems) == 1 and problems[0].startswith("data.id: "), (bad_id, problems)
+
+
+def test_builtin_schemas_document_fields_without_gating() -> None:
+    schema = load_catalog().get("order.created").schema
+    assert schema is not None
+    assert schema["required"] == ["id"]
+    assert schema["properties"]["id"]["type"] == ["string", "integer"]
+    assert "ord_1001" in schema["properties"]["id"]["description"]
+    items = schema["properties"]["line_items"]
+    assert set(items) == {"description"} and "array of LineItem" in items["description"]
+    assert "minor units" in schema["properties"]["total"]["description"]
+    assert "additionalProperties" not in schema
+
+
 # --- catalog behaviour -----------------------------------------------------------------------------
 
 
@@ -207,7 +241,7 @@ def test_validate_collects_all_errors_sorted_by_path() -> None:
     del data["total"]
     data["status"] = "lost"
     with pytest.raises(InvalidPayloadError) as info:
-        load_catalog().validate("order.created", data)
+        _strict_orders().validate("order.created", data)
     problems = info.value.problems
     assert problems == [
         "data: 'total' is a required property",
@@ -228,7 +262,7 @@ def test_validate_sorts_numeric_indexes_numerically() -> None:
     data["line_items"][10]["quantity"] = 0
     data["line_items"][2]["quantity"] = 0
     with pytest.raises(InvalidPayloadError) as info:
-        load_catalog().validate("order.created", data)
+        _strict_orders().validate("order.created", data)
     assert [p.split(":")[0] for p in info.value.problems] == [
         "data.line_items[2].quantity",
         "data.line_items[10].quantity",
@@ -239,7 +273,7 @@ def test_validate_checks_date_time_format() -> None:
     data = _order_data()
     data["created_at"] = "yesterday"
     with pytest.raises(InvalidPayloadError) as info:
-        load_catalog().validate("order.created", data)
+        _strict_orders().validate("order.created", data)
     assert info.value.problems == ["data.created_at: 'yesterday' is not a 'date-time'"]
 
 
@@ -415,10 +449,6 @@ def _entry_error(tmp_path: Path, entry: dict[str, Any], index: int = 0) -> str:
             ],
         ),
         (
-            {"name": "order.created", "description": "Clash."},
-            ["('order.created')", "already defined", "rename or remove it"],
-        ),
-        (
             {"name": "webhook.test", "description": "Clash."},
             ["('webhook.test')", "already defined"],
         ),
@@ -428,6 +458,36 @@ def test_bad_entries(tmp_path: Path, entry: dict[str, Any], expected: list[str])
     message = _entry_error(tmp_path, entry)
     for part in expected:
         assert part in message
+
+
+def test_the_operator_redefines_a_builtin_type(tmp_path: Path) -> None:
+    text = """\
+event_types:
+  - name: order.created
+    description: Sent when a till rings up a sale.
+    schema: {type: object, required: [ref, total], properties: {ref: {type: string}, total: {type: integer}}}
+    example: {ref: S-1, total: 1999}
+"""
+    catalog = load_catalog(_write(tmp_path, "types.yaml", text))
+    redefined = catalog.get("order.created")
+    assert redefined.description == "Sent when a till rings up a sale."
+    assert redefined.example == {"ref": "S-1", "total": 1999} and redefined.builtin is False
+    catalog.validate("order.created", {"ref": "S-2", "total": 5})
+    assert catalog.problems("order.created", {"id": "ord_1"}) == [
+        "data: 'ref' is a required property",
+        "data: 'total' is a required property",
+    ]
+    assert set(catalog.names()) == REQUIRED
+
+
+def test_the_operator_switches_the_builtins_off(tmp_path: Path) -> None:
+    text = "builtin_event_types: false\nevent_types:\n  - {name: lesson.booked, description: A lesson is booked.}\n"
+    catalog = load_catalog(_write(tmp_path, "types.yaml", text))
+    assert catalog.names() == ["lesson.booked", TEST_EVENT]
+    with pytest.raises(UnknownEventTypeError):
+        catalog.get("order.created")
+    message = _config_error(tmp_path, "bad.yaml", "builtin_event_types: nope\nevent_types: []\n")
+    assert "'builtin_event_types' must be true or false" in message
 
 
 def test_bad_entry_reports_its_index(tmp_path: Path) -> None:

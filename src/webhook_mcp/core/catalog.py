@@ -1,7 +1,9 @@
 """The shop's event types: what merchants can subscribe to and what each event's ``data`` looks like.
 
-Built-in payloads are pydantic models so their JSON Schemas and examples cannot drift apart;
-operators add their own types from a JSON or YAML file (``WEBHOOK_MCP_EVENT_TYPES_FILE``).
+Built-in payloads are pydantic models so their documentation and examples cannot drift apart.
+Their published schemas describe rather than gate: a shop's own order (``{"id": "ord_1", "total":
+1999}``) is accepted, only ``id`` is required. Operators add types, or redefine or drop the built-in
+ones, in a JSON or YAML file (``WEBHOOK_MCP_EVENT_TYPES_FILE``); the schemas they write are enforced.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class EventType:
     schema: dict[str, Any] | None
     example: dict[str, Any]
     subscribable: bool = True
+    builtin: bool = False
 
 
 # --- format checking -------------------------------------------------------------------------------
@@ -250,6 +253,7 @@ class _ProductDeleted(_Payload):
 
 class _LowStock(_Payload):
     model_config = ConfigDict(title="LowStock")
+    id: str = Field(description='Alert id, e.g. "lsa_77".')
     product_id: str = Field(pattern=r"^prod_")
     sku: str = Field(min_length=1)
     quantity_available: int = Field(ge=0)
@@ -443,7 +447,9 @@ _BUILTINS: list[tuple[str, str, BaseModel]] = [
         "inventory.low_stock",
         "Sent when a product's available quantity in a warehouse falls to or below its threshold. "
         "Use it to reorder stock or alert purchasing.",
-        _LowStock(product_id="prod_42", sku="MUG-LOGO", quantity_available=4, threshold=5, warehouse="main"),
+        _LowStock(
+            id="lsa_77", product_id="prod_42", sku="MUG-LOGO", quantity_available=4, threshold=5, warehouse="main"
+        ),
     ),
 ]
 
@@ -453,6 +459,47 @@ _TEST_SCHEMA: dict[str, Any] = {
 }
 
 
+def _kind(prop: dict[str, Any], defs: dict[str, Any]) -> str:
+    """A field's documented shape in words ("integer", "array of LineItem", "Address or null")."""
+    if "$ref" in prop:
+        name = str(prop["$ref"]).rsplit("/", 1)[-1]
+        return str(defs.get(name, {}).get("title", name))
+    if "anyOf" in prop:
+        return " or ".join(_kind(option, defs) for option in prop["anyOf"])
+    if "enum" in prop:
+        return "one of " + ", ".join(json.dumps(value) for value in prop["enum"])
+    kind = str(prop.get("type", "any"))
+    if kind == "array" and isinstance(prop.get("items"), dict):
+        return f"array of {_kind(prop['items'], defs)}"
+    if prop.get("format") in ("date-time", "email", "uri"):
+        return f"{kind} ({prop['format']})"
+    return kind
+
+
+def describing_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """A built-in type's published schema: every documented field stays as a description of its
+    usual shape, nothing but ``id`` (a string or an integer) is required, and any field may have
+    any shape, so a shop's own payloads are accepted as they are."""
+    full = model.model_json_schema()
+    properties: dict[str, Any] = {}
+    for name, prop in full["properties"].items():
+        text = str(prop.get("description", "")).rstrip(".")
+        usual = f"Usually {_kind(prop, full.get('$defs', {}))}."
+        properties[name] = {"description": f"{text}. {usual}" if text else usual}
+    id_text = str(full["properties"]["id"].get("description", "Identifier")).rstrip(".")
+    properties["id"] = {
+        "type": ["string", "integer"],
+        "description": f"{id_text}. A string or an integer; the only field every event must carry.",
+    }
+    return {
+        "title": full.get("title", model.__name__),
+        "description": "Documents the usual fields; only id is required and other fields may have any shape.",
+        "type": "object",
+        "required": ["id"],
+        "properties": properties,
+    }
+
+
 def builtin_event_types() -> list[EventType]:
     """Fresh objects every call, so callers may not mutate a shared schema by accident."""
     types = [
@@ -460,8 +507,9 @@ def builtin_event_types() -> list[EventType]:
             name=name,
             group=name.split(".", 1)[0],
             description=description,
-            schema=type(instance).model_json_schema(),
+            schema=describing_schema(type(instance)),
             example=instance.model_dump(mode="json", exclude_none=True),
+            builtin=True,
         )
         for name, description, instance in _BUILTINS
     ]
@@ -474,6 +522,7 @@ def builtin_event_types() -> list[EventType]:
             schema=dict(_TEST_SCHEMA, properties=dict(_TEST_SCHEMA["properties"])),
             example={"message": "This is a test event from webhook-mcp.", "webhook_id": 1},
             subscribable=False,
+            builtin=True,
         )
     )
     return types
@@ -536,26 +585,29 @@ class Catalog:
             )
         return event_type
 
-    def validate(self, name: str, data: Any) -> None:
+    def problems(self, name: str, data: Any) -> list[str]:
+        """What in ``data`` its type's schema does not accept, each as "data.path: message"
+        (empty when it conforms); an unknown type raises, with suggestions."""
         event_type = self.get(name)
         if not isinstance(data, dict):
-            raise InvalidPayloadError(name, ["data must be a JSON object"])
+            return ["data must be a JSON object"]
         if event_type.schema is None:
-            return
+            return []
         fast = self._fast_validators.get(name)
         if fast is None:
             fast = self._fast_validators[name] = _fast_validator(event_type.schema)
         try:
             if fast.is_valid(data):
-                return
+                return []
         except UnicodeEncodeError:
-            raise InvalidPayloadError(
-                name, ["data contains an unpaired surrogate (e.g. '\\ud800'), which is not valid Unicode text"]
-            ) from None
+            return ["data contains an unpaired surrogate (e.g. '\\ud800'), which is not valid Unicode text"]
         validator = self._validators.get(name)
         if validator is None:
             validator = self._validators[name] = _validator(event_type.schema)
-        problems = _problems(validator, data)
+        return _problems(validator, data)
+
+    def validate(self, name: str, data: Any) -> None:
+        problems = self.problems(name, data)
         if problems:
             raise InvalidPayloadError(name, problems)
 
@@ -572,7 +624,7 @@ _Loader.yaml_implicit_resolvers = {
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 
-_TOP_KEYS = {"event_types"}
+_TOP_KEYS = {"event_types", "builtin_event_types"}
 _ENTRY_KEYS = {"name", "description", "group", "schema", "example"}
 _GROUP_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -650,7 +702,9 @@ def _parse_entry(path: Path, index: int, entry: Any, taken: set[str]) -> EventTy
             "'name' must be lower-case dotted group.action (letters, digits, underscores), e.g. subscription.renewed"
         )
     if name in taken:
-        raise fail(f"{name!r} is already defined (built-in or earlier in the file); rename or remove it")
+        raise fail(f"{name!r} is already defined earlier in the file; rename or remove one of them")
+    if name == TEST_EVENT:
+        raise fail(f"{name!r} is already defined: it is the built-in test event, which cannot be redefined")
     description = entry.get("description")
     if not isinstance(description, str) or not description.strip():
         raise fail("'description' is required: one sentence saying when the shop sends this event")
@@ -691,7 +745,9 @@ def _parse_entry(path: Path, index: int, entry: Any, taken: set[str]) -> EventTy
     )
 
 
-def _load_extra(path: Path, builtin_names: set[str]) -> list[EventType]:
+def _load_file(path: Path) -> tuple[list[EventType], bool]:
+    """The operator's types, and whether the built-in ones stay (``builtin_event_types: false``
+    drops them, for shops that are not e-commerce shops)."""
     document = _read_file(path)
     if not isinstance(document, dict) or "event_types" not in document:
         raise ConfigurationError(
@@ -701,27 +757,37 @@ def _load_extra(path: Path, builtin_names: set[str]) -> list[EventType]:
     unknown = sorted(str(key) for key in document if key not in _TOP_KEYS)
     if unknown:
         raise ConfigurationError(
-            f"event types file {path}: unknown top-level key(s) {', '.join(unknown)}; only event_types is allowed"
+            f"event types file {path}: unknown top-level key(s) {', '.join(unknown)}; "
+            f"allowed: {', '.join(sorted(_TOP_KEYS))}"
+        )
+    keep_builtins = document.get("builtin_event_types", True)
+    if not isinstance(keep_builtins, bool):
+        raise ConfigurationError(
+            f"event types file {path}: 'builtin_event_types' must be true or false (false drops the shop types)"
         )
     entries = document["event_types"]
     if entries is None:
-        return []
+        return [], keep_builtins
     if not isinstance(entries, list):
         raise ConfigurationError(
             f"event types file {path}: 'event_types' must be a list of entries, not {type(entries).__name__}"
         )
-    taken = set(builtin_names)
+    taken: set[str] = set()
     types: list[EventType] = []
     for index, entry in enumerate(entries):
         event_type = _parse_entry(path, index, entry, taken)
         taken.add(event_type.name)
         types.append(event_type)
-    return types
+    return types, keep_builtins
 
 
 def load_catalog(extra_file: Path | None = None) -> Catalog:
-    """Built-ins plus the operator's types, read afresh so edits apply on the next load."""
+    """Built-ins plus the operator's types, read afresh so edits apply on the next load. An
+    operator's type named like a built-in one replaces it (schema, example, description)."""
     types = builtin_event_types()
-    if extra_file is not None:
-        types.extend(_load_extra(Path(extra_file), {t.name for t in types}))
-    return Catalog(types)
+    if extra_file is None:
+        return Catalog(types)
+    extra, keep_builtins = _load_file(Path(extra_file))
+    redefined = {t.name for t in extra}
+    kept = [t for t in types if t.name not in redefined and (keep_builtins or not t.subscribable)]
+    return Catalog([*kept, *extra])

@@ -39,6 +39,25 @@ class InvalidPayloadError(InvalidArgumentError):
         self.problems = problems
 
 
+class InvalidBatchError(InvalidArgumentError):
+    """Some events of a batch are invalid, so none of them was published."""
+
+    def __init__(self, invalid: dict[int, list[str]], total: int) -> None:
+        listed = "; ".join(f"events[{index}].{problem}" for index, problems in invalid.items() for problem in problems)
+        if len(listed) > 2000:
+            listed = listed[:2000] + "…"
+        super().__init__(
+            f"{len(invalid)} of {total} events are invalid, so none was published: {listed}. "
+            "Fix them and send the batch again."
+        )
+        self.invalid = invalid
+        self.total = total
+
+
+class BatchTooLargeError(InvalidArgumentError):
+    """A batch carries more events than one transaction may take."""
+
+
 class ConfigurationError(WebhookError):
     """A setting or operator-supplied file is unusable."""
 

@@ -160,6 +160,10 @@ class PublishedEvent(BaseModel):
     type: str
     queued: int = Field(description="Webhooks the event was queued for.")
     duplicate: bool = Field(False, description="True when the idempotency key matched an earlier event.")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What the type's schema did not accept, when validation only warns (recorded on the event).",
+    )
 
 
 class Delivery(BaseModel):

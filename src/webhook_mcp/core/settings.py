@@ -126,6 +126,18 @@ class Settings(BaseSettings):
     max_payload_bytes: int = Field(
         256 * 1024, ge=1024, description="Largest event body accepted (serialized envelope, bytes)."
     )
+    event_validation: Literal["reject", "warn", "off"] = Field(
+        "reject",
+        description="What a payload its type's schema does not accept gets: reject (refused with the problems "
+        "listed), warn (accepted; the problems are logged and recorded on the event) or off (schemas only "
+        "describe). Built-in schemas require nothing but an id, so reject only enforces schemas you wrote.",
+    )
+    max_batch_events: int = Field(
+        1000, ge=1, le=100_000, description="Most events one batch may carry (POST /v1/events, publish_many)."
+    )
+    max_batch_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, description="Largest POST /v1/events request body for a batch, in bytes."
+    )
     database_pool_size: int = Field(
         8,
         ge=1,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 import httpx
@@ -96,6 +96,7 @@ class Hub:
             except Exception:
                 logger.exception("the dispatcher stopped with an error")
             finally:
+                await hub.service.publisher.committer.aclose()
                 await sender.aclose()
                 await store.close()
 
@@ -103,3 +104,11 @@ class Hub:
         """Record an event and queue it for every enabled webhook subscribed to its type; once this
         returns, the event is durable and will be delivered (at least once)."""
         return await self.service.publish(event_type, data, idempotency_key)
+
+    async def publish_many(self, events: Iterable[Mapping[str, Any]]) -> list[PublishedEvent]:
+        """Publish several events in one transaction, all or none. Each event is a mapping like
+        ``{"type": "order.created", "data": {...}, "idempotency_key": "..."}`` (the key optional);
+        the results come back in the same order. If any event is invalid, nothing is published and
+        InvalidBatchError lists every invalid one (``.invalid``: index -> problems). A key seen
+        before (or earlier in the same batch) returns the first event with ``duplicate=True``."""
+        return await self.service.publish_events([dict(e) if isinstance(e, Mapping) else e for e in events])

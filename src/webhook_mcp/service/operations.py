@@ -10,7 +10,6 @@ import re
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,13 +22,15 @@ from webhook_mcp.core.settings import Settings
 from webhook_mcp.core.signing import generate_secret, mask_secret, secret_key, signed_headers
 from webhook_mcp.core.vault import Vault
 from webhook_mcp.delivery.sender import Sender
+from webhook_mcp.service.publishing import BatchOutcome, Publisher
+from webhook_mcp.service.texts import check_text as _check_text
+from webhook_mcp.service.texts import envelope
 from webhook_mcp.storage.schema import MAX_DESCRIPTION_LENGTH, MAX_URL_LENGTH
-from webhook_mcp.storage.store import AttemptRecord, NewEvent, Store, new_event_id
+from webhook_mcp.storage.store import AttemptRecord, Store, new_event_id
 
 MAX_LOG_LIMIT = 100
 DEFAULT_GRACE_HOURS = 24.0
 MAX_GRACE_HOURS = 720.0
-MAX_IDEMPOTENCY_KEY = 200
 SAMPLE_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 VERIFY_HINT = (
     "Verify each request with the Standard Webhooks library: "
@@ -55,29 +56,6 @@ def _valid_host(host: str) -> bool:
     except UnicodeError:
         return False
     return len(ascii_host) <= 253 and _HOST_LABELS.match(ascii_host.lower()) is not None
-
-
-def _check_text(name: str, value: str) -> str:
-    """Text every database stores and every HTTP library sends: no NUL, no unpaired surrogate."""
-    if "\x00" in value:
-        raise InvalidArgumentError(f"{name} contains a NUL character (\\x00); remove it")
-    try:
-        value.encode()
-    except UnicodeEncodeError as exc:
-        raise InvalidArgumentError(
-            f"{name} contains {value[exc.start]!r}, an unpaired surrogate that is not valid Unicode; send UTF-8 text"
-        ) from exc
-    return value
-
-
-def envelope(event_id: str, event_type: str, created_at: float, data: dict[str, Any]) -> str:
-    """The body every receiver gets; serialised once, so retries send byte-identical bodies."""
-    timestamp = datetime.fromtimestamp(created_at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return json.dumps(
-        {"id": event_id, "type": event_type, "timestamp": timestamp, "data": data},
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
 
 
 def _rotation_ends(row: Row[Any], now: float) -> float | None:
@@ -125,6 +103,7 @@ class WebhookService:
         self._on_change = on_change
         self._clock = clock
         self._vault = Vault(settings.secret_key)
+        self.publisher = Publisher(store, catalog, settings, on_publish=on_publish, clock=clock)
 
     async def _changed(self, webhook_id: int) -> None:
         """Deliveries this process queued for the webhook would go out as it was (its old URL or
@@ -478,44 +457,22 @@ class WebhookService:
 
     # -- publishing and redelivery ------------------------------------------------------------
 
-    def _new_event(self, event_type: str, data: Any, idempotency_key: str | None, now: float) -> NewEvent:
-        kind = self.catalog.require_subscribable(event_type)
-        self.catalog.validate(kind.name, data)
-        if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
-            raise InvalidArgumentError(
-                f"idempotency_key must be 1 to {MAX_IDEMPOTENCY_KEY} characters, got {len(idempotency_key)}"
-            )
-        if idempotency_key is not None:
-            _check_text("idempotency_key", idempotency_key)
-        event_id = new_event_id()
-        body = envelope(event_id, kind.name, now, data)
-        try:
-            size = len(body.encode())
-        except UnicodeEncodeError as exc:
-            raise InvalidArgumentError(
-                f"data contains {body[exc.start]!r}, an unpaired surrogate that is not valid Unicode; send UTF-8 text"
-            ) from exc
-        if size > self.settings.max_payload_bytes:
-            raise InvalidArgumentError(
-                f"event body is {size} bytes; the limit is {self.settings.max_payload_bytes} "
-                "(WEBHOOK_MCP_MAX_PAYLOAD_BYTES). Send less data, e.g. ids receivers can look up."
-            )
-        return NewEvent(event_id, kind.name, body, idempotency_key)
-
     async def publish(self, event_type: str, data: Any, idempotency_key: str | None = None) -> models.PublishedEvent:
-        (result,) = await self.publish_many([(event_type, data, idempotency_key)])
-        return result
+        """One event; an invalid one raises the error that names what to fix."""
+        return await self.publisher.publish(event_type, data, idempotency_key)
 
     async def publish_many(self, items: Sequence[tuple[str, Any, str | None]]) -> list[models.PublishedEvent]:
-        """Validate everything first, then store all events and deliveries in one transaction."""
-        now = self._clock()
-        new = [self._new_event(event_type, data, key, now) for event_type, data, key in items]
-        stored = await self.store.publish(new, now, now - self.settings.idempotency_ttl)
-        if self._on_publish and any(s.queued for s in stored):
-            self._on_publish()
-        return [
-            models.PublishedEvent(event_id=s.id, type=s.type, queued=s.queued, duplicate=s.duplicate) for s in stored
-        ]
+        """Several (type, data, idempotency_key) events in one transaction, or none of them: an
+        invalid item raises InvalidBatchError listing every invalid item by index."""
+        return await self.publisher.publish_many(items)
+
+    async def publish_events(self, items: Sequence[Any]) -> list[models.PublishedEvent]:
+        """Like publish_many, for events as mappings ({"type", "data", "idempotency_key"})."""
+        return await self.publisher.publish_many(items, raw=True)
+
+    async def publish_valid(self, items: Sequence[Any]) -> BatchOutcome:
+        """Events as mappings; the valid ones go in (one transaction), the invalid are reported."""
+        return await self.publisher.publish_valid(items)
 
     async def retry_delivery(self, delivery_id: int) -> models.Delivery:
         row = await self.store.get_delivery(delivery_id)

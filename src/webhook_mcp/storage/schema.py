@@ -72,6 +72,8 @@ events = Table(
     Column("body", Text, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("idempotency_key", String(200)),
+    # JSON list of what the type's schema did not accept, when validation only warns; else NULL.
+    Column("problems", Text),
     Index("ix_events_created_at", "created_at"),
     UniqueConstraint("idempotency_key"),
 )

@@ -53,6 +53,7 @@ class NewEvent:
     type: str
     body: str
     idempotency_key: str | None = None
+    problems: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -567,6 +568,7 @@ class Store:
                     "body": new.body,
                     "created_at": now,
                     "idempotency_key": key,
+                    "problems": new.problems,
                 }
                 first = seen.get(key) if key else None
                 if key and first is None and not self._insert_keyed(conn, event_row):
