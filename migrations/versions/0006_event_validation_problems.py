@@ -19,9 +19,10 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    # Plain ADD/DROP COLUMN on both databases (SQLite 3.35+): a table rebuild on SQLite would
+    # cascade the DROP TABLE to the deliveries.
     op.add_column("events", sa.Column("problems", sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("events") as batch_op:
-        batch_op.drop_column("problems")
+    op.drop_column("events", "problems")

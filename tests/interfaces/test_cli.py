@@ -102,7 +102,7 @@ def test_publish_reads_data_from_stdin(tmp_path: Path) -> None:
         (["order.created", "--data", "@/nonexistent/order.json"], "cannot read --data file"),
         (["order.created", "--data", "[1, 2]"], "must hold a JSON object"),
         (["order.created", "--data", "[" * 5000 + "]" * 5000], "nests JSON too deeply"),
-        (["order.created", "--data", '{"id": 5}'], "does not match its schema"),
+        (["order.created", "--data", '{"id": 5.5}'], "does not match its schema"),
         (["webhook.test", "--data", "{}"], "cannot be subscribed"),
     ],
 )

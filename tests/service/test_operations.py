@@ -190,7 +190,7 @@ async def test_publish_validates_against_the_schema(hub: Hub) -> None:
     data["line_items"] = "not a list"
     with pytest.raises(InvalidPayloadError) as info:
         await hub.publish("order.created", data)
-    assert len(info.value.problems) >= 2
+    assert info.value.problems == ["data: 'id' is a required property"]
     assert "get_webhook_sample_payload" in str(info.value)
     with pytest.raises(UnknownEventTypeError):
         await hub.publish("order.exploded", {})

@@ -33,7 +33,8 @@ examples:
   webhook-mcp serve                                  MCP over stdio (what Claude Desktop runs)
   webhook-mcp serve --transport streamable-http      MCP at http://127.0.0.1:8000/mcp (+ POST /v1/events)
   webhook-mcp worker                                 a delivery worker on its own
-  webhook-mcp publish order.created --data @order.json
+  webhook-mcp publish order.created --data '{{"id": "ord_1", "total": 1999, "currency": "EUR"}}'
+  webhook-mcp publish --file events.ndjson         one event per line, in batches (- reads stdin)
   webhook-mcp claude-config                          a claude_desktop_config.json entry for this install
   WEBHOOK_MCP_API_TOKEN=... webhook-mcp serve --transport streamable-http --host 0.0.0.0
 
@@ -43,6 +44,14 @@ WEBHOOK_MCP_API_TOKEN, and with a token every route (the MCP endpoints and POST 
 protection; WEBHOOK_MCP_ALLOWED_HOSTS and WEBHOOK_MCP_ALLOWED_ORIGINS add to the bind address).
 WEBHOOK_MCP_READ_ONLY=1 serves only the tools that change nothing (not get_webhook_secret either)
 and turns POST /v1/events off.
+"""
+
+
+PUBLISH_EPILOG = """\
+with --file, bad lines are reported by line number and the others are still published (exit
+status 1 if any line was bad); give each line an idempotency_key so a rerun publishes nothing twice:
+  webhook-mcp publish --file events.ndjson
+  {"type": "order.created", "data": {"id": "ord_1", "total": 1999, "currency": "EUR"}, "idempotency_key": "ord_1"}
 """
 
 
@@ -80,10 +89,19 @@ def _build_parser() -> argparse.ArgumentParser:
     commands.add_parser("worker", help="run a delivery dispatcher on its own (several may share a database)")
     commands.add_parser("migrate", help="bring the database schema up to date and exit")
 
-    publish = commands.add_parser("publish", help="publish an event to every subscribed webhook")
-    publish.add_argument("event_type", metavar="EVENT_TYPE", help="e.g. order.created")
-    publish.add_argument("--data", required=True, help="the event data: JSON text, @path/to/file.json, or - for stdin")
+    publish = commands.add_parser(
+        "publish",
+        help="publish an event (or a file of events) to every subscribed webhook",
+        epilog=PUBLISH_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    publish.add_argument("event_type", metavar="EVENT_TYPE", nargs="?", help="e.g. order.created")
+    publish.add_argument("--data", help="the event data: JSON text, @path/to/file.json, or - for stdin")
     publish.add_argument("--idempotency-key", default=None, help="the same key within 24 h publishes once")
+    publish.add_argument(
+        "--file", help='NDJSON: one {"type": ..., "data": {...}, "idempotency_key": ...} per line; - for stdin'
+    )
+    publish.add_argument("--batch-size", type=int, default=500, help="events per transaction with --file")
 
     commands.add_parser("claude-config", help="print a claude_desktop_config.json entry for this install")
     return parser
@@ -147,11 +165,32 @@ async def _worker(settings: Settings) -> None:
 async def _publish(settings: Settings, event_type: str, data: Any, key: str | None) -> None:
     # Refuse bad input before the database is touched (or created).
     catalog = load_catalog(settings.event_types_file)
-    catalog.validate(catalog.require_subscribable(event_type).name, data)
+    kind = catalog.require_subscribable(event_type)
+    if settings.event_validation == "reject":
+        catalog.validate(kind.name, data)
     async with Hub.open(settings, dispatch=False) as hub:
         published = await hub.publish(event_type, data, idempotency_key=key)
     note = " (duplicate idempotency key: the first event, nothing new queued)" if published.duplicate else ""
     print(f"{published.event_id} queued for {published.queued} webhook(s){note}")
+    for warning in published.warnings:
+        print(f"webhook-mcp: warning: {warning}", file=sys.stderr)
+
+
+def _publish_file(settings: Settings, args: argparse.Namespace) -> int:
+    from webhook_mcp.interfaces.bulk import FileError, publish_file
+
+    if args.event_type is not None or args.data is not None or args.idempotency_key is not None:
+        raise UsageError("--file takes each event's type, data and idempotency_key from its line; drop the others")
+    if args.batch_size < 1 or args.batch_size > settings.max_batch_events:
+        raise UsageError(
+            f"--batch-size must be between 1 and {settings.max_batch_events} (WEBHOOK_MCP_MAX_BATCH_EVENTS)"
+        )
+    try:
+        tally = run(publish_file(settings, args.file, args.batch_size))
+    except FileError as exc:
+        raise UsageError(str(exc)) from exc
+    print(tally.summary("stdin" if args.file == "-" else args.file))
+    return 1 if tally.bad else 0
 
 
 async def _serve_http(settings: Settings, transport: str, host: str, port: int, dispatch: bool) -> None:
@@ -221,6 +260,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             database.upgrade(settings.database_url)
             print(f"database at {database.sync_url(settings.database_url)!r} is at revision {database.head_revision()}")
         elif args.command == "publish":
+            if args.file is not None:
+                return _publish_file(settings, args)
+            if args.event_type is None or args.data is None:
+                raise UsageError("publish needs EVENT_TYPE and --data (or --file events.ndjson)")
             data = _read_data(args.data)
             run(_publish(settings, args.event_type, data, args.idempotency_key))
         elif args.command == "claude-config":

@@ -103,7 +103,7 @@ class WebhookService:
         self._on_change = on_change
         self._clock = clock
         self._vault = Vault(settings.secret_key)
-        self.publisher = Publisher(store, catalog, settings, on_publish=on_publish, clock=clock)
+        self.publisher = Publisher(store, catalog, settings, on_publish=on_publish, clock=lambda: self._clock())
 
     async def _changed(self, webhook_id: int) -> None:
         """Deliveries this process queued for the webhook would go out as it was (its old URL or
