@@ -41,11 +41,20 @@ class BatchOutcome:
     invalid: dict[int, list[str]] = field(default_factory=dict)
 
 
+class EventShapeError(InvalidArgumentError):
+    """An event that is not ``{"type", "data", "idempotency_key"}``; ``problems`` name each field
+    ("event: ..." for the event as a whole)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
 def event_fields(item: Any) -> tuple[str, Any, str | None]:
     """An event as sent over HTTP, in an NDJSON line or to ``publish_many``: a mapping with
     ``type``, ``data`` and an optional ``idempotency_key``; anything else is refused, field by field."""
     if not isinstance(item, dict):
-        raise InvalidArgumentError('an event must be a JSON object: {"type": ..., "data": {...}}')
+        raise EventShapeError(['event: must be a JSON object: {"type": ..., "data": {...}}'])
     event_type, data, key = item.get("type"), item.get("data"), item.get("idempotency_key")
     problems = []
     if not isinstance(event_type, str):
@@ -58,9 +67,7 @@ def event_fields(item: Any) -> tuple[str, Any, str | None]:
     if unknown:
         problems.append(f"{', '.join(unknown)}: unknown field(s); allowed: {', '.join(EVENT_FIELDS)}")
     if problems:
-        error = InvalidArgumentError("; ".join(problems))
-        error.problems = problems  # type: ignore[attr-defined]
-        raise error
+        raise EventShapeError(problems)
     return str(event_type), data, key
 
 
@@ -83,6 +90,8 @@ def item_problems(exc: InvalidArgumentError) -> list[str]:
     """An item's problems as "path: message", paths relative to the event (type, data.total, ...)."""
     if isinstance(exc, UnknownEventTypeError):
         return [f"type: {exc}"]
+    if isinstance(exc, EventShapeError):
+        return exc.problems
     listed = getattr(exc, "problems", None)
     if isinstance(listed, list):
         return [_with_path(str(p)) for p in listed]

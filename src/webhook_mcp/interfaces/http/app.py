@@ -10,6 +10,7 @@ from starlette.types import ASGIApp
 
 from webhook_mcp.interfaces.http.auth import HttpGuard, check_bind, transport_security
 from webhook_mcp.interfaces.http.ingest import EVENTS_PATH, events_endpoint
+from webhook_mcp.interfaces.http.openapi import OPENAPI_PATH, openapi_endpoint
 from webhook_mcp.interfaces.mcp.server import create_server
 from webhook_mcp.service.hub import Hub
 
@@ -28,6 +29,7 @@ def create_http_app(hub: Hub, transport: Literal["sse", "streamable-http"], host
         server.custom_route(EVENTS_PATH, methods=["POST"])(events_endpoint(hub, settings.api_token))
     else:
         logger.warning("POST %s is off: set WEBHOOK_MCP_API_TOKEN to publish over HTTP", EVENTS_PATH)
+    server.custom_route(OPENAPI_PATH, methods=["GET"])(openapi_endpoint(settings))
     security = transport_security(settings, host, port)
     if transport == "sse":
         app = server.sse_app(transport_security=security, host=host)

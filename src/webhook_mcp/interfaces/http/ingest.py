@@ -96,7 +96,7 @@ async def _publish_batch(hub: Hub, payload: dict[str, Any], header_key: str | No
         return error(413, "too_many_events", str(exc))
     except InvalidBatchError as exc:
         invalid = [
-            {"index": index, "problems": [f"events[{index}].{problem}" for problem in problems]}
+            {"index": index, "problems": [_in_batch(index, problem) for problem in problems]}
             for index, problems in exc.invalid.items()
         ]
         return error(422, "invalid_events", str(exc), invalid=invalid)
@@ -109,18 +109,26 @@ async def _publish_batch(hub: Hub, payload: dict[str, Any], header_key: str | No
     )
 
 
+def _in_batch(index: int, problem: str) -> str:
+    """ "data.id: ..." of the third event is "events[2].data.id: ..."; "event: ..." is "events[2]: ..."."""
+    whole = problem.removeprefix("event: ")
+    return f"events[{index}]: {whole}" if whole is not problem else f"events[{index}].{problem}"
+
+
 def events_endpoint(hub: Hub, token: str) -> Any:
     """Build the handler. It checks the token itself too, so it is never open wherever it is mounted."""
     settings = hub.settings
     single_limit = settings.max_payload_bytes
-    body_limit = max(single_limit, settings.max_batch_bytes)
+    batch_limit = settings.max_batch_bytes
+    body_limit = max(single_limit, batch_limit)
 
     async def publish_events(request: Request) -> Response:
         refusal = token_refusal(request.headers, token)
         if refusal is not None:
             return refusal
         try:
-            body = await read_body(request, body_limit, "WEBHOOK_MCP_MAX_BATCH_BYTES")
+            setting = "WEBHOOK_MCP_MAX_BATCH_BYTES" if batch_limit >= single_limit else "WEBHOOK_MCP_MAX_PAYLOAD_BYTES"
+            body = await read_body(request, body_limit, setting)
             payload = decode(body)
         except BodyError as exc:
             return exc.response
@@ -132,6 +140,10 @@ def events_endpoint(hub: Hub, token: str) -> Any:
             )
         header_key = request.headers.get(IDEMPOTENCY_HEADER)
         if "events" in payload and "type" not in payload:
+            if len(body) > batch_limit:
+                return error(
+                    413, "too_large", f"request body is over {batch_limit} bytes (WEBHOOK_MCP_MAX_BATCH_BYTES)"
+                )
             return await _publish_batch(hub, payload, header_key)
         if len(body) > single_limit:
             return error(413, "too_large", f"request body is over {single_limit} bytes (WEBHOOK_MCP_MAX_PAYLOAD_BYTES)")
