@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -24,12 +25,19 @@ from webhook_mcp.core.errors import (
 from webhook_mcp.core.settings import Settings
 from webhook_mcp.service.committer import GroupCommitter
 from webhook_mcp.service.texts import check_text, envelope
-from webhook_mcp.storage.store import NewEvent, Store, StoredEvent, new_event_id
+from webhook_mcp.storage.store import NewEvent, Store, StoredEvent
 
 logger = logging.getLogger(__name__)
 
 MAX_IDEMPOTENCY_KEY = 200
 EVENT_FIELDS = ("type", "data", "idempotency_key")
+
+
+def new_event_id() -> str:
+    """128 random bits, as uuid4 has, without a system call per event (os.urandom costs more than
+    the rest of the id's share of a publish); the generator is seeded from the OS, and again in a
+    forked child. Event ids are not secrets: every receiver sees them."""
+    return f"evt_{random.getrandbits(128):032x}"
 
 
 @dataclass

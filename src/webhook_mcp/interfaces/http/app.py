@@ -9,7 +9,7 @@ from typing import Literal
 from starlette.types import ASGIApp
 
 from webhook_mcp.interfaces.http.auth import HttpGuard, check_bind, transport_security
-from webhook_mcp.interfaces.http.ingest import EVENTS_PATH, events_endpoint
+from webhook_mcp.interfaces.http.ingest import EVENTS_PATH, EventsEndpoint, FastRoute, events_endpoint
 from webhook_mcp.interfaces.http.openapi import OPENAPI_PATH, openapi_endpoint
 from webhook_mcp.interfaces.mcp.server import create_server
 from webhook_mcp.service.hub import Hub
@@ -23,16 +23,20 @@ def create_http_app(hub: Hub, transport: Literal["sse", "streamable-http"], host
     settings = hub.settings
     check_bind(settings, host)
     server = create_server(hub=hub)
+    events: EventsEndpoint | None = None
     if settings.read_only:
         logger.info("read-only mode: %d tool(s) left out, POST %s is off", len(server.withheld), EVENTS_PATH)
     elif settings.api_token:
-        server.custom_route(EVENTS_PATH, methods=["POST"])(events_endpoint(hub, settings.api_token))
+        events = events_endpoint(hub, settings.api_token)
+        server.custom_route(EVENTS_PATH, methods=["POST"])(events)
     else:
         logger.warning("POST %s is off: set WEBHOOK_MCP_API_TOKEN to publish over HTTP", EVENTS_PATH)
     server.custom_route(OPENAPI_PATH, methods=["GET"])(openapi_endpoint(settings))
     security = transport_security(settings, host, port)
     if transport == "sse":
-        app = server.sse_app(transport_security=security, host=host)
+        app: ASGIApp = server.sse_app(transport_security=security, host=host)
     else:
         app = server.streamable_http_app(transport_security=security, host=host)
+    if events is not None:
+        app = FastRoute(app, EVENTS_PATH, events)
     return HttpGuard(app, security, settings.api_token)
