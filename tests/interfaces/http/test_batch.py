@@ -174,3 +174,22 @@ async def test_warn_mode_accepts_and_records_the_problems(database_url: str, tmp
         assert response.status_code == 202 and response.json()["warnings"] == []
         not_an_object = await client.post(EVENTS_PATH, json={"type": "order.created", "data": [1]})
         assert not_an_object.status_code == 422
+
+
+async def test_numbers_reach_receivers_exactly(database_url: str) -> None:
+    async with served(database_url) as (client, hub):
+        body = b'{"type": "order.created", "data": {"id": 12345678901234567890123, "total": 0.1, "n": -7}}'
+        response = await client.post(EVENTS_PATH, content=body, headers={"content-type": "application/json"})
+        assert response.status_code == 202, response.text
+        stored = await hub.store.scalar(select(events.c.body).where(events.c.id == response.json()["event_id"]))
+        assert '"data":{"id":12345678901234567890123,"total":0.1,"n":-7}' in stored
+        for constant in (b"NaN", b"Infinity", b"-Infinity", b"1e400"):
+            refused = await client.post(
+                EVENTS_PATH, content=b'{"type": "order.created", "data": {"id": ' + constant + b"}}"
+            )
+            assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_json", constant
+            long_digits_too = (
+                b'{"type": "order.created", "data": {"id": 1234567890123456789012, "x": ' + constant + b"}}"
+            )
+            refused = await client.post(EVENTS_PATH, content=long_digits_too)
+            assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_json", constant

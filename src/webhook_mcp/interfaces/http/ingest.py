@@ -7,8 +7,11 @@ nothing in one transaction."""
 from __future__ import annotations
 
 import json
+import math
+import re
 from typing import Any
 
+import orjson
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -29,17 +32,38 @@ class BodyError(Exception):
         self.response = response
 
 
+class FastJSONResponse(JSONResponse):
+    """JSONResponse rendered by orjson."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
 def error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message, **extra}}, status_code=status)
+    return FastJSONResponse({"error": {"code": code, "message": message, **extra}}, status_code=status)
+
+
+_LONG_NUMBER = re.compile(rb"[0-9]{19}")
 
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number; send a finite number or null")
 
 
-def parse_json(body: bytes | bytearray) -> Any:
-    """The one parse of every request body: strict JSON (NaN and Infinity are refused)."""
-    return json.loads(body, parse_constant=_refuse_constant)
+def parse_json(body: bytes) -> Any:
+    """The one parse of every request body: strict JSON (NaN, Infinity and invalid Unicode are
+    refused). orjson parses several times faster than json, but turns integers beyond 64 bits
+    into floats, so a body with a run of 19 digits anywhere takes json's exact path instead."""
+    if _LONG_NUMBER.search(body) is None:
+        return orjson.loads(body)
+    return json.loads(body, parse_constant=_refuse_constant, parse_float=_finite)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is beyond the range of a JSON number a receiver can read; send a smaller number")
+    return value
 
 
 async def read_body(receive: Receive, headers: Headers, limit: int, setting: str) -> bytes:
@@ -83,7 +107,7 @@ async def _publish_one(hub: Hub, payload: dict[str, Any], header_key: str | None
         return error(422, "invalid_event", str(exc), problems=item_problems(exc))
     except WebhookError as exc:
         return error(400, "rejected", str(exc))
-    return JSONResponse(published.model_dump(mode="json"), status_code=202)
+    return FastJSONResponse(published.model_dump(mode="json"), status_code=202)
 
 
 async def _publish_batch(hub: Hub, payload: dict[str, Any], header_key: str | None) -> Response:
@@ -109,7 +133,7 @@ async def _publish_batch(hub: Hub, payload: dict[str, Any], header_key: str | No
         return error(400, "rejected", str(exc))
     events = [p.model_dump(mode="json") for p in published]
     duplicates = sum(p.duplicate for p in published)
-    return JSONResponse(
+    return FastJSONResponse(
         {"events": events, "published": len(events) - duplicates, "duplicates": duplicates}, status_code=202
     )
 
