@@ -17,7 +17,6 @@ from mcp_types import CallToolResult
 
 from conftest import Receiver, make_settings
 from webhook_mcp import Hub
-from webhook_mcp.core.catalog import load_catalog
 from webhook_mcp.interfaces.mcp.server import create_server
 from webhook_mcp.service import operations as service
 
@@ -52,7 +51,8 @@ async def delivery_worker(hub: Hub) -> AsyncIterator[None]:
         yield
 
 
-ORDER = load_catalog().get("order.created").example
+# A shop's own order, as it has it: the built-in schema asks only for its id.
+ORDER = {"id": "ord_1", "total": 1999, "currency": "EUR"}
 
 
 # --- 1. Set Up Order Notification Webhook ---------------------------------------------------------
