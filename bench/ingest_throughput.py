@@ -8,8 +8,15 @@ server's own dispatcher; PostgreSQL: ``serve --no-dispatcher`` and one ``worker`
     flock /tmp/bench.lock .venv/bin/python bench/ingest_throughput.py --database-url postgresql://postgres@127.0.0.1:5432/postgres
 
 Measures: single-event POSTs (project vs bare), batches of 100 (events/s), and publish -> first
-delivery latency when idle (sequential single publishes to a second webhook). Needs ``wrk``
-(``apt-get install wrk``). Exit status 0 when the run completes, targets met or not.
+delivery latency when idle (sequential single publishes to a second webhook). ``--baseline DIR``
+also runs another version of the package (e.g. the code before a change) on its own scratch
+database, for latency and single POSTs in the same rounds:
+
+    mkdir -p /tmp/base && git archive <commit> src/webhook_mcp migrations | tar -x -C /tmp/base \
+        && mv /tmp/base/migrations /tmp/base/src/webhook_mcp/_migrations
+    ... bench/ingest_throughput.py --baseline /tmp/base/src
+
+Needs ``wrk`` (``apt-get install wrk``). Exit status 0 when the run completes, targets met or not.
 """
 
 from __future__ import annotations
@@ -174,36 +181,52 @@ async def timing_receiver() -> AsyncIterator[tuple[str, dict[str, float], asynci
         await runner.cleanup()
 
 
-async def latencies(port: int, arrived: dict[str, float], signal: asyncio.Event, count: int) -> list[float]:
-    """Publish one order.paid at a time (the server otherwise idle); ms until it is delivered."""
-    result = []
+async def latencies(
+    port: int, arrived: dict[str, float], signal: asyncio.Event, count: int, data: dict[str, Any]
+) -> tuple[list[float], list[float]]:
+    """Publish one order.paid at a time (the server otherwise idle); ms until the 202, and until
+    it is delivered."""
+    result, answered = [], []
     async with aiohttp.ClientSession(headers={"authorization": f"Bearer {TOKEN}"}) as http:
-        for n in range(count):
+        for _ in range(count):
             signal.clear()
             started = time.perf_counter()
             async with http.post(
-                f"http://127.0.0.1:{port}/v1/events", json={"type": "order.paid", "data": {"id": n}}
+                f"http://127.0.0.1:{port}/v1/events", json={"type": "order.paid", "data": data}
             ) as response:
                 event_id = (await response.json())["event_id"]
+            answered.append((time.perf_counter() - started) * 1000)
             async with asyncio.timeout(10):
                 while event_id not in arrived:
                     await signal.wait()
                     signal.clear()
             result.append((arrived[event_id] - started) * 1000)
             await asyncio.sleep(0.02)  # idle between publishes, as the measure says
-    return result
+    return answered, result
 
 
 # -- the run --------------------------------------------------------------------------------------
 
 
-async def prepare(database_url: str, hook_url: str, latency_url: str) -> None:
-    from webhook_mcp import Hub, Settings
+PREPARE = """
+import asyncio, sys
+from webhook_mcp import Hub, Settings
 
-    settings = Settings(database_url=database_url, allowed_private_networks="127.0.0.0/8")  # type: ignore[arg-type]
+async def prepare(database_url, hook_url, latency_url):
+    settings = Settings(database_url=database_url, allowed_private_networks="127.0.0.0/8")
     async with Hub.open(settings, dispatch=False) as hub:
         await hub.service.create_webhook(hook_url, ["order.created"])
         await hub.service.create_webhook(latency_url, ["order.paid"])
+
+asyncio.run(prepare(*sys.argv[1:4]))
+"""
+
+
+def prepare(database_url: str, hook_url: str, latency_url: str, source: str | None = None) -> None:
+    """Create the two webhooks with the package version that will serve the database."""
+    env = {**os.environ, "WEBHOOK_MCP_LOG_LEVEL": "WARNING"} | ({"PYTHONPATH": source} if source else {})
+    command = [sys.executable, "-c", PREPARE, database_url, hook_url, latency_url]
+    subprocess.run(command, env=env, check=True, timeout=120, stdout=subprocess.DEVNULL)
 
 
 def bodies(events_per_batch: int, payload_bytes: int) -> tuple[bytes, bytes]:
@@ -214,61 +237,102 @@ def bodies(events_per_batch: int, payload_bytes: int) -> tuple[bytes, bytes]:
     return json.dumps(single).encode(), json.dumps({"events": [single] * events_per_batch}).encode()
 
 
+def latency_summary(answered: list[float], delivered: list[float]) -> dict[str, float]:
+    return {
+        "p50": round(statistics.median(delivered), 2),
+        "p90": round(statistics.quantiles(delivered, n=10)[-1], 2),
+        "answer_p50": round(statistics.median(answered), 2),
+    }
+
+
+def server_commands(kind: str, port: int) -> list[list[str]]:
+    cli = [sys.executable, "-m", "webhook_mcp.interfaces.cli"]
+    serve = [*cli, "serve", "--transport", "streamable-http", "--port", str(port)]
+    return [serve] if kind == "sqlite" else [[*serve, "--no-dispatcher"], [*cli, "worker"]]
+
+
+async def single_rounds(
+    args: argparse.Namespace, ports: dict[str, int], hook_ports: dict[str, int], body: bytes, workdir: Path
+) -> dict[str, list[float]]:
+    """Interleaved wrk runs of single-event POSTs; each project's deliveries drain before the next run."""
+    rounds: dict[str, list[float]] = {name: [] for name in ports}
+    delivered = dict.fromkeys(hook_ports, 0)
+    for _ in range(args.rounds):
+        for name, port in ports.items():
+            outcome = await asyncio.to_thread(wrk, port, body, args.seconds, workdir)
+            if outcome["non_2xx"]:
+                raise RuntimeError(f"{name}: {outcome['non_2xx']} answers were not 2xx")
+            rounds[name].append(outcome["rate"])
+            if name in hook_ports:
+                delivered[name] += int(outcome["requests"])
+                await drained(hook_ports[name], delivered[name])
+    return rounds
+
+
+async def batch_rounds(args: argparse.Namespace, port: int, hook_port: int, body: bytes, workdir: Path) -> list[float]:
+    rates = []
+    delivered = (await receiver_call(hook_port, "GET", "/_control/stats"))["count"]
+    for _ in range(args.rounds):
+        outcome = await asyncio.to_thread(wrk, port, body, args.seconds, workdir)
+        if outcome["non_2xx"]:
+            raise RuntimeError(f"batches: {outcome['non_2xx']} answers were not 2xx")
+        rates.append(outcome["rate"] * args.batch)
+        delivered += int(outcome["requests"]) * args.batch
+        await drained(hook_port, delivered, timeout=600)
+    return rates
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
+    from webhook_mcp.core.catalog import load_catalog
+
     kind = "postgresql" if (args.database_url or "").startswith("postgres") else "sqlite"
     single, batch = bodies(args.batch, args.payload_bytes)
+    paid = load_catalog().get("order.paid").example
     results: dict[str, Any] = {"database": kind, "connections": CONNECTIONS, "single_body_bytes": len(single)}
-    cli = [sys.executable, "-m", "webhook_mcp.interfaces.cli"]
-    with scratch_database(args.database_url) as database_url, tempfile.TemporaryDirectory() as tmp:
-        workdir = Path(tmp)
-        async with receiver(in_process=False, verify_every=0, lean=True) as hook_port, timing_receiver() as timing:
-            latency_url, arrived, signal = timing
-            await prepare(database_url, f"http://127.0.0.1:{hook_port}/hook", latency_url)
-            env = server_env(database_url)
-            project_port, bare_port = free_port(), free_port()
-            serve = [*cli, "serve", "--transport", "streamable-http", "--port", str(project_port)]
-            commands = [serve] if kind == "sqlite" else [[*serve, "--no-dispatcher"], [*cli, "worker"]]
-            bare = [sys.executable, __file__, "--bare-server", str(bare_port)]
-            with processes(commands, env, project_port), processes([bare], env, bare_port):
-                lat = await latencies(project_port, arrived, signal, args.latency_samples)
-                results["latency_ms"] = {
-                    "p50": round(statistics.median(lat), 2),
-                    "p90": round(statistics.quantiles(lat, n=10)[-1], 2),
-                }
-                delivered = 0
-                rounds: dict[str, list[float]] = {"project": [], "bare": []}
-                for _ in range(args.rounds):
-                    for name, port in (("bare", bare_port), ("project", project_port)):
-                        outcome = await asyncio.to_thread(wrk, port, single, args.seconds, workdir)
-                        if outcome["non_2xx"]:
-                            raise RuntimeError(f"{name}: {outcome['non_2xx']} answers were not 2xx")
-                        rounds[name].append(outcome["rate"])
-                        if name == "project":
-                            delivered += int(outcome["requests"])
-                            await drained(hook_port, delivered)
-                batch_rates = []
-                for _ in range(args.rounds):
-                    outcome = await asyncio.to_thread(wrk, project_port, batch, args.seconds, workdir)
-                    if outcome["non_2xx"]:
-                        raise RuntimeError(f"batches: {outcome['non_2xx']} answers were not 2xx")
-                    batch_rates.append(outcome["rate"] * args.batch)
-                    delivered += int(outcome["requests"]) * args.batch
-                    results["batch_drain_seconds"] = round(await drained(hook_port, delivered, timeout=600), 1)
-    project, bare_rate = statistics.median(rounds["project"]), statistics.median(rounds["bare"])
+    sources = {"project": None} | ({"baseline": args.baseline} if args.baseline else {})
+    with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
+        async with contextlib.AsyncExitStack() as astack:
+            ports: dict[str, int] = {}
+            hook_ports: dict[str, int] = {}
+            timings: dict[str, Any] = {}
+            for name, source in sources.items():
+                database_url = stack.enter_context(scratch_database(args.database_url))
+                hook_ports[name] = await astack.enter_async_context(receiver(False, 0, lean=True))
+                timings[name] = await astack.enter_async_context(timing_receiver())
+                hook_url = f"http://127.0.0.1:{hook_ports[name]}/hook"
+                await asyncio.to_thread(prepare, database_url, hook_url, timings[name][0], source)
+                env = server_env(database_url) | ({"PYTHONPATH": source} if source else {})
+                ports[name] = free_port()
+                stack.enter_context(processes(server_commands(kind, ports[name]), env, ports[name]))
+            ports["bare"] = free_port()
+            bare = [sys.executable, __file__, "--bare-server", str(ports["bare"])]
+            stack.enter_context(processes([bare], server_env(""), ports["bare"]))
+            for name in sources:
+                _url, arrived, signal = timings[name]
+                answered, lat = await latencies(ports[name], arrived, signal, args.latency_samples, paid)
+                results[f"latency_ms_{name}"] = latency_summary(answered, lat)
+            if args.only_latency:
+                return results
+            rounds = await single_rounds(args, ports, hook_ports, single, Path(tmp))
+            batch_rates = await batch_rounds(args, ports["project"], hook_ports["project"], batch, Path(tmp))
+    medians = {name: statistics.median(rates) for name, rates in rounds.items()}
     results |= {
-        "single_per_s": {"project": round(project), "bare": round(bare_rate), "rounds": rounds},
-        "single_ratio": round(project / bare_rate, 3),
+        "single_per_s": {name: round(rate) for name, rate in medians.items()},
+        "single_rounds": rounds,
+        "single_ratio": round(medians["project"] / medians["bare"], 3),
         "batch_events_per_s": round(statistics.median(batch_rates)),
         "batch_rounds": [round(rate) for rate in batch_rates],
-        "delivered": delivered,
     }
+    if "baseline" in medians:
+        results["baseline_single_ratio"] = round(medians["baseline"] / medians["bare"], 3)
+    p50 = results["latency_ms_project"]["p50"]
     results["targets"] = {
         "single_ratio": [TARGET_SINGLE_RATIO[kind], results["single_ratio"] >= TARGET_SINGLE_RATIO[kind]],
         "batch_events_per_s": [
             TARGET_BATCH_EVENTS_PER_S[kind],
             results["batch_events_per_s"] >= TARGET_BATCH_EVENTS_PER_S[kind],
         ],
-        "latency_p50_ms": [LATENCY_P50_BEFORE_MS[kind], results["latency_ms"]["p50"] <= LATENCY_P50_BEFORE_MS[kind]],
+        "latency_p50_ms": [LATENCY_P50_BEFORE_MS[kind], p50 <= LATENCY_P50_BEFORE_MS[kind]],
     }
     return results
 
@@ -281,6 +345,8 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=100, help="events per batch request (default 100)")
     parser.add_argument("--payload-bytes", type=int, default=1024, help="approximate envelope size (default 1024)")
     parser.add_argument("--latency-samples", type=int, default=100, help="idle publishes timed (default 100)")
+    parser.add_argument("--only-latency", action="store_true", help="measure the idle latency and stop")
+    parser.add_argument("--baseline", metavar="DIR", help="also run the package found in DIR (see above)")
     parser.add_argument("--bare-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare_server:
