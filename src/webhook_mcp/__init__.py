@@ -18,6 +18,7 @@ _EXPORTS = {
     "load_catalog": "webhook_mcp.core.catalog",
     "ConfigurationError": "webhook_mcp.core.errors",
     "InvalidArgumentError": "webhook_mcp.core.errors",
+    "InvalidBatchError": "webhook_mcp.core.errors",
     "InvalidPayloadError": "webhook_mcp.core.errors",
     "NotFoundError": "webhook_mcp.core.errors",
     "UnknownEventTypeError": "webhook_mcp.core.errors",
@@ -43,6 +44,7 @@ __all__ = [
     "EventType",
     "Hub",
     "InvalidArgumentError",
+    "InvalidBatchError",
     "InvalidPayloadError",
     "NotFoundError",
     "PublishedEvent",
@@ -65,6 +67,7 @@ if TYPE_CHECKING:
     from webhook_mcp.core.errors import (
         ConfigurationError,
         InvalidArgumentError,
+        InvalidBatchError,
         InvalidPayloadError,
         NotFoundError,
         UnknownEventTypeError,

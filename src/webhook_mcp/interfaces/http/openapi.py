@@ -22,6 +22,34 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": _REF.format(model=name)}
 
 
+def _error_schema() -> dict[str, Any]:
+    problems = {"type": "array", "items": {"type": "string"}, "description": '"path: message" per problem.'}
+    return {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {
+                    "code": {"type": "string"},
+                    "message": {"type": "string", "description": "What was wrong and what to do."},
+                    "problems": problems,
+                    "invalid": {
+                        "type": "array",
+                        "description": "Every invalid event of a batch.",
+                        "items": {
+                            "type": "object",
+                            "required": ["index", "problems"],
+                            "properties": {"index": {"type": "integer", "minimum": 0}, "problems": problems},
+                        },
+                    },
+                },
+            }
+        },
+    }
+
+
 def _schemas(settings: Settings) -> dict[str, Any]:
     published = PublishedEvent.model_json_schema(ref_template=_REF)
     event = {
@@ -49,7 +77,6 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             },
         },
     }
-    problems = {"type": "array", "items": {"type": "string"}, "description": '"path: message" per problem.'}
     return {
         "Event": event,
         "EventBatch": {
@@ -76,30 +103,7 @@ def _schemas(settings: Settings) -> dict[str, Any]:
                 "duplicates": {"type": "integer", "description": "Events whose idempotency key was seen before."},
             },
         },
-        "Error": {
-            "type": "object",
-            "required": ["error"],
-            "properties": {
-                "error": {
-                    "type": "object",
-                    "required": ["code", "message"],
-                    "properties": {
-                        "code": {"type": "string"},
-                        "message": {"type": "string", "description": "What was wrong and what to do."},
-                        "problems": problems,
-                        "invalid": {
-                            "type": "array",
-                            "description": "Every invalid event of a batch.",
-                            "items": {
-                                "type": "object",
-                                "required": ["index", "problems"],
-                                "properties": {"index": {"type": "integer", "minimum": 0}, "problems": problems},
-                            },
-                        },
-                    },
-                }
-            },
-        },
+        "Error": _error_schema(),
     }
 
 
