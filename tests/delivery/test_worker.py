@@ -294,7 +294,7 @@ async def test_cli_publish(receiver: Receiver, sqlite_url: str, tmp_path: Path) 
             run_cli("publish", "order.nope", "--data", f"@{good}", env=env),
             run_cli("publish", EVENT, "--data", f"@{tmp_path / 'absent.json'}", env=env),
             run_cli("publish", EVENT, "--data", "[1, 2]", env=env),
-            run_cli("publish", EVENT, "--data", '{"id": 5}', env=env),
+            run_cli("publish", EVENT, "--data", '{"id": 5.5}', env=env),
         )
 
         code, out, err = ok
