@@ -14,7 +14,7 @@ import pytest
 
 from conftest import Receiver, make_settings
 from webhook_mcp import Hub, InvalidArgumentError, InvalidPayloadError, NotFoundError, UnknownEventTypeError
-from webhook_mcp.storage.store import AttemptRecord
+from webhook_mcp.storage.records import AttemptRecord
 
 pytestmark = pytest.mark.anyio
 
@@ -445,7 +445,7 @@ async def test_concurrent_claimers_take_different_webhooks(postgres_url: str) ->
     """A claim keeps only the claim locks it needs: while one worker is claiming from the oldest
     webhook, another takes the next webhooks at once instead of finding every one locked."""
     from webhook_mcp.storage.pipeline import HotTransaction
-    from webhook_mcp.storage.queue_sql import POSTGRES
+    from webhook_mcp.storage.sql.postgresql import POSTGRES
 
     async with Hub.open(make_settings(postgres_url), dispatch=False) as opened:
         hooks = [await opened.service.create_webhook(f"{URL}/{n}", ["order.created"]) for n in range(4)]

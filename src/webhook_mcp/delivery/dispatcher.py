@@ -20,7 +20,8 @@ from webhook_mcp.core.signing import secret_key, signed_headers
 from webhook_mcp.core.vault import Vault
 from webhook_mcp.delivery.retries import RetryPolicy
 from webhook_mcp.delivery.sender import Sender, SendOutcome
-from webhook_mcp.storage.store import AttemptRecord, ClaimedDelivery, HealthPolicy, Store
+from webhook_mcp.storage.records import AttemptRecord, ClaimedDelivery, HealthPolicy
+from webhook_mcp.storage.store import Store
 
 logger = logging.getLogger(__name__)
 

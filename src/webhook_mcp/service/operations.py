@@ -23,8 +23,10 @@ from webhook_mcp.core.settings import Settings
 from webhook_mcp.core.signing import generate_secret, mask_secret, secret_key, signed_headers
 from webhook_mcp.core.vault import Vault
 from webhook_mcp.delivery.sender import Sender
+from webhook_mcp.storage.events import new_event_id
+from webhook_mcp.storage.records import AttemptRecord, NewEvent
 from webhook_mcp.storage.schema import MAX_DESCRIPTION_LENGTH, MAX_URL_LENGTH
-from webhook_mcp.storage.store import AttemptRecord, NewEvent, Store, new_event_id
+from webhook_mcp.storage.store import Store
 
 MAX_LOG_LIMIT = 100
 DEFAULT_GRACE_HOURS = 24.0

@@ -27,7 +27,7 @@ from webhook_mcp import Hub, load_catalog
 from webhook_mcp.core import models
 from webhook_mcp.interfaces.mcp.server import SENSITIVE, create_server
 from webhook_mcp.service import operations as service
-from webhook_mcp.storage.store import AttemptRecord
+from webhook_mcp.storage.records import AttemptRecord
 
 pytestmark = pytest.mark.anyio
 
