@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from webhook_mcp import __version__
 from webhook_mcp.core.catalog import load_catalog
 from webhook_mcp.core.errors import WebhookError
+from webhook_mcp.core.jsonsafe import loads_strict
 from webhook_mcp.core.settings import Settings, describe_settings
 from webhook_mcp.service.hub import Hub
 from webhook_mcp.storage import engine as database
@@ -102,7 +103,7 @@ def _read_data(spec: str) -> Any:
     else:
         text, source = spec, "--data"
     try:
-        data = json.loads(text)
+        data = loads_strict(text, root="data")
     except ValueError as exc:
         raise UsageError(f"{source} is not valid JSON: {exc}") from exc
     except RecursionError as exc:

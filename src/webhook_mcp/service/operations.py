@@ -18,7 +18,8 @@ from sqlalchemy import Row
 
 from webhook_mcp.core import models
 from webhook_mcp.core.catalog import TEST_EVENT, Catalog
-from webhook_mcp.core.errors import InvalidArgumentError, NotFoundError
+from webhook_mcp.core.errors import InvalidArgumentError, InvalidPayloadError, NotFoundError
+from webhook_mcp.core.jsonsafe import dumps_strict
 from webhook_mcp.core.settings import Settings
 from webhook_mcp.core.signing import generate_secret, mask_secret, secret_key, signed_headers
 from webhook_mcp.core.vault import Vault
@@ -75,11 +76,8 @@ def _check_text(name: str, value: str) -> str:
 def envelope(event_id: str, event_type: str, created_at: float, data: dict[str, Any]) -> str:
     """The body every receiver gets; serialised once, so retries send byte-identical bodies."""
     timestamp = datetime.fromtimestamp(created_at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return json.dumps(
-        {"id": event_id, "type": event_type, "timestamp": timestamp, "data": data},
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
+    # Strict: a NaN or Infinity would make the body unreadable to every standard JSON parser.
+    return dumps_strict({"id": event_id, "type": event_type, "timestamp": timestamp, "data": data})
 
 
 def _rotation_ends(row: Row[Any], now: float) -> float | None:
@@ -482,6 +480,10 @@ class WebhookService:
 
     def _new_event(self, event_type: str, data: Any, idempotency_key: str | None, now: float) -> NewEvent:
         kind = self.catalog.require_subscribable(event_type)
+        if not isinstance(data, dict):
+            raise InvalidPayloadError(kind.name, ["data must be a JSON object"])
+        event_id = new_event_id()
+        body = envelope(event_id, kind.name, now, data)  # first: it names a NaN's path exactly
         self.catalog.validate(kind.name, data)
         if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
             raise InvalidArgumentError(
@@ -489,8 +491,6 @@ class WebhookService:
             )
         if idempotency_key is not None:
             _check_text("idempotency_key", idempotency_key)
-        event_id = new_event_id()
-        body = envelope(event_id, kind.name, now, data)
         try:
             size = len(body.encode())
         except UnicodeEncodeError as exc:

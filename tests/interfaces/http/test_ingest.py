@@ -88,6 +88,28 @@ async def test_bad_requests_get_json_errors(
     assert error["code"] == code and error["message"]
 
 
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b'{"extra": NaN}', "data.extra: NaN is not JSON; send a number or null"),
+        (b'{"a": {"b": [0, Infinity]}}', "data.a.b[1]: Infinity is not JSON; send a number or null"),
+        (b'{"odd key": -Infinity}', 'data["odd key"]: -Infinity is not JSON; send a number or null'),
+        (b'{"big": 1e400}', "data.big: 1e400 is too large for a JSON number"),
+    ],
+)
+async def test_non_standard_json_numbers_are_refused_with_their_path(
+    api: tuple[httpx.AsyncClient, Hub], data: bytes, message: str
+) -> None:
+    client, hub = api
+    created = await hub.service.create_webhook("https://example.com/hook", ["order.created"])
+    content = b'{"type": "order.created", "data": ' + data + b"}"
+    response = await client.post(EVENTS_PATH, content=content, headers={**AUTH, "content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "invalid_json" and message in error["message"]
+    assert (await hub.service.get_stats(created.id)).pending_deliveries == 0
+
+
 async def test_schema_errors_are_listed(api: tuple[httpx.AsyncClient, Hub]) -> None:
     client, hub = api
     data = order(hub)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from webhook_mcp.core.errors import InvalidArgumentError, WebhookError
+from webhook_mcp.core.jsonsafe import loads_strict
 from webhook_mcp.interfaces.http.auth import token_refusal
 from webhook_mcp.service.hub import Hub
 
@@ -37,7 +37,7 @@ def events_endpoint(hub: Hub, token: str) -> Any:
             if len(body) > limit:
                 return _error(413, "too_large", f"request body is over {limit} bytes (WEBHOOK_MCP_MAX_PAYLOAD_BYTES)")
         try:
-            payload = json.loads(body)
+            payload = loads_strict(body)
         except (ValueError, UnicodeDecodeError) as exc:
             return _error(400, "invalid_json", f"body is not valid JSON: {exc}")
         except RecursionError:
