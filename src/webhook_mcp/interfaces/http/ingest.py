@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse, Response
 from webhook_mcp.core.errors import InvalidArgumentError, WebhookError
 from webhook_mcp.core.jsonsafe import loads_strict
 from webhook_mcp.interfaces.http.auth import token_refusal
+from webhook_mcp.interfaces.http.media import json_content_type_refusal
 from webhook_mcp.service.hub import Hub
 
 EVENTS_PATH = "/v1/events"
@@ -25,7 +26,7 @@ def events_endpoint(hub: Hub, token: str) -> Any:
     limit = hub.settings.max_payload_bytes
 
     async def publish_event(request: Request) -> Response:
-        refusal = token_refusal(request.headers, token)
+        refusal = token_refusal(request.headers, token) or json_content_type_refusal(request.headers)
         if refusal is not None:
             return refusal
         declared = request.headers.get("content-length")
