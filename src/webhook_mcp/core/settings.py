@@ -82,6 +82,13 @@ class Settings(BaseSettings):
         "https://app.example.com (scheme://host:* for any port). The bind address's own origin (for loopback, "
         "any local origin) is always accepted; requests without an Origin header are not affected.",
     )
+    http_header_timeout: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="Seconds an HTTP client has to send a request's line and headers (at most 64 KiB and "
+        "100 fields); a connection still sending them is answered 408 and closed.",
+    )
     read_only: bool = Field(
         False,
         description="Register only tools that change nothing (and not get_webhook_secret); POST /v1/events is "

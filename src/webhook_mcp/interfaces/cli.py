@@ -159,10 +159,11 @@ async def _serve_http(settings: Settings, transport: str, host: str, port: int, 
     import uvicorn
 
     from webhook_mcp.interfaces.http.app import create_http_app
+    from webhook_mcp.interfaces.http.server import uvicorn_config
 
     async with Hub.open(settings, dispatch=dispatch) as hub:
         app = create_http_app(hub, "sse" if transport == "sse" else "streamable-http", host, port)
-        config = uvicorn.Config(app, host=host, port=port, log_level=settings.log_level.lower())
+        config = uvicorn_config(app, host, port, settings.log_level, head_timeout=settings.http_header_timeout)
         await uvicorn.Server(config).serve()
 
 
