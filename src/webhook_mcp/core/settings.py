@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from platformdirs import user_data_dir
+from platformdirs import user_config_dir, user_data_dir
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -25,6 +25,11 @@ def default_database_url() -> str:
     """An SQLite file in the user's data directory, so the server works from any working directory."""
     path = Path(user_data_dir("webhook-mcp", appauthor=False)) / "webhook-mcp.db"
     return f"sqlite:///{path}"
+
+
+def default_secret_key_file() -> Path:
+    """In the user's config directory: apart from the database (and its backups), owner-only."""
+    return Path(user_config_dir("webhook-mcp", appauthor=False)) / "secret.key"
 
 
 def _split_csv(value: object) -> object:
@@ -149,6 +154,17 @@ class Settings(BaseSettings):
         description="Fernet key that encrypts webhook signing secrets in the database (every process needs "
         "the same one; 'NEW,OLD' re-encrypts with NEW on start-up). Generate one: python -c \"from "
         'cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"',
+    )
+
+    secret_key_file: Path = Field(
+        default_factory=default_secret_key_file,
+        description="Where the Fernet key is kept when WEBHOOK_MCP_SECRET_KEY is not set and the database is "
+        f"SQLite: created once (owner-only, mode 0600) if missing. Default: {default_secret_key_file()}",
+    )
+    allow_plaintext_secrets: bool = Field(
+        False,
+        description="Without WEBHOOK_MCP_SECRET_KEY, store signing secrets unencrypted instead (no key file on "
+        "SQLite; on PostgreSQL, start instead of refusing). Warned about at every start.",
     )
 
     @field_validator("allowed_private_networks", mode="before")
