@@ -264,7 +264,10 @@ async def measure(ports: dict[str, int], requests: int, rounds: int, mcp_calls: 
     for mode in MODES:
         median = statistics.median(rates[mode])
         ratio = median / statistics.median(rates["bare"])
-        print(f"  {mode:8} {median:8.0f} req/s  ({ratio:.2f}x bare)  {summary(latencies[mode])}")
+        rounds_shown = " ".join(f"{rate:.0f}" for rate in rates[mode])
+        print(
+            f"  {mode:8} {median:8.0f} req/s  ({ratio:.2f}x bare)  {summary(latencies[mode])}  rounds: {rounds_shown}"
+        )
     print(f"MCP tools/call list_webhooks, {mcp_calls} sequential calls x {rounds} rounds")
     mcp: dict[str, list[float]] = {"plain": [], "limited": []}
     for round_number in range(rounds):
