@@ -4,6 +4,7 @@ SQLite lives in ``storage.sql.postgresql`` and ``storage.sql.sqlite``."""
 
 from __future__ import annotations
 
+from webhook_mcp.storage.dashboard import DashboardQueries
 from webhook_mcp.storage.events import EventQueries
 from webhook_mcp.storage.logs import LogQueries
 from webhook_mcp.storage.queue import QueueQueries
@@ -11,5 +12,5 @@ from webhook_mcp.storage.results import ResultQueries
 from webhook_mcp.storage.webhooks import WebhookQueries
 
 
-class Store(WebhookQueries, EventQueries, QueueQueries, ResultQueries, LogQueries):
+class Store(WebhookQueries, EventQueries, QueueQueries, ResultQueries, LogQueries, DashboardQueries):
     """Webhooks and secrets, events and idempotency, the delivery queue, results, logs and stats."""

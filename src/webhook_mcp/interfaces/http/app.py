@@ -11,6 +11,7 @@ from starlette.types import ASGIApp
 from webhook_mcp.interfaces.http.auth import HttpGuard, check_bind, transport_security
 from webhook_mcp.interfaces.http.ingest import EVENTS_PATH, events_endpoint
 from webhook_mcp.interfaces.mcp.server import create_server
+from webhook_mcp.interfaces.web.app import DASHBOARD_PATH, mount_dashboard
 from webhook_mcp.service.hub import Hub
 
 logger = logging.getLogger(__name__)
@@ -33,4 +34,5 @@ def create_http_app(hub: Hub, transport: Literal["sse", "streamable-http"], host
         app = server.sse_app(transport_security=security, host=host)
     else:
         app = server.streamable_http_app(transport_security=security, host=host)
-    return HttpGuard(app, security, settings.api_token)
+    mount_dashboard(app, hub)  # signs its users in itself, with the token, into a session cookie
+    return HttpGuard(app, security, settings.api_token, signs_in_itself=DASHBOARD_PATH)
