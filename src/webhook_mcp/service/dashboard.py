@@ -115,10 +115,10 @@ def describe_outcome(attempt: models.Attempt) -> str:
         return f"The receiver answered 410 Gone {took}: it asked for no more deliveries, so the webhook was disabled."
     if status == 429 or status >= 500:
         side = "is overloaded" if status in (429, 503) else "failed on its side"
-        return f"The receiver answered {status}{phrase} {took}: it {side}; the delivery is retried later."
+        return f"The receiver answered {status}{phrase} {took}: it {side}."
     return (
         f"The receiver answered {status}{phrase} {took}: it refused the request (check its URL, its "
-        "signature verification and what it expects); the delivery is retried later."
+        "signature verification and what it expects)."
     )
 
 
