@@ -197,11 +197,15 @@ async def test_an_attempt_shows_the_request_exactly_as_the_receiver_got_it(
             assert detail.request.headers["host"] == got["host"]
             assert detail.outcome.startswith("Delivered: the receiver answered 200 OK")
 
-        await hub.service.rotate_secret(hook.id, 1)
         real = next(e for e in page if not e.attempt.is_test)
+        await hub.service.set_enabled(hook.id, False)  # other changes leave the signature exact
+        await hub.service.set_enabled(hook.id, True)
+        toggled = await reader.attempt(real.attempt.attempt_id)
+        assert toggled.request is not None and toggled.request.exact
+        await hub.service.rotate_secret(hook.id, 1)
         after_rotation = await reader.attempt(real.attempt.attempt_id)
         assert after_rotation.request is not None and not after_rotation.request.exact
-        assert any("changed after this attempt" in note for note in after_rotation.request.notes)
+        assert any("rotated after this attempt" in note for note in after_rotation.request.notes)
 
         await hub.store._write(lambda conn: conn.execute(delete(events).where(events.c.id == real.attempt.event_id)))
         pruned = await reader.attempt(real.attempt.attempt_id)

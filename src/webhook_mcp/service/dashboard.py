@@ -270,17 +270,17 @@ class DashboardService:
         headers.update(signed_headers(key, attempt.event_id, int(sent_at), raw, previous_key))
         headers["content-length"] = str(len(raw))
         notes = [body_note]
-        exact = webhook.updated_at <= sent_at
+        rotated = webhook.secret_rotated_at
+        exact = rotated is None or rotated <= sent_at
         if exact:
             notes.append(
-                "The headers are rebuilt from the event id, the attempt's time and the webhook's secret, "
-                "unchanged since: they are exactly what was sent."
+                "The headers are rebuilt from the event id, the attempt's time and the webhook's secret, which "
+                "has not been rotated since: they are exactly what was sent."
             )
         else:
-            changed = models.to_datetime(webhook.updated_at)
             notes.append(
-                f"The webhook was changed after this attempt (at {changed:%Y-%m-%d %H:%M:%S} UTC). If its secret "
-                "was rotated then, the signature was made with the older secret and differs from the one shown, "
-                "made with today's; webhook-id, webhook-timestamp and the body are as sent."
+                f"The secret was rotated after this attempt (at {models.to_datetime(rotated):%Y-%m-%d %H:%M:%S} "
+                "UTC): the signature shown is made with today's secret, not the older one that signed the request. "
+                "webhook-id, webhook-timestamp and the body are as sent."
             )
         return SentRequest(webhook.url, headers, body, exact, notes)

@@ -134,6 +134,7 @@ class WebhookQueries(StoreBase):
                     secret=secret,
                     previous_secret=None if previous_expires_at is None else w.secret,
                     previous_secret_expires_at=previous_expires_at,
+                    secret_rotated_at=now,
                     updated_at=now,
                 )
                 .returning(*webhooks.c)

@@ -335,4 +335,4 @@ async def _rotate_secret(browser: Browser, hub: Hub, local: int) -> None:
     # The test sent before the rotation: its page now says the signature was made with another secret.
     await step(browser.open, "/ui/log?outcome=test")
     await step(browser.submit, browser.find("table.log tbody tr a"))
-    assert "changed after this attempt" in await step(browser.text, ".pair")
+    assert "rotated after this attempt" in await step(browser.text, ".pair")
