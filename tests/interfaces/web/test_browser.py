@@ -108,7 +108,7 @@ class Browser:
         button.click()
         WebDriverWait(self.driver, 15).until(expected_conditions.staleness_of(page))
 
-    def confirm(self, name: str, **fields: str) -> None:
+    def confirm(self, name: str, shot: str | None = None, **fields: str) -> None:
         """Open an action's confirmation, fill its fields, and confirm."""
         from selenium.webdriver.support import expected_conditions
         from selenium.webdriver.support.wait import WebDriverWait
@@ -125,12 +125,14 @@ class Browser:
             else:
                 element.clear()
                 element.send_keys(value)
+        if shot is not None:
+            self.shot(shot, whole=False)
         self.submit(dialog.find_element("css selector", f'[data-confirm="confirm-{name}"]'))
 
-    def shot(self, name: str) -> Path:
-        """The whole page, however long."""
+    def shot(self, name: str, *, whole: bool = True) -> Path:
+        """The whole page, however long, or what a 1360x1000 window shows."""
         height = int(self.driver.execute_script("return document.documentElement.scrollHeight"))
-        self.driver.set_window_size(1360, max(900, min(height + 140, 4000)))
+        self.driver.set_window_size(1360, max(900, min(height + 140, 4000)) if whole else 1000)
         path = self.shots / f"{name}.png"
         self.driver.save_screenshot(str(path))
         self.driver.set_window_size(1360, 900)
@@ -250,6 +252,7 @@ async def _enable_and_disable(browser: Browser, hub: Hub, shop: int) -> None:
     await step(browser.open, f"/ui/webhooks/{shop}")
     assert len(await step(browser.find_all, "figure.chart svg")) == 3
     await step(browser.shot, "webhook")
+    await step(browser.shot, "dashboard", whole=False)  # the README's
     await step(browser.confirm, "disable")
     assert "is disabled" in await step(browser.text, ".notice")
     row = (await hub.store.fetch_all(select(webhooks).where(webhooks.c.id == shop)))[0]
@@ -325,7 +328,7 @@ async def _replay_failed(browser: Browser, hub: Hub, payments: int) -> None:
 async def _rotate_secret(browser: Browser, hub: Hub, local: int) -> None:
     before = (await hub.service.get_secret(local)).secret
     await step(browser.open, f"/ui/webhooks/{local}")
-    await step(browser.confirm, "rotate", grace_hours="2")
+    await step(browser.confirm, "rotate", "confirm", grace_hours="2")
     assert "New secret issued" in await step(browser.text, ".notice")
     after = await hub.service.get_secret(local)
     assert after.secret != before and after.previous_secret_expires_at is not None
