@@ -206,6 +206,13 @@ async def test_an_attempt_shows_the_request_exactly_as_the_receiver_got_it(
         after_rotation = await reader.attempt(real.attempt.attempt_id)
         assert after_rotation.request is not None and not after_rotation.request.exact
         assert any("rotated after this attempt" in note for note in after_rotation.request.notes)
+        # During the grace period both secrets sign, and the rebuilt request has both signatures.
+        during = await hub.service.test_webhook(hook.id)
+        (*_, third) = await receiver.wait_for(3)
+        two = await reader.attempt(during.attempt_id)
+        signature = {k.lower(): v for k, v in third.headers.items()}["webhook-signature"]
+        assert two.request is not None and two.request.exact and " " in signature
+        assert two.request.headers["webhook-signature"] == signature
 
         await hub.store._write(lambda conn: conn.execute(delete(events).where(events.c.id == real.attempt.event_id)))
         pruned = await reader.attempt(real.attempt.attempt_id)

@@ -256,11 +256,13 @@ class DashboardService:
         if body is None:
             return SentRequest(webhook.url, {}, "", False, [body_note])
         sent_at = attempt.created_at
+        rotated = webhook.secret_rotated_at
+        exact = rotated is None or rotated <= sent_at
         previous = webhook.previous_secret
         expires = webhook.previous_secret_expires_at
         try:
             previous_key = None
-            if previous is not None and expires is not None and sent_at < expires:
+            if exact and previous is not None and expires is not None and sent_at < expires:
                 previous_key = secret_key(self._vault.reveal(previous))
             key = secret_key(self._vault.reveal(webhook.secret))
         except WebhookError as exc:
@@ -270,8 +272,6 @@ class DashboardService:
         headers.update(signed_headers(key, attempt.event_id, int(sent_at), raw, previous_key))
         headers["content-length"] = str(len(raw))
         notes = [body_note]
-        rotated = webhook.secret_rotated_at
-        exact = rotated is None or rotated <= sent_at
         if exact:
             notes.append(
                 "The headers are rebuilt from the event id, the attempt's time and the webhook's secret, which "
