@@ -58,8 +58,8 @@ class Pages:
 
     async def webhooks(self, request: Request) -> Response:
         health = await self.reader.health()
-        counts = {state: sum(1 for row in health if row.state == state) for state in ("enabled", "disabled")}
-        counts["auto-disabled"] = sum(1 for row in health if row.state == "auto-disabled")
+        states = ("enabled", "disabled", "auto-disabled")
+        counts = {state: sum(1 for row in health if row.state == state) for state in states}
         totals = {
             "pending": sum(row.pending for row in health),
             "held": sum(row.held for row in health),
