@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -34,9 +34,11 @@ INITIALIZE = {
 
 
 @contextlib.asynccontextmanager
-async def dashboard(sqlite_url: str, **settings: Any) -> AsyncIterator[tuple[httpx.AsyncClient, Hub]]:
+async def dashboard(
+    sqlite_url: str, transport: Literal["sse", "streamable-http"] = "streamable-http", **settings: Any
+) -> AsyncIterator[tuple[httpx.AsyncClient, Hub]]:
     async with Hub.open(make_settings(sqlite_url, **settings), dispatch=False) as hub:
-        app = create_http_app(hub, "streamable-http", "127.0.0.1", 8000)
+        app = create_http_app(hub, transport, "127.0.0.1", 8000)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as client:
             yield client, hub
 
@@ -100,6 +102,15 @@ async def test_every_other_route_still_needs_the_bearer_token(sqlite_url: str) -
         assert (await client.get("/ui/", headers={"host": "evil.example:8000"})).status_code == 421
         foreign = await client.post("/ui/login", data={"token": TOKEN}, headers={"origin": "http://evil.example"})
         assert foreign.status_code == 403
+
+
+async def test_the_sse_transport_serves_it_too(sqlite_url: str) -> None:
+    async with dashboard(sqlite_url, "sse", api_token=TOKEN) as (client, _):
+        assert (await client.get("/ui/")).status_code == 303
+        await sign_in(client)
+        assert (await client.get("/ui/log")).status_code == 200
+        session = {"cookie": f"webhook_mcp_session={client.cookies.get('webhook_mcp_session')}"}
+        assert (await client.get("/sse", headers=session)).status_code == 401
 
 
 async def test_static_files_need_no_session(sqlite_url: str) -> None:
