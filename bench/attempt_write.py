@@ -22,8 +22,8 @@ import psycopg
 from delivery_throughput import scratch_database
 from sqlalchemy import create_engine
 
-from webhook_mcp.storage.queue_sql import POSTGRES
 from webhook_mcp.storage.schema import metadata
+from webhook_mcp.storage.sql.postgresql import POSTGRES
 
 WEBHOOKS = 8
 

@@ -73,8 +73,9 @@ from webhook_mcp import Hub, Settings
 from webhook_mcp.delivery.retries import RetryPolicy
 from webhook_mcp.delivery.sender import SendOutcome
 from webhook_mcp.interfaces.cli import run
+from webhook_mcp.storage.logs import STREAK_LIMIT
+from webhook_mcp.storage.records import AttemptRecord
 from webhook_mcp.storage.schema import attempt_rollups, deliveries, delivery_attempts, events
-from webhook_mcp.storage.store import STREAK_LIMIT, AttemptRecord
 
 TARGET_MS = 50.0
 DAY = 86400.0

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
+import base64
 import inspect
 import ipaddress
 import json
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,6 +26,15 @@ from webhook_mcp import Hub, Settings
 
 POSTGRES_ADMIN_URL = os.environ.get("WEBHOOK_MCP_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 LOOPBACK = [ipaddress.ip_network("127.0.0.0/8")]
+
+# Signing secrets are encrypted at rest whatever the database: every test, and every process a test
+# starts, shares one key (so many hubs and workers open quickly), and a key file a test process
+# creates lands in a scratch directory, never in the user's config directory.
+TEST_SECRET_KEY = base64.urlsafe_b64encode(b"webhook-mcp test suite key 32 by").decode()
+_SCRATCH = tempfile.mkdtemp(prefix="webhook-mcp-tests-")
+atexit.register(shutil.rmtree, _SCRATCH, ignore_errors=True)
+os.environ.setdefault("WEBHOOK_MCP_SECRET_KEY", TEST_SECRET_KEY)
+os.environ["WEBHOOK_MCP_SECRET_KEY_FILE"] = os.path.join(_SCRATCH, "secret.key")
 
 
 @pytest.fixture

@@ -109,7 +109,8 @@ async def test_secrets_are_encrypted_at_rest_and_still_sign(receiver: Receiver, 
 
 
 async def test_plaintext_rows_are_encrypted_on_start_up(database_url: str) -> None:
-    async with Hub.open(make_settings(database_url), dispatch=False) as plain:
+    plaintext = make_settings(database_url, secret_key=None, allow_plaintext_secrets=True)
+    async with Hub.open(plaintext, dispatch=False) as plain:
         first = await plain.service.create_webhook(URL, [EVENT])
         second = await plain.service.create_webhook(URL + "/2", [EVENT])
         rotated = await plain.service.rotate_secret(second.id, grace_hours=5)
@@ -147,8 +148,9 @@ async def test_plaintext_rows_are_encrypted_on_start_up(database_url: str) -> No
 async def test_encrypted_rows_without_a_key_refuse_to_start(database_url: str) -> None:
     async with Hub.open(make_settings(database_url, secret_key=new_key()), dispatch=False) as hub:
         await hub.service.create_webhook(URL, [EVENT])
+    plaintext = make_settings(database_url, secret_key=None, allow_plaintext_secrets=True)
     with pytest.raises(ConfigurationError, match="encrypted webhook secrets but WEBHOOK_MCP_SECRET_KEY is not set"):
-        async with Hub.open(make_settings(database_url), dispatch=False):
+        async with Hub.open(plaintext, dispatch=False):
             pass
 
 
@@ -225,6 +227,8 @@ def run_cli(*args: str, key: str | None, database_url: str) -> subprocess.Comple
     env["WEBHOOK_MCP_DATABASE_URL"] = database_url
     if key is not None:
         env["WEBHOOK_MCP_SECRET_KEY"] = key
+    else:
+        env["WEBHOOK_MCP_ALLOW_PLAINTEXT_SECRETS"] = "1"
     return subprocess.run(
         [sys.executable, "-m", "webhook_mcp.interfaces.cli", *args], capture_output=True, text=True, timeout=60, env=env
     )

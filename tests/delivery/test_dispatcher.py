@@ -19,8 +19,8 @@ from sqlalchemy import func, select
 from conftest import Received, Receiver, make_settings, wait_until
 from webhook_mcp import Hub
 from webhook_mcp.delivery.dispatcher import UNRECORDED_BATCHES
+from webhook_mcp.storage.records import AttemptRecord
 from webhook_mcp.storage.schema import deliveries, delivery_attempts, events
-from webhook_mcp.storage.store import AttemptRecord
 
 pytestmark = pytest.mark.anyio
 

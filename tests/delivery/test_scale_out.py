@@ -28,6 +28,7 @@ from test_worker import (
     ReceiverFactory,
     Worker,
     delivery_states,
+    publish_backlog,
     terminate,
     worker_env,
     workers,
@@ -71,17 +72,6 @@ class Endpoint:
         finally:
             self.open -= 1
         return web.Response(status=200, text="ok")
-
-
-async def publish_events(hub: Hub, count: int, webhooks: int, batch: int = 250) -> list[str]:
-    example = hub.catalog.get(EVENT).example
-    ids: list[str] = []
-    while len(ids) < count:
-        n = min(batch, count - len(ids))
-        published = await hub.service.publish_many([(EVENT, example, None)] * n)
-        assert all(p.queued == webhooks for p in published)
-        ids.extend(p.event_id for p in published)
-    return ids
 
 
 async def succeeded(hub: Hub) -> int:
@@ -150,7 +140,7 @@ async def test_three_workers_share_a_postgres_backlog(
     async with Hub.open(make_settings(postgres_url), dispatch=False) as hub:
         for receiver in receivers:
             await hub.service.create_webhook(receiver.url, [EVENT])
-        ids = await publish_events(hub, EVENTS_PER_HOOK, HOOKS)
+        ids = await publish_backlog(hub, EVENTS_PER_HOOK, webhooks=HOOKS)
         assert await delivery_states(hub) == Counter({"pending": total})
 
         # Each worker may send 32 at once and the cluster 64 (8 endpoints x 8): no worker can take
@@ -201,7 +191,7 @@ async def test_worker_killed_on_postgres_loses_nothing(
     d, a = deliveries.c, delivery_attempts.c
     async with Hub.open(make_settings(postgres_url), dispatch=False) as hub:
         await hub.service.create_webhook(receiver.url, [EVENT])
-        ids = await publish_events(hub, total, 1)
+        ids = await publish_backlog(hub, total)
         # The endpoint's limit is twice what one worker may send, so both workers always hold some
         # of its slots (with equal limits whoever holds them all can keep them: see the README).
         env = worker_env(
@@ -400,7 +390,7 @@ async def test_workers_survive_a_postgres_restart(
     d, a = deliveries.c, delivery_attempts.c
     async with Hub.open(make_settings(url), dispatch=False) as hub:
         await hub.service.create_webhook(receiver.url, [EVENT])
-        ids = await publish_events(hub, total, 1)
+        ids = await publish_backlog(hub, total)
         env = worker_env(
             url,
             WEBHOOK_MCP_LEASE_SECONDS=str(LEASE),

@@ -315,7 +315,10 @@ def test_blocked_reason_allows_public(address: str) -> None:
 
 def test_blocked_reason_allowed_networks() -> None:
     assert blocked_reason(ipaddress.ip_address("127.0.0.1"), LOOPBACK) is None
-    assert blocked_reason(ipaddress.ip_address("::ffff:127.0.0.1"), LOOPBACK) is None
+    # the mapped form is opened by its own IPv6 range, not by the IPv4 one it carries
+    assert blocked_reason(ipaddress.ip_address("::ffff:127.0.0.1"), LOOPBACK) == "loopback address"
+    mapped = [ipaddress.ip_network("::ffff:127.0.0.0/104")]
+    assert blocked_reason(ipaddress.ip_address("::ffff:127.0.0.1"), mapped) is None
     assert blocked_reason(ipaddress.ip_address("10.0.0.1"), LOOPBACK) is not None
     assert blocked_reason(ipaddress.ip_address("::1"), [ipaddress.ip_network("::1/128")]) is None
 

@@ -74,6 +74,7 @@ def worker_env(database_url: str, **extra: str) -> dict[str, str]:
         WEBHOOK_MCP_RETRY_SCHEDULE="0,0.2,0.2,0.2",
         WEBHOOK_MCP_RETRY_JITTER="0",
         WEBHOOK_MCP_LOG_LEVEL="INFO",
+        WEBHOOK_MCP_SECRET_KEY=os.environ["WEBHOOK_MCP_SECRET_KEY"],
     )
     env.update(extra)
     return env

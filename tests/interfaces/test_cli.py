@@ -104,6 +104,8 @@ def test_publish_reads_data_from_stdin(tmp_path: Path) -> None:
         (["order.created", "--data", "[" * 5000 + "]" * 5000], "nests JSON too deeply"),
         (["order.created", "--data", '{"id": 5.5}'], "does not match its schema"),
         (["webhook.test", "--data", "{}"], "cannot be subscribed"),
+        (["order.created", "--data", '{"extra": NaN}'], "--data is not valid JSON: data.extra: NaN is not JSON"),
+        (["order.created", "--data", '{"a": [1e999]}'], "data.a[0]: 1e999 is too large for a JSON number"),
     ],
 )
 def test_publish_rejects_bad_input_before_touching_the_database(tmp_path: Path, args: list[str], message: str) -> None:

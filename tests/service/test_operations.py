@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import threading
 import time
 from collections import Counter
@@ -14,7 +15,7 @@ import pytest
 
 from conftest import Receiver, make_settings
 from webhook_mcp import Hub, InvalidArgumentError, InvalidPayloadError, NotFoundError, UnknownEventTypeError
-from webhook_mcp.storage.store import AttemptRecord
+from webhook_mcp.storage.records import AttemptRecord
 
 pytestmark = pytest.mark.anyio
 
@@ -196,6 +197,31 @@ async def test_publish_validates_against_the_schema(hub: Hub) -> None:
         await hub.publish("order.exploded", {})
     with pytest.raises(InvalidArgumentError, match="cannot be subscribed"):
         await hub.publish("webhook.test", {"message": "hi"})
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"extra": float("nan")}, "data.extra: NaN is not JSON; send a number or null"),
+        ({"totals": {"tax": float("inf")}}, "data.totals.tax: Infinity is not JSON; send a number or null"),
+        ({"lines": [{"qty": float("-inf")}]}, "data.lines[0].qty: -Infinity is not JSON"),
+        ({"when": {1, 2}}, "data.when: a set is not JSON"),
+    ],
+)
+async def test_publish_refuses_what_json_cannot_carry_and_stores_nothing(
+    db_hub: Hub, bad: dict[str, Any], message: str
+) -> None:
+    """The Python API (and every door behind it) never stores or sends a body strict parsers refuse."""
+    created = await db_hub.service.create_webhook(URL, ["order.created"])
+    for publish in (db_hub.publish, db_hub.service.publish):
+        with pytest.raises(InvalidArgumentError) as info:
+            await publish("order.created", {**order(), **bad})
+        assert message in str(info.value)
+    with pytest.raises(InvalidArgumentError, match=r"data\.extra: NaN"):
+        await db_hub.service.publish_many(
+            [("order.created", order(), None), ("order.created", {"extra": math.nan}, None)]
+        )
+    assert (await db_hub.service.get_stats(created.id)).pending_deliveries == 0
 
 
 async def test_publish_refuses_oversized_bodies(database_url: str) -> None:
@@ -445,7 +471,7 @@ async def test_concurrent_claimers_take_different_webhooks(postgres_url: str) ->
     """A claim keeps only the claim locks it needs: while one worker is claiming from the oldest
     webhook, another takes the next webhooks at once instead of finding every one locked."""
     from webhook_mcp.storage.pipeline import HotTransaction
-    from webhook_mcp.storage.queue_sql import POSTGRES
+    from webhook_mcp.storage.sql.postgresql import POSTGRES
 
     async with Hub.open(make_settings(postgres_url), dispatch=False) as opened:
         hooks = [await opened.service.create_webhook(f"{URL}/{n}", ["order.created"]) for n in range(4)]

@@ -27,6 +27,7 @@ from webhook_mcp import (
     WebhookVerificationError,
     verify,
 )
+from webhook_mcp.core.vault import Vault
 from webhook_mcp.storage.schema import deliveries, webhooks
 
 pytestmark = pytest.mark.anyio
@@ -231,8 +232,9 @@ async def test_concurrent_rotations_lose_no_secret(db_hub: Hub) -> None:
     assert current in issued
     # Applied one after another: the previous secret is one of the issued ones, never the original.
     row = (await db_hub.store.fetch_all(select(webhooks).where(webhooks.c.id == hook.id)))[0]
-    assert row.previous_secret in set(issued) - {current}
-    assert row.previous_secret != original
+    previous = db_hub.service._vault.reveal(row.previous_secret)  # stored encrypted
+    assert previous in set(issued) - {current}
+    assert previous != original
     assert sum(r.dropped_older_secret for r in results) == 5
 
 
@@ -329,6 +331,7 @@ async def test_migration_0003_keeps_every_row_both_ways(database_url: str, recei
         assert "previous_secret" not in columns and "previous_secret_expires_at" not in columns
         with engine.connect() as conn:
             assert conn.scalar(select(func.count()).select_from(deliveries)) == 1
-            assert conn.scalar(select(webhooks.c.secret)) == rotated.secret
+            stored = conn.scalar(select(webhooks.c.secret))  # encrypted at rest, with the suite's key
+            assert Vault(make_settings(database_url).secret_key).reveal(stored) == rotated.secret
     finally:
         engine.dispose()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -631,6 +632,8 @@ _GROUP_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 
 def _not_json(value: Any, where: str) -> str | None:
     """Where a YAML-only value (non-string key, set, binary…) hides; it could never be sent as JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{where} is {value}, which is not JSON; write a number or null"
     if value is None or isinstance(value, str | bool | int | float):
         return None
     if isinstance(value, dict):

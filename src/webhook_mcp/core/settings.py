@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from platformdirs import user_data_dir
+from platformdirs import user_config_dir, user_data_dir
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -25,6 +25,11 @@ def default_database_url() -> str:
     """An SQLite file in the user's data directory, so the server works from any working directory."""
     path = Path(user_data_dir("webhook-mcp", appauthor=False)) / "webhook-mcp.db"
     return f"sqlite:///{path}"
+
+
+def default_secret_key_file() -> Path:
+    """In the user's config directory: apart from the database (and its backups), owner-only."""
+    return Path(user_config_dir("webhook-mcp", appauthor=False)) / "secret.key"
 
 
 def _split_csv(value: object) -> object:
@@ -81,6 +86,13 @@ class Settings(BaseSettings):
         description="Comma-separated extra browser Origins the HTTP transports accept, e.g. "
         "https://app.example.com (scheme://host:* for any port). The bind address's own origin (for loopback, "
         "any local origin) is always accepted; requests without an Origin header are not affected.",
+    )
+    http_header_timeout: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="Seconds an HTTP client has to send a request's line and headers (at most 64 KiB and "
+        "100 fields); a connection still sending them is answered 408 and closed.",
     )
     read_only: bool = Field(
         False,
@@ -154,6 +166,17 @@ class Settings(BaseSettings):
         description="Fernet key that encrypts webhook signing secrets in the database (every process needs "
         "the same one; 'NEW,OLD' re-encrypts with NEW on start-up). Generate one: python -c \"from "
         'cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"',
+    )
+
+    secret_key_file: Path = Field(
+        default_factory=default_secret_key_file,
+        description="Where the Fernet key is kept when WEBHOOK_MCP_SECRET_KEY is not set and the database is "
+        f"SQLite: created once (owner-only, mode 0600) if missing. Default: {default_secret_key_file()}",
+    )
+    allow_plaintext_secrets: bool = Field(
+        False,
+        description="Without WEBHOOK_MCP_SECRET_KEY, store signing secrets unencrypted instead (no key file on "
+        "SQLite; on PostgreSQL, start instead of refusing). Warned about at every start.",
     )
 
     @field_validator("allowed_private_networks", mode="before")

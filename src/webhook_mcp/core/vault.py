@@ -1,24 +1,15 @@
 """Webhook secrets encrypted at rest with Fernet (``WEBHOOK_MCP_SECRET_KEY``), so a database dump
 alone does not reveal them. Stored values carry a prefix ("fernet:" + token) and plaintext
-``whsec_`` values are told apart from encrypted ones; the store never sees a key."""
+``whsec_`` values are told apart from encrypted ones; the store never sees a key. Where the key
+comes from and the start-up pass over stored secrets live in the service layer
+(:mod:`webhook_mcp.service.secrets_at_rest`)."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
-
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from pydantic import SecretStr
-from sqlalchemy import or_, select
 
 from webhook_mcp.core.errors import ConfigurationError
-from webhook_mcp.storage.schema import webhooks
-
-if TYPE_CHECKING:
-    from webhook_mcp.storage.store import Store
-
-logger = logging.getLogger(__name__)
 
 ENCRYPTED_PREFIX = "fernet:"
 GENERATE_KEY_HINT = (
@@ -85,7 +76,7 @@ class Vault:
                 "another key (every process must use the same one)"
             ) from None
 
-    def _reseal(self, stored: str) -> str | None:
+    def reseal(self, stored: str) -> str | None:
         """The value to store instead, if any: plaintext gets encrypted, and a value encrypted with
         an older key (listed after the first) is re-encrypted with the first. Raises on a wrong key."""
         if self._primary is None or not is_encrypted(stored):
@@ -97,58 +88,3 @@ class Vault:
         except InvalidToken:
             pass
         return self.seal(self.reveal(stored))
-
-    async def secure_stored(self, store: Store) -> int:
-        """Start-up check of every stored secret against the configured key: encrypt plaintext ones
-        (and re-encrypt those under an older key) when a key is set; refuse to start, saying what
-        to do, when the key is wrong or missing. Returns how many values were rewritten."""
-        w = webhooks.c
-        if self._primary is None:
-            encrypted = await store.scalar(
-                select(w.id)
-                .where(or_(w.secret.startswith(ENCRYPTED_PREFIX), w.previous_secret.startswith(ENCRYPTED_PREFIX)))
-                .limit(1)
-            )
-            if encrypted is not None:
-                raise ConfigurationError(
-                    "the database holds encrypted webhook secrets but WEBHOOK_MCP_SECRET_KEY is not set; "
-                    "set it to the key they were encrypted with (the database alone cannot reveal them)"
-                )
-            return 0
-        rows = await store.fetch_all(select(w.id, w.secret, w.previous_secret).order_by(w.id))
-        changes: list[dict[str, Any]] = []
-        wrong: list[int] = []
-        for row in rows:
-            try:
-                secret = self._reseal(row.secret)
-                previous = None if row.previous_secret is None else self._reseal(row.previous_secret)
-            except ConfigurationError:
-                wrong.append(row.id)
-                continue
-            if secret is not None or previous is not None:
-                changes.append(
-                    {
-                        "id": row.id,
-                        "old_secret": row.secret,
-                        "old_previous": row.previous_secret,
-                        "secret": row.secret if secret is None else secret,
-                        "previous": row.previous_secret if previous is None else previous,
-                    }
-                )
-        if wrong:
-            raise ConfigurationError(_wrong_key_message(wrong, len(rows)))
-        if not changes:
-            return 0
-        written = await store.replace_secrets(changes)
-        logger.info("encrypted the stored signing secrets of %d webhook(s) with WEBHOOK_MCP_SECRET_KEY", written)
-        return written
-
-
-def _wrong_key_message(ids: Sequence[int], total: int) -> str:
-    shown = ", ".join(map(str, ids[:5])) + (", …" if len(ids) > 5 else "")
-    return (
-        f"WEBHOOK_MCP_SECRET_KEY cannot decrypt the stored secrets of {len(ids)} of {total} webhook(s) "
-        f"(id {shown}): they were encrypted with another key. Set WEBHOOK_MCP_SECRET_KEY to that key; "
-        "to change keys, set it to 'NEW_KEY,OLD_KEY' (newest first) and start once, which re-encrypts "
-        "every secret with the new key."
-    )

@@ -6,7 +6,7 @@ import random
 from dataclasses import dataclass
 
 from webhook_mcp.core.settings import Settings
-from webhook_mcp.storage.store import Outcome
+from webhook_mcp.storage.records import Outcome
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from webhook_mcp import __version__
 from webhook_mcp.core.catalog import load_catalog
 from webhook_mcp.core.errors import WebhookError
+from webhook_mcp.core.jsonsafe import loads_strict
 from webhook_mcp.core.settings import Settings, describe_settings
 from webhook_mcp.service.hub import Hub
 from webhook_mcp.storage import engine as database
@@ -120,7 +121,7 @@ def _read_data(spec: str) -> Any:
     else:
         text, source = spec, "--data"
     try:
-        data = json.loads(text)
+        data = loads_strict(text, root="data")
     except ValueError as exc:
         raise UsageError(f"{source} is not valid JSON: {exc}") from exc
     except RecursionError as exc:
@@ -197,10 +198,11 @@ async def _serve_http(settings: Settings, transport: str, host: str, port: int, 
     import uvicorn
 
     from webhook_mcp.interfaces.http.app import create_http_app
+    from webhook_mcp.interfaces.http.server import uvicorn_config
 
     async with Hub.open(settings, dispatch=dispatch) as hub:
         app = create_http_app(hub, "sse" if transport == "sse" else "streamable-http", host, port)
-        config = uvicorn.Config(app, host=host, port=port, log_level=settings.log_level.lower())
+        config = uvicorn_config(app, host, port, settings.log_level, head_timeout=settings.http_header_timeout)
         await uvicorn.Server(config).serve()
 
 

@@ -14,10 +14,10 @@ import httpx
 from webhook_mcp.core.catalog import Catalog, load_catalog
 from webhook_mcp.core.models import PublishedEvent
 from webhook_mcp.core.settings import Settings
-from webhook_mcp.core.vault import Vault
 from webhook_mcp.delivery.dispatcher import Dispatcher
 from webhook_mcp.delivery.sender import Sender
 from webhook_mcp.service.operations import WebhookService
+from webhook_mcp.service.secrets_at_rest import check_key_source, open_secrets
 from webhook_mcp.storage import engine as database
 from webhook_mcp.storage.store import Store
 
@@ -58,18 +58,20 @@ class Hub:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> AsyncIterator[Hub]:
         """Open the database (migrating it to the newest schema), the HTTP sender and, unless
-        ``dispatch`` is false, a background dispatcher; close them all on exit. With
-        ``secret_key`` set, stored signing secrets are encrypted (plaintext ones now); a missing or
-        wrong key for what is stored is a ConfigurationError before anything starts."""
+        ``dispatch`` is false, a background dispatcher; close them all on exit. Stored signing
+        secrets are encrypted (plaintext ones now) with ``secret_key``, or on SQLite without one with
+        the key in ``secret_key_file`` (created if missing; ``hub.settings`` then carries it); a
+        missing or wrong key is a ConfigurationError before anything starts (see
+        :mod:`webhook_mcp.service.secrets_at_rest`)."""
         settings = settings or Settings()
         catalog = load_catalog(settings.event_types_file)
-        vault = Vault(settings.secret_key)
+        check_key_source(settings)
         if migrate:
             await asyncio.to_thread(database.upgrade, settings.database_url)
         pool = settings.database_pool_size
         store = Store(database.create_sync(settings.database_url, pool), pool)
         try:
-            await vault.secure_stored(store)
+            settings = await open_secrets(settings, store)
         except BaseException:
             await store.close()
             raise

@@ -24,9 +24,11 @@ from webhook_mcp.core.vault import Vault
 from webhook_mcp.delivery.sender import Sender
 from webhook_mcp.service.publishing import BatchOutcome, Publisher
 from webhook_mcp.service.texts import check_text as _check_text
-from webhook_mcp.service.texts import envelope
+from webhook_mcp.service.texts import envelope as envelope  # re-exported: the dashboard and benchmarks use it
+from webhook_mcp.storage.events import new_event_id
+from webhook_mcp.storage.records import AttemptRecord
 from webhook_mcp.storage.schema import MAX_DESCRIPTION_LENGTH, MAX_URL_LENGTH
-from webhook_mcp.storage.store import AttemptRecord, Store, new_event_id
+from webhook_mcp.storage.store import Store
 
 MAX_LOG_LIMIT = 100
 DEFAULT_GRACE_HOURS = 24.0

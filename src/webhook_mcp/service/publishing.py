@@ -25,7 +25,8 @@ from webhook_mcp.core.errors import (
 from webhook_mcp.core.settings import Settings
 from webhook_mcp.service.committer import GroupCommitter
 from webhook_mcp.service.texts import check_text, envelope
-from webhook_mcp.storage.store import NewEvent, Store, StoredEvent
+from webhook_mcp.storage.records import NewEvent, StoredEvent
+from webhook_mcp.storage.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +148,10 @@ class Publisher:
     def check(self, event_type: str, data: Any, idempotency_key: str | None, now: float) -> NewEvent:
         """The event ready to store, or an InvalidArgumentError saying what to fix."""
         kind = self.catalog.require_subscribable(event_type)
+        if not isinstance(data, dict):
+            raise InvalidPayloadError(kind.name, ["data must be a JSON object"])
+        event_id = new_event_id()
+        body = envelope(event_id, kind.name, now, data)  # first: it names a NaN's path exactly
         problems = self._schema_problems(kind.name, data)
         if idempotency_key is not None:
             if not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
@@ -154,8 +159,6 @@ class Publisher:
                     f"idempotency_key must be 1 to {MAX_IDEMPOTENCY_KEY} characters, got {len(idempotency_key)}"
                 )
             check_text("idempotency_key", idempotency_key)
-        event_id = new_event_id()
-        body = envelope(event_id, kind.name, now, data)
         try:
             size = len(body.encode())
         except UnicodeEncodeError as exc:

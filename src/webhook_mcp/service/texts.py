@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from webhook_mcp.core.errors import InvalidArgumentError
+from webhook_mcp.core.jsonsafe import dumps_strict
 
 
 def check_text(name: str, value: str) -> str:
@@ -25,13 +25,17 @@ def check_text(name: str, value: str) -> str:
 
 
 def envelope(event_id: str, event_type: str, created_at: float, data: dict[str, Any]) -> str:
-    """The body every receiver gets; serialised once, so retries send byte-identical bodies."""
+    """The body every receiver gets; serialised once, so retries send byte-identical bodies.
+    Strict: a NaN or Infinity would make the body unreadable to every standard JSON parser."""
     timestamp = datetime.fromtimestamp(created_at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     document = {"id": event_id, "type": event_type, "timestamp": timestamp, "data": data}
     try:
         # orjson writes the same compact UTF-8 JSON several times faster than json does.
-        return orjson.dumps(document).decode()
+        written = orjson.dumps(document)
     except TypeError:
-        # What orjson refuses (integers beyond 64 bits, unpaired surrogates) gets json's
-        # treatment: the integer written in full, the surrogate refused by the size check.
-        return json.dumps(document, separators=(",", ":"), ensure_ascii=False)
+        written = b"null"  # what orjson refuses (integers beyond 64 bits, unpaired surrogates)
+    if b"null" in written:
+        # orjson writes NaN and Infinity as null: a body with a null (or one orjson refused)
+        # takes the strict path, which names a NaN's path and writes big integers in full.
+        return dumps_strict(document)
+    return written.decode()

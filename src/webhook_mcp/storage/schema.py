@@ -51,6 +51,8 @@ webhooks = Table(
     Column("secret", String(200), nullable=False),
     Column("previous_secret", String(200)),
     Column("previous_secret_expires_at", Float),
+    # Set by each rotation (null: never rotated), so the dashboard knows which secret signed an attempt.
+    Column("secret_rotated_at", Float),
     Column("enabled", Boolean, nullable=False, server_default=true()),
     Column("disabled_reason", String(MAX_DESCRIPTION_LENGTH)),
     Column("disabled_at", Float),

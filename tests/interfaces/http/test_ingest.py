@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -87,6 +88,68 @@ async def test_bad_requests_get_json_errors(
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert error["code"] == code and error["message"]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b'{"extra": NaN}', "data.extra: NaN is not JSON; send a number or null"),
+        (b'{"a": {"b": [0, Infinity]}}', "data.a.b[1]: Infinity is not JSON; send a number or null"),
+        (b'{"odd key": -Infinity}', 'data["odd key"]: -Infinity is not JSON; send a number or null'),
+        (b'{"big": 1e400}', "data.big: 1e400 is too large for a JSON number"),
+    ],
+)
+async def test_non_standard_json_numbers_are_refused_with_their_path(
+    api: tuple[httpx.AsyncClient, Hub], data: bytes, message: str
+) -> None:
+    client, hub = api
+    created = await hub.service.create_webhook("https://example.com/hook", ["order.created"])
+    content = b'{"type": "order.created", "data": ' + data + b"}"
+    response = await client.post(EVENTS_PATH, content=content, headers={**AUTH, "content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "invalid_json" and message in error["message"]
+    assert (await hub.service.get_stats(created.id)).pending_deliveries == 0
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        None,
+        "text/plain",
+        "text/plain; charset=utf-8",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/jsonp",
+        "application/json; charset=latin-1",
+        "",
+    ],
+)
+async def test_events_need_a_json_content_type(api: tuple[httpx.AsyncClient, Hub], content_type: str | None) -> None:
+    """A body that is not declared JSON gets 415 (after the token check) and publishes nothing."""
+    client, hub = api
+    created = await hub.service.create_webhook("https://example.com/hook", ["order.created"])
+    body = json.dumps({"type": "order.created", "data": order(hub)}).encode()
+    headers = dict(AUTH) if content_type is None else {**AUTH, "content-type": content_type}
+    response = await client.post(EVENTS_PATH, content=body, headers=headers)  # bytes: no Content-Type added
+    assert response.status_code == 415, response.text
+    error = response.json()["error"]
+    assert error["code"] == "unsupported_media_type" and "Content-Type: application/json" in error["message"]
+    assert (await hub.service.get_stats(created.id)).pending_deliveries == 0
+    unauthenticated = await client.post(EVENTS_PATH, content=body, headers={"content-type": "text/plain"})
+    assert unauthenticated.status_code == 401
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/json", "application/json; charset=utf-8", 'Application/JSON;Charset="UTF-8"']
+)
+async def test_events_accept_json_with_or_without_a_utf8_charset(
+    api: tuple[httpx.AsyncClient, Hub], content_type: str
+) -> None:
+    client, hub = api
+    body = json.dumps({"type": "order.created", "data": order(hub)}).encode()
+    response = await client.post(EVENTS_PATH, content=body, headers={**AUTH, "content-type": content_type})
+    assert response.status_code == 202, response.text
 
 
 async def test_schema_errors_are_listed(api: tuple[httpx.AsyncClient, Hub]) -> None:

@@ -14,11 +14,13 @@ from datetime import datetime
 from typing import Any
 
 import jsonschema
+import mcp_types
 import pytest
 import standardwebhooks
 import svix.webhooks
 from aiohttp import web
 from mcp import Client
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, Tool, ToolAnnotations
 from pydantic import BaseModel
 
@@ -27,7 +29,7 @@ from webhook_mcp import Hub, load_catalog
 from webhook_mcp.core import models
 from webhook_mcp.interfaces.mcp.server import SENSITIVE, create_server
 from webhook_mcp.service import operations as service
-from webhook_mcp.storage.store import AttemptRecord
+from webhook_mcp.storage.records import AttemptRecord
 
 pytestmark = pytest.mark.anyio
 
@@ -340,6 +342,33 @@ async def test_bad_input_is_a_helpful_tool_error(
     assert [(w["id"], w["url"], w["events"], w["enabled"]) for w in webhooks] == [
         (1, PUBLIC_URL, ["order.created"], True)
     ]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ('"extra": NaN', "data.extra: NaN is not JSON"),
+        ('"lines": [0, -Infinity]', "data.lines[1]: -Infinity is not JSON"),
+    ],
+)
+async def test_send_event_refuses_non_standard_json_numbers_from_the_wire(hub: Hub, extra: str, message: str) -> None:
+    """The SDK's JSON-RPC parser reads a bare NaN (a lax client writes one): the tool refuses it, naming
+    its path, and nothing is stored. (``mcp.Client`` itself turns NaN into null, so the raw message
+    is parsed here as every MCP transport parses it.)"""
+    created = await hub.service.create_webhook(PUBLIC_URL, ["order.created"])
+    data = json.dumps(hub.catalog.get("order.created").example)[:-1] + f", {extra}}}"
+    raw = (
+        '{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "send_event", '
+        f'"arguments": {{"event": "order.created", "data": {data}}}}}}}'
+    )
+    request = mcp_types.jsonrpc_message_adapter.validate_json(raw, by_name=False)
+    assert isinstance(request, mcp_types.JSONRPCRequest) and request.params is not None
+    server = create_server(hub=hub)
+    async with Client(server):  # running, as a transport finds it
+        with pytest.raises(ToolError) as info:
+            await server.call_tool("send_event", request.params["arguments"])
+    assert message in str(info.value) and "send a number or null" in str(info.value)
+    assert (await hub.service.get_stats(created.id)).pending_deliveries == 0
 
 
 @pytest.mark.parametrize("tool", [*sorted(ID_TOOLS - {"update_webhook"}), "replay_failed", "rotate_webhook_secret"])

@@ -12,6 +12,7 @@ from webhook_mcp.interfaces.http.auth import HttpGuard, check_bind, transport_se
 from webhook_mcp.interfaces.http.ingest import EVENTS_PATH, EventsEndpoint, FastRoute, events_endpoint
 from webhook_mcp.interfaces.http.openapi import OPENAPI_PATH, openapi_endpoint
 from webhook_mcp.interfaces.mcp.server import create_server
+from webhook_mcp.interfaces.web.app import DASHBOARD_PATH, mount_dashboard
 from webhook_mcp.service.hub import Hub
 
 logger = logging.getLogger(__name__)
@@ -34,9 +35,9 @@ def create_http_app(hub: Hub, transport: Literal["sse", "streamable-http"], host
     server.custom_route(OPENAPI_PATH, methods=["GET"])(openapi_endpoint(settings))
     security = transport_security(settings, host, port)
     if transport == "sse":
-        app: ASGIApp = server.sse_app(transport_security=security, host=host)
+        app = server.sse_app(transport_security=security, host=host)
     else:
         app = server.streamable_http_app(transport_security=security, host=host)
-    if events is not None:
-        app = FastRoute(app, EVENTS_PATH, events)
-    return HttpGuard(app, security, settings.api_token)
+    mount_dashboard(app, hub)  # signs its users in itself, with the token, into a session cookie
+    outer: ASGIApp = app if events is None else FastRoute(app, EVENTS_PATH, events)
+    return HttpGuard(outer, security, settings.api_token, signs_in_itself=DASHBOARD_PATH)

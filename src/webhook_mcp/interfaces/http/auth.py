@@ -88,12 +88,17 @@ def token_refusal(headers: Headers, token: str) -> Response | None:
 
 class HttpGuard:
     """Checks Host and Origin (as the SDK's transport security does) and then the token, for
-    every HTTP request whatever its route; lifespan events pass through."""
+    every HTTP request whatever its route; lifespan events pass through. Requests under
+    ``signs_in_itself`` (the dashboard, whose browsers carry a session cookie made from the
+    token rather than the header) get the Host and Origin checks only."""
 
-    def __init__(self, app: ASGIApp, security: TransportSecuritySettings, token: str | None) -> None:
+    def __init__(
+        self, app: ASGIApp, security: TransportSecuritySettings, token: str | None, signs_in_itself: str | None = None
+    ) -> None:
         self.app = app
         self.security = TransportSecurityMiddleware(security)
         self.token = token
+        self.signs_in_itself = signs_in_itself
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -112,9 +117,13 @@ class HttpGuard:
         rebinding = await self.security.validate_request(request)
         if rebinding is not None:
             return self._rebinding_error(rebinding.status_code, request.headers)
-        if self.token is not None:
+        if self.token is not None and not self._signs_in_itself(scope["path"]):
             return token_refusal(request.headers, self.token)
         return None
+
+    def _signs_in_itself(self, path: str) -> bool:
+        prefix = self.signs_in_itself
+        return prefix is not None and (path == prefix or path.startswith(prefix + "/"))
 
     @staticmethod
     def _rebinding_error(status: int, headers: Headers) -> Response:

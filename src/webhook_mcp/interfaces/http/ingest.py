@@ -6,8 +6,6 @@ nothing in one transaction."""
 
 from __future__ import annotations
 
-import json
-import math
 import re
 from typing import Any
 
@@ -17,7 +15,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from webhook_mcp.core.errors import BatchTooLargeError, InvalidArgumentError, InvalidBatchError, WebhookError
+from webhook_mcp.core.jsonsafe import loads_strict
 from webhook_mcp.interfaces.http.auth import token_refusal
+from webhook_mcp.interfaces.http.media import json_content_type_refusal
 from webhook_mcp.service.hub import Hub
 from webhook_mcp.service.publishing import event_fields, item_problems
 
@@ -46,24 +46,17 @@ def error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
 _LONG_NUMBER = re.compile(rb"[0-9]{19}")
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number; send a finite number or null")
-
-
 def parse_json(body: bytes) -> Any:
-    """The one parse of every request body: strict JSON (NaN, Infinity and invalid Unicode are
-    refused). orjson parses several times faster than json, but turns integers beyond 64 bits
-    into floats, so a body with a run of 19 digits anywhere takes json's exact path instead."""
+    """The one parse of every request body: strict JSON (NaN and Infinity refused, by name and
+    path). orjson parses several times faster than json and is strict too, but turns integers
+    beyond 64 bits into floats, so a body with a run of 19 digits anywhere, and any body orjson
+    refuses (to word the refusal), takes the exact strict path instead."""
     if _LONG_NUMBER.search(body) is None:
-        return orjson.loads(body)
-    return json.loads(body, parse_constant=_refuse_constant, parse_float=_finite)
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text} is beyond the range of a JSON number a receiver can read; send a smaller number")
-    return value
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass
+    return loads_strict(body)
 
 
 async def read_body(receive: Receive, headers: Headers, limit: int, setting: str) -> bytes:
@@ -164,7 +157,7 @@ class EventsEndpoint:
         await response(scope, receive, send)
 
     async def respond(self, headers: Headers, receive: Receive) -> Response:
-        refusal = token_refusal(headers, self.token)
+        refusal = token_refusal(headers, self.token) or json_content_type_refusal(headers)
         if refusal is not None:
             return refusal
         try:

@@ -23,7 +23,7 @@ from webhook_mcp.core.errors import WebhookError
 from webhook_mcp.core.settings import Settings
 from webhook_mcp.service.hub import Hub
 from webhook_mcp.service.operations import DEFAULT_GRACE_HOURS, WebhookService
-from webhook_mcp.storage.store import MAX_WEBHOOK_ID
+from webhook_mcp.storage.base import MAX_WEBHOOK_ID
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)

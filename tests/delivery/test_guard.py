@@ -26,14 +26,8 @@ from mcp import Client
 from conftest import Receiver, make_settings, start_receiver, wait_until
 from webhook_mcp import Hub, InvalidArgumentError
 from webhook_mcp.core.signing import generate_secret
-from webhook_mcp.delivery.sender import (
-    Http1Transport,
-    Network,
-    Sender,
-    blocked_reason,
-    check_destination,
-    literal_address,
-)
+from webhook_mcp.delivery.guard import Network, blocked_reason, check_destination, literal_address
+from webhook_mcp.delivery.sender import Http1Transport, Sender
 from webhook_mcp.interfaces.mcp.server import create_server
 
 pytestmark = pytest.mark.anyio
@@ -342,9 +336,10 @@ async def test_test_webhook_to_a_loopback_spelling_is_logged_as_blocked_and_neve
 
 
 async def test_the_receiver_is_reachable_when_loopback_is_allowed(sqlite_url: str, receiver: Receiver) -> None:
-    """The control for the test above: the same setup does reach the receiver once allowed."""
+    """The control for the test above: the same setup does reach the receiver once allowed (the
+    IPv4-mapped form by its own IPv6 range)."""
     port = port_of(receiver.url)
-    async with open_hub(sqlite_url, LOOPBACK) as hub:
+    async with open_hub(sqlite_url, [*LOOPBACK, ipaddress.ip_network("::ffff:127.0.0.0/104")]) as hub:
         for host in ("127.0.0.1", "[::ffff:127.0.0.1]", "localhost"):
             webhook_id = await saved_webhook(hub, url_for(host, port))
             result = await hub.service.test_webhook(webhook_id)
@@ -490,7 +485,7 @@ async def test_a_name_with_no_usable_answer_fails_cleanly() -> None:
 
 def test_allow_list_opens_exactly_the_named_cidr() -> None:
     allowed: list[Network] = [ipaddress.ip_network("10.0.0.0/24"), ipaddress.ip_network("fd00:1::/64")]
-    opened = ["10.0.0.0", "10.0.0.5", "10.0.0.255", "::ffff:10.0.0.7", "fd00:1::1", "64:ff9b::a00:9"]
+    opened = ["10.0.0.0", "10.0.0.5", "10.0.0.255", "fd00:1::1"]
     closed = [
         "10.0.1.0",
         "10.255.255.255",
@@ -500,6 +495,10 @@ def test_allow_list_opens_exactly_the_named_cidr() -> None:
         "192.168.0.1",
         "fd00:2::1",
         "::1",
+        # IPv6 forms carrying an allowed IPv4 address: the connection goes to the IPv6 address
+        "::ffff:10.0.0.7",
+        "64:ff9b::a00:9",
+        "2002:a00:5::1",
     ]
     for address in opened:
         assert blocked_reason(ipaddress.ip_address(address), allowed) is None, address
@@ -508,6 +507,43 @@ def test_allow_list_opens_exactly_the_named_cidr() -> None:
     # Nothing but the setting opens anything: with it empty, the opened ones are refused again.
     for address in opened:
         assert blocked_reason(ipaddress.ip_address(address), []) is not None, address
+
+
+@pytest.mark.parametrize(
+    ("address", "what"),
+    [
+        ("2002:7f00:1::1", "loopback address"),
+        ("64:ff9b::7f00:1", "loopback address"),
+        ("::ffff:127.0.0.1", "loopback address"),
+    ],
+)
+async def test_an_allowed_ipv4_range_does_not_open_ipv6_forms_embedding_it(
+    sqlite_url: str, address: str, what: str
+) -> None:
+    """Allowing 127.0.0.1/32 opens 127.0.0.1, not the 6to4, NAT64 or mapped IPv6 addresses that carry
+    it: at create time, and again when a delivery connects."""
+    url = f"http://[{address}]/hooks"
+    message = blocked(f"{address} is a {what}")
+    assert blocked_reason(ipaddress.ip_address(address), ONLY_127_0_0_1) == what
+    assert await check_destination(url, ONLY_127_0_0_1) == message
+    async with open_hub(sqlite_url, ONLY_127_0_0_1) as hub:
+        with pytest.raises(InvalidArgumentError) as info:
+            await hub.service.create_webhook(url, ["order.created"])
+        assert str(info.value) == refused(url, f"{address} is a {what}")
+    async with Sender(timeout=1.0, allowed_networks=ONLY_127_0_0_1) as sender:
+        outcome = await sender.send(url, {}, BODY)
+    assert outcome.error == message
+
+
+def test_an_embedding_ipv6_range_is_opened_when_it_is_listed_itself() -> None:
+    for network, address in [
+        ("2002:7f00:1::/48", "2002:7f00:1::1"),
+        ("64:ff9b::7f00:0/120", "64:ff9b::7f00:1"),
+        ("::ffff:127.0.0.0/104", "::ffff:127.0.0.1"),
+    ]:
+        listed: list[Network] = [ipaddress.ip_network(network)]
+        assert blocked_reason(ipaddress.ip_address(address), listed) is None, network
+        assert blocked_reason(ipaddress.ip_address("127.0.0.1"), listed) == "loopback address", network
 
 
 async def test_allow_list_of_one_address_reaches_it_and_not_its_neighbour(twin: Twin) -> None:

@@ -1,0 +1,75 @@
+"""The store's foundation: an engine, a database thread pool, and how a transaction runs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine, Executable, Row
+
+from webhook_mcp.storage.engine import READ_ONLY_OPTION
+from webhook_mcp.storage.pipeline import ConnectionTransaction, HotTransaction, PipelinedRunner, driver_rows
+from webhook_mcp.storage.sql import QueueSql
+from webhook_mcp.storage.sql.postgresql import POSTGRES
+from webhook_mcp.storage.sql.sqlite import SQLITE
+
+WORK_CHANNEL = "webhook_mcp_work"
+MAX_WEBHOOK_ID = 2**31 - 1
+MAX_ROW_ID = 2**63 - 1
+
+T = TypeVar("T")
+
+
+class StoreBase:
+    """Each operation is one transaction run whole on a database thread: one hop from the event
+    loop per transaction instead of one per statement, which keeps claims fast while hundreds of
+    deliveries share the loop. SQLite gets a single thread (it has one writer anyway)."""
+
+    def __init__(self, engine: Engine, threads: int = 8) -> None:
+        self.engine = engine
+        self.is_postgres = engine.dialect.name == "postgresql"
+        threads = threads if self.is_postgres else 1
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="webhook-mcp-db")
+        self._queue_sql: QueueSql = POSTGRES if self.is_postgres else SQLITE
+        self._pipelined = PipelinedRunner(engine) if self.is_postgres else None
+
+    async def close(self) -> None:
+        if self._pipelined is not None:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._pipelined.close)
+        await asyncio.get_running_loop().run_in_executor(self._executor, self.engine.dispose)
+        self._executor.shutdown(wait=True)
+
+    async def _write(self, work: Callable[[Connection], T]) -> T:
+        def transaction() -> T:
+            with self.engine.begin() as conn:
+                return work(conn)
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, transaction)
+
+    async def _hot(self, work: Callable[[HotTransaction], T]) -> T:
+        """A dispatcher transaction: pipelined on PostgreSQL (see ``storage.pipeline``)."""
+        if self._pipelined is None:
+            return await self._write(lambda conn: work(ConnectionTransaction(conn)))
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._pipelined.run, work)
+
+    async def _read(self, work: Callable[[Connection], T]) -> T:
+        def read() -> T:
+            with self.engine.connect().execution_options(**{READ_ONLY_OPTION: True}) as conn:
+                return work(conn)
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, read)
+
+    def _announce_work(self, conn: Connection) -> None:
+        """Wake every listening worker (on any machine) when the transaction commits; PostgreSQL
+        folds repeats within one transaction into one notification."""
+        if self._queue_sql.notify is not None:
+            driver_rows(conn, self._queue_sql.notify, {"channel": WORK_CHANNEL})
+
+    async def fetch_all(self, query: Executable) -> list[Row[Any]]:
+        """Ad-hoc reads, for tests and tools outside the service."""
+        return await self._read(lambda conn: list(conn.execute(query).all()))
+
+    async def scalar(self, query: Executable) -> Any:
+        return await self._read(lambda conn: conn.scalar(query))
