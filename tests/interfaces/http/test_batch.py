@@ -22,7 +22,7 @@ from webhook_mcp.storage.schema import events
 pytestmark = pytest.mark.anyio
 
 TOKEN = "batch-token"
-AUTH = {"authorization": f"Bearer {TOKEN}"}
+AUTH = {"authorization": f"Bearer {TOKEN}", "content-type": "application/json"}
 SHOP_ORDER = {"id": "ord_1", "total": 1999, "currency": "EUR"}
 
 
