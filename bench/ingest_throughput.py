@@ -115,6 +115,8 @@ def server_env(database_url: str) -> dict[str, str]:
         "WEBHOOK_MCP_API_TOKEN": TOKEN,
         "WEBHOOK_MCP_ALLOWED_PRIVATE_NETWORKS": "127.0.0.0/8",
         "WEBHOOK_MCP_LOG_LEVEL": "WARNING",
+        # Scratch databases: signing secrets need no encryption at rest here.
+        "WEBHOOK_MCP_ALLOW_PLAINTEXT_SECRETS": "1",
     }
 
 
@@ -224,7 +226,7 @@ asyncio.run(prepare(*sys.argv[1:4]))
 
 def prepare(database_url: str, hook_url: str, latency_url: str, source: str | None = None) -> None:
     """Create the two webhooks with the package version that will serve the database."""
-    env = {**os.environ, "WEBHOOK_MCP_LOG_LEVEL": "WARNING"} | ({"PYTHONPATH": source} if source else {})
+    env = server_env(database_url) | ({"PYTHONPATH": source} if source else {})
     command = [sys.executable, "-c", PREPARE, database_url, hook_url, latency_url]
     subprocess.run(command, env=env, check=True, timeout=120, stdout=subprocess.DEVNULL)
 
