@@ -114,3 +114,14 @@ async def test_a_failing_shared_commit_gives_each_caller_its_own_outcome() -> No
     assert isinstance(outcomes[1], RuntimeError)
     # The three waiting callers went into one shared commit, then (it failed) one each.
     assert calls == [["first"], ["a", "b", "poison", "c"], ["a", "b"], ["poison"], ["c"]]
+
+
+def test_event_ids_do_not_repeat_when_the_shared_generator_is_seeded() -> None:
+    import random
+
+    from webhook_mcp.service.publishing import new_event_id
+
+    random.seed(0)
+    first = new_event_id()
+    random.seed(0)
+    assert new_event_id() != first

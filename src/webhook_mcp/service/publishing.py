@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import re
 import time
@@ -34,11 +35,16 @@ MAX_IDEMPOTENCY_KEY = 200
 EVENT_FIELDS = ("type", "data", "idempotency_key")
 
 
+# A generator of our own, seeded from the OS (and again in a forked child): the module's shared
+# one may be seeded by anyone (random.seed(0), a test framework), which would repeat ids.
+_ids = random.Random(os.urandom(32))
+os.register_at_fork(after_in_child=lambda: _ids.seed(os.urandom(32)))
+
+
 def new_event_id() -> str:
     """128 random bits, as uuid4 has, without a system call per event (os.urandom costs more than
-    the rest of the id's share of a publish); the generator is seeded from the OS, and again in a
-    forked child. Event ids are not secrets: every receiver sees them."""
-    return f"evt_{random.getrandbits(128):032x}"
+    the rest of the id's share of a publish). Event ids are not secrets: every receiver sees them."""
+    return f"evt_{_ids.getrandbits(128):032x}"
 
 
 @dataclass
