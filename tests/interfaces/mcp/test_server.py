@@ -298,7 +298,7 @@ BAD_INPUTS: list[tuple[str, dict[str, Any], list[str]]] = [
     ("get_webhook_logs", {"id": 1, "limit": 101}, ["limit", "between 1 and 100", "101"]),
     ("get_webhook_logs", {"id": 1, "cursor": "abc"}, ["cursor", "abc", "next_cursor"]),
     ("get_webhook_logs", {"id": 1, "status": "broken"}, ["status"]),
-    ("get_webhook", {"id": "abc"}, ["id", "integer"]),
+    ("get_webhook", {"id": "abc"}, ["id", "whole number"]),
     ("toggle_webhook", {}, ["id", "required"]),
     ("get_webhook_sample_payload", {"event": "order.create"}, ["order.create", "order.created"]),
     ("get_webhook_sample_payload", {}, ["event", "required"]),

@@ -7,7 +7,7 @@ from typing import Annotated, Any, TypeVar
 
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from webhook_mcp.core.errors import WebhookError
 from webhook_mcp.service.hub import Hub
@@ -29,12 +29,19 @@ def writes(*, destructive: bool = False, idempotent: bool = False, open_world: b
     )
 
 
-WebhookId = Annotated[
-    int, Field(ge=1, le=MAX_WEBHOOK_ID, description="The webhook's id, from list_webhooks or create_webhook.")
-]
-EventList = Annotated[
-    list[str], Field(description="Event type names to subscribe to, e.g. ['order.created', 'order.updated'].")
-]
+def _not_a_boolean(value: object) -> object:
+    """JSON true and false are never numbers here, though Python counts them as 1 and 0."""
+    if isinstance(value, bool):
+        raise ValueError("true/false is not a number")
+    return value
+
+
+# Put last in ``Annotated`` (after ``Field``, or pydantic writes ge/le into the JSON Schema
+# as they are): numbers then refuse booleans (and ints fractions); numeric strings still pass.
+NOT_BOOL = BeforeValidator(_not_a_boolean)
+Hours = Annotated[float, NOT_BOOL]
+WebhookId = Annotated[int, Field(ge=1, le=MAX_WEBHOOK_ID, description="Webhook id from list_webhooks."), NOT_BOOL]
+EventList = Annotated[list[str], Field(description="Event type names, e.g. ['order.created'].")]
 
 
 async def call(operation: Awaitable[T]) -> T:

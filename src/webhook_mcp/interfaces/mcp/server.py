@@ -15,10 +15,13 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.context import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, InputRequiredResult
+from pydantic import ValidationError
 
 from webhook_mcp import __version__
 from webhook_mcp.core.settings import Settings
+from webhook_mcp.interfaces.mcp.arguments import argument_error
 from webhook_mcp.interfaces.mcp.common import SENSITIVE, HubSlot, allowed_in_read_only
+from webhook_mcp.interfaces.mcp.schemas import compact, output_shape
 from webhook_mcp.service.hub import Hub
 
 __all__ = ["SENSITIVE", "WebhookServer", "allowed_in_read_only", "create_server"]
@@ -57,7 +60,14 @@ class WebhookServer(MCPServer[Any]):
             if not allowed_in_read_only(given.get("annotations"), given.get("meta")):
                 self.withheld.add(given.get("name") or fn.__name__)
                 return
+        before = {tool.name for tool in self._tool_manager.list_tools()}
         super().add_tool(fn, *args, **kwargs)
+        for tool in self._tool_manager.list_tools():
+            if tool.name not in before:
+                # The same schemas in as few characters as say it (see :mod:`.schemas`).
+                tool.parameters = compact(tool.parameters)
+                if tool.output_schema is not None:
+                    tool.output_schema = output_shape(compact(tool.output_schema))
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
@@ -67,7 +77,13 @@ class WebhookServer(MCPServer[Any]):
                 f"{name} is not available: this server is read-only (WEBHOOK_MCP_READ_ONLY) and only looks at "
                 "webhooks; ask the operator to make the change"
             )
-        return await super().call_tool(name, arguments, context)
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            tool = self._tool_manager.get_tool(name)
+            if tool is None or not isinstance(exc.__cause__, ValidationError):
+                raise
+            raise ToolError(argument_error(name, tool.parameters, exc.__cause__)) from exc.__cause__
 
 
 def create_server(settings: Settings | None = None, *, hub: Hub | None = None) -> WebhookServer:

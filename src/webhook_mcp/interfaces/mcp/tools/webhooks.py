@@ -21,18 +21,16 @@ def register(server: WebhookServer, slot: HubSlot) -> None:
 
 def _register_reads(server: WebhookServer, slot: HubSlot) -> None:
     @server.tool(
-        description="List every configured webhook with its URL, subscribed events, enabled state "
-        "(and why it was disabled, if it was), and failure streak. Use it first to find a webhook's id. "
-        "Next: get_webhook_stats or get_webhook_logs for one that is failing.",
+        description="Every webhook: id, url, events, enabled (disabled_reason if not), consecutive_failures, "
+        "last success/failure. Start here to find an id; for a failing one, next get_webhook_stats.",
         annotations=READ,
     )
     async def list_webhooks() -> models.WebhookList:
         return await call(slot.service().list_webhooks())
 
     @server.tool(
-        description="Show one webhook: URL, events, description, enabled state and disabled reason, "
-        "health (consecutive failures, last success/failure). The signing secret is masked; "
-        "get_webhook_secret shows it.",
+        description="One webhook: url, events, description, enabled state and why not, health (failure streak, "
+        "last success/failure). secret_hint masks the secret; get_webhook_secret shows it.",
         annotations=READ,
     )
     async def get_webhook(id: WebhookId) -> models.Webhook:
@@ -41,46 +39,42 @@ def _register_reads(server: WebhookServer, slot: HubSlot) -> None:
 
 def _register_changes(server: WebhookServer, slot: HubSlot) -> None:
     @server.tool(
-        description="Register a new endpoint to receive events. `url` must be an absolute https:// (or "
-        "http://) URL on a public address; `events` lists event types from get_webhook_events. The webhook "
-        "starts enabled with a fresh signing secret. Returns the webhook with its id. "
-        "Next: get_webhook_secret (so the receiver can verify signatures), then test_webhook.",
+        description="Register an endpoint for events (names from get_webhook_events). The url must be public "
+        "http(s), or an open_inbox url to try things out. Starts enabled with a new signing secret. "
+        "Next: get_webhook_secret for the receiver, then test_webhook.",
         annotations=writes(),
     )
     async def create_webhook(
-        url: Annotated[str, Field(description="Absolute http(s) URL of the receiving endpoint.")],
+        url: Annotated[str, Field(description="Absolute http(s) URL.")],
         events: EventList,
-        description: Annotated[str, Field(description="Optional note on what this endpoint is for.")] = "",
+        description: Annotated[str, Field(description="What the endpoint is for.")] = "",
     ) -> models.Webhook:
         return await call(slot.service().create_webhook(url, events, description))
 
     @server.tool(
-        description="Change a webhook's url, events (replaces the whole list) or description; omitted "
-        "fields stay as they are. Use it when an endpoint moved or needs other events. The secret is kept. "
-        "Next: test_webhook to check the new URL.",
+        description="Change a webhook's url, events (the whole new list) or description; what is left out "
+        "stays, the secret too. Next: test_webhook to check a new url.",
         annotations=writes(idempotent=True),
     )
     async def update_webhook(
         id: WebhookId,
-        url: Annotated[str | None, Field(description="New endpoint URL.")] = None,
-        events: Annotated[list[str] | None, Field(description="New full list of event types.")] = None,
-        description: Annotated[str | None, Field(description="New description.")] = None,
+        url: Annotated[str | None, Field(description="New url.")] = None,
+        events: Annotated[list[str] | None, Field(description="New full list.")] = None,
+        description: str | None = None,
     ) -> models.Webhook:
         return await call(slot.service().update_webhook(id, url=url, events=events, description=description))
 
     @server.tool(
-        description="Delete a webhook for good, with its pending deliveries and delivery logs. Cannot be "
-        "undone; to pause deliveries instead, use toggle_webhook.",
+        description="Delete a webhook for good, with its pending deliveries and logs; cannot be undone. "
+        "To pause it instead: toggle_webhook.",
         annotations=writes(destructive=True),
     )
     async def delete_webhook(id: WebhookId) -> models.DeletedWebhook:
         return await call(slot.service().delete_webhook(id))
 
     @server.tool(
-        description="Enable a disabled webhook or disable an enabled one; returns the new state. While "
-        "disabled, pending deliveries are held and new events are not queued for it; on re-enable, held "
-        "deliveries resume. Use it rather than delete_webhook for maintenance. Next after re-enabling: "
-        "test_webhook.",
+        description="Disable an enabled webhook or enable a disabled one; returns it. While disabled its "
+        "deliveries are held and resume on enable. Next after enabling: test_webhook.",
         annotations=writes(),
     )
     async def toggle_webhook(id: WebhookId) -> models.Webhook:
@@ -89,17 +83,13 @@ def _register_changes(server: WebhookServer, slot: HubSlot) -> None:
 
 def _register_test(server: WebhookServer, slot: HubSlot) -> None:
     @server.tool(
-        description="Send a signed test event to the webhook's URL right now and wait for the answer "
-        "(bounded by the delivery timeout). Works on disabled webhooks too, to check an endpoint before "
-        "re-enabling it. Returns success, HTTP status, response time, a response excerpt and, on failure, "
-        "the reason in words (connection refused, DNS failure, timeout, TLS error, HTTP 5xx...). "
-        "The attempt is recorded in the logs as a test. Default event: webhook.test.",
+        description="Send one signed test event (webhook.test, or a sample of `event`) to the url now, also "
+        "when disabled, and wait for the answer (at most the delivery timeout). Returns success, status, "
+        "time, response excerpt and why it failed in words; logged as a test.",
         annotations=writes(open_world=True),
     )
     async def test_webhook(
         id: WebhookId,
-        event: Annotated[
-            str | None, Field(description="Event type whose sample payload to send instead of webhook.test.")
-        ] = None,
+        event: Annotated[str | None, Field(description="Event type whose sample to send.")] = None,
     ) -> models.TestResult:
         return await call(slot.service().test_webhook(id, event))
