@@ -62,7 +62,7 @@ async def test_console_script_serves_mcp_over_stdio(tmp_path: Path, receiver: Re
         async with Client(server_parameters(database)) as client:
             tools = {tool.name for tool in (await client.list_tools()).tools}
             assert {"list_webhooks", "create_webhook", "test_webhook", "get_webhook_logs", "send_event"} <= tools
-            assert len(tools) == 16
+            assert len(tools) == 18
 
             hook = await call(client, "create_webhook", {"url": receiver.url, "events": ["order.created"]})
             secret = (await call(client, "get_webhook_secret", {"id": hook["id"]}))["secret"]

@@ -8,13 +8,14 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.context import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, InputRequiredResult
+from mcp_types import Resource as MCPResource
 from pydantic import ValidationError
 
 from webhook_mcp import __version__
@@ -52,7 +53,15 @@ class WebhookServer(MCPServer[Any]):
     def __init__(self, *args: Any, read_only: bool = False, **kwargs: Any) -> None:
         self.read_only = read_only
         self.withheld: set[str] = set()
+        # Resources that come and go with the data (one per webhook, per event type).
+        self.extra_resources: Callable[[], Awaitable[list[MCPResource]]] | None = None
         super().__init__(*args, **kwargs)
+
+    async def list_resources(self) -> list[MCPResource]:
+        listed = await super().list_resources()
+        if self.extra_resources is not None:
+            listed.extend(await self.extra_resources())
+        return listed
 
     def add_tool(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         if self.read_only:
@@ -90,7 +99,8 @@ def create_server(settings: Settings | None = None, *, hub: Hub | None = None) -
     """Build the MCP server. Without ``hub`` its lifespan opens one (database, sender,
     dispatcher) from ``settings``; with one, the caller owns it (HTTP transports do).
     ``read_only`` in the settings registers only the tools that change nothing."""
-    from webhook_mcp.interfaces.mcp.tools import deliveries, events, secrets, webhooks
+    from webhook_mcp.interfaces.mcp import completions, prompts, resources
+    from webhook_mcp.interfaces.mcp.tools import deliveries, events, inbox, secrets, webhooks
 
     slot = HubSlot()
     config = hub.settings if hub is not None else settings or Settings()
@@ -116,6 +126,7 @@ def create_server(settings: Settings | None = None, *, hub: Hub | None = None) -
         lifespan=lifespan,
         read_only=config.read_only,
     )
-    for module in (webhooks, events, deliveries, secrets):
+    for module in (webhooks, events, deliveries, secrets, inbox, resources, completions):
         module.register(server, slot)
+    prompts.register(server)
     return server

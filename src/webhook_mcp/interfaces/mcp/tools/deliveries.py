@@ -20,9 +20,8 @@ def register(server: WebhookServer, slot: HubSlot) -> None:
 
 def _register_reads(server: WebhookServer, slot: HubSlot) -> None:
     @server.tool(
-        description="A webhook's delivery attempts, newest first: time, event, delivery_id, attempt number, "
-        "status, time taken, error in words, response excerpt. next_cursor pages back. Then fix the "
-        "endpoint, test_webhook, retry_delivery.",
+        description="A webhook's delivery attempts, newest first: event, delivery_id, status, ms, error in words, "
+        "response. next_cursor pages back.",
         annotations=READ,
     )
     async def get_webhook_logs(
@@ -34,14 +33,13 @@ def _register_reads(server: WebhookServer, slot: HubSlot) -> None:
         return await call(slot.service().get_logs(id, limit, cursor, status))
 
     @server.tool(
-        description="A webhook's health: attempts, successes, failures, success rate, avg/p95 ms, failure "
-        "streak; deliveries pending, held (disabled), failed (dead) and next retry. All time or the last "
-        "window_hours. Details: get_webhook_logs.",
+        description="A webhook's health: success rate, avg/p95 ms, failure streak, deliveries pending, held, dead and"
+        " next retry. Details: get_webhook_logs.",
         annotations=READ,
     )
     async def get_webhook_stats(
         id: WebhookId,
-        window_hours: Annotated[Hours | None, Field(description="Last this many hours.")] = None,
+        window_hours: Hours | None = None,
     ) -> models.WebhookStats:
         return await call(slot.service().get_stats(id, window_hours))
 
@@ -49,7 +47,7 @@ def _register_reads(server: WebhookServer, slot: HubSlot) -> None:
 def _register_redelivery(server: WebhookServer, slot: HubSlot) -> None:
     @server.tool(
         description="Give a dead delivery (every attempt failed) a fresh round of attempts; delivery ids are in "
-        "get_webhook_logs. Waits while its webhook is disabled.",
+        "get_webhook_logs.",
         annotations=writes(open_world=True),
     )
     async def retry_delivery(
@@ -58,8 +56,8 @@ def _register_redelivery(server: WebhookServer, slot: HubSlot) -> None:
         return await call(slot.service().retry_delivery(id))
 
     @server.tool(
-        description="Redeliver every dead delivery of a webhook (or those of the last since_hours), e.g. after "
-        "an outage at the endpoint is fixed. Returns how many.",
+        description="Redeliver every dead delivery of a webhook (or those of the last since_hours), e.g. once an "
+        "outage is fixed.",
         annotations=writes(open_world=True),
     )
     async def replay_failed(

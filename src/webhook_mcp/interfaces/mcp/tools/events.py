@@ -22,16 +22,16 @@ def register(server: WebhookServer, slot: HubSlot) -> None:
 
 def _register_catalog(server: WebhookServer, slot: HubSlot) -> None:
     @server.tool(
-        description="The event types webhooks can subscribe to (name, group, description), e.g. order.created. "
-        "Pick from these for create_webhook; get_webhook_sample_payload shows one.",
+        description="Event types webhooks subscribe to (name, group, description), e.g. order.created; "
+        "get_webhook_sample_payload shows one.",
         annotations=READ,
     )
     async def get_webhook_events() -> models.EventTypeList:
         return slot.service().list_event_types()
 
     @server.tool(
-        description="The exact JSON body a receiver gets for an event type (id, type, timestamp, data), its "
-        "headers and the JSON Schema of data: what a handler must accept.",
+        description="The exact JSON body, headers and data schema a receiver gets for an event type: what a handler "
+        "must accept.",
         annotations=READ,
     )
     async def get_webhook_sample_payload(
@@ -45,8 +45,8 @@ def _register_catalog(server: WebhookServer, slot: HubSlot) -> None:
 
 def _register_publish(server: WebhookServer, slot: HubSlot) -> None:
     @server.tool(
-        description="Publish a real event: delivered, signed and retried, to EVERY enabled webhook subscribed "
-        "to its type. data must match its schema (get_webhook_sample_payload). One endpoint: test_webhook.",
+        description="Publish a real event to EVERY enabled webhook subscribed to its type (signed, retried); data "
+        "must match its schema. One endpoint: test_webhook.",
         annotations=writes(open_world=True),
     )
     async def send_event(

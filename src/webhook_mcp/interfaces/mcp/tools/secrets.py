@@ -16,8 +16,8 @@ if TYPE_CHECKING:
 
 def register(server: WebhookServer, slot: HubSlot) -> None:
     @server.tool(
-        description="The webhook's signing secret (whsec_...) and how to verify signatures: give it to the "
-        "receiver so it rejects forgeries. During a rotation, until when the old one signs too.",
+        description="The webhook's signing secret (whsec_...) and how to verify signatures: give it to the receiver "
+        "so it rejects forgeries.",
         annotations=READ,
         meta={SENSITIVE: True},
     )
@@ -25,9 +25,8 @@ def register(server: WebhookServer, slot: HubSlot) -> None:
         return await call(slot.service().get_secret(id))
 
     @server.tool(
-        description="Replace a webhook's signing secret. The old one keeps signing beside it for grace_hours, "
-        "so a receiver with either verifies and nothing is lost. Returns the new secret; next give it to "
-        "the receiver, then test_webhook.",
+        description="Replace a webhook's signing secret; the old one signs beside it for grace_hours, so nothing is "
+        "lost. Next: update the receiver.",
         annotations=writes(),
     )
     async def rotate_webhook_secret(

@@ -4,10 +4,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated
 
+from mcp.server.mcpserver.context import Context
 from pydantic import Field
 
 from webhook_mcp.core import models
-from webhook_mcp.interfaces.mcp.common import READ, EventList, HubSlot, WebhookId, call, writes
+from webhook_mcp.interfaces.mcp.common import (
+    READ,
+    EventList,
+    HubSlot,
+    WebhookId,
+    call,
+    resources_changed,
+    with_progress,
+    writes,
+)
 
 if TYPE_CHECKING:
     from webhook_mcp.interfaces.mcp.server import WebhookServer
@@ -21,16 +31,16 @@ def register(server: WebhookServer, slot: HubSlot) -> None:
 
 def _register_reads(server: WebhookServer, slot: HubSlot) -> None:
     @server.tool(
-        description="Every webhook: id, url, events, enabled (disabled_reason if not), consecutive_failures, "
-        "last success/failure. Start here to find an id; for a failing one, next get_webhook_stats.",
+        description="Every webhook with its id, url, events, enabled state and health. Start here; for a failing one,"
+        " get_webhook_stats next.",
         annotations=READ,
     )
     async def list_webhooks() -> models.WebhookList:
         return await call(slot.service().list_webhooks())
 
     @server.tool(
-        description="One webhook: url, events, description, enabled state and why not, health (failure streak, "
-        "last success/failure). secret_hint masks the secret; get_webhook_secret shows it.",
+        description="One webhook: url, events, description, enabled (disabled_reason if not), failure streak, last "
+        "success/failure.",
         annotations=READ,
     )
     async def get_webhook(id: WebhookId) -> models.Webhook:
@@ -39,57 +49,68 @@ def _register_reads(server: WebhookServer, slot: HubSlot) -> None:
 
 def _register_changes(server: WebhookServer, slot: HubSlot) -> None:
     @server.tool(
-        description="Register an endpoint for events (names from get_webhook_events). The url must be public "
-        "http(s), or an open_inbox url to try things out. Starts enabled with a new signing secret. "
-        "Next: get_webhook_secret for the receiver, then test_webhook.",
+        description="Register an endpoint (public http(s) url, or an open_inbox url to try things) for event types "
+        "from get_webhook_events. Next: get_webhook_secret, test_webhook.",
         annotations=writes(),
     )
     async def create_webhook(
         url: Annotated[str, Field(description="Absolute http(s) URL.")],
         events: EventList,
-        description: Annotated[str, Field(description="What the endpoint is for.")] = "",
+        ctx: Context,
+        description: str = "",
     ) -> models.Webhook:
-        return await call(slot.service().create_webhook(url, events, description))
+        created = await call(slot.service().create_webhook(url, events, description))
+        await resources_changed(ctx, created.id)
+        return created
 
     @server.tool(
-        description="Change a webhook's url, events (the whole new list) or description; what is left out "
-        "stays, the secret too. Next: test_webhook to check a new url.",
+        description="Change a webhook's url, events (the whole new list) or description; the rest stays, secret too. "
+        "Next: test_webhook.",
         annotations=writes(idempotent=True),
     )
     async def update_webhook(
         id: WebhookId,
-        url: Annotated[str | None, Field(description="New url.")] = None,
-        events: Annotated[list[str] | None, Field(description="New full list.")] = None,
+        ctx: Context,
+        url: str | None = None,
+        events: list[str] | None = None,
         description: str | None = None,
     ) -> models.Webhook:
-        return await call(slot.service().update_webhook(id, url=url, events=events, description=description))
+        updated = await call(slot.service().update_webhook(id, url=url, events=events, description=description))
+        await resources_changed(ctx, id)
+        return updated
 
     @server.tool(
-        description="Delete a webhook for good, with its pending deliveries and logs; cannot be undone. "
-        "To pause it instead: toggle_webhook.",
+        description="Delete a webhook for good, with its pending deliveries and logs. To pause one instead: "
+        "toggle_webhook.",
         annotations=writes(destructive=True),
     )
-    async def delete_webhook(id: WebhookId) -> models.DeletedWebhook:
-        return await call(slot.service().delete_webhook(id))
+    async def delete_webhook(id: WebhookId, ctx: Context) -> models.DeletedWebhook:
+        deleted = await call(slot.service().delete_webhook(id))
+        await resources_changed(ctx, id)
+        return deleted
 
     @server.tool(
-        description="Disable an enabled webhook or enable a disabled one; returns it. While disabled its "
-        "deliveries are held and resume on enable. Next after enabling: test_webhook.",
+        description="Disable an enabled webhook or enable a disabled one. While disabled its deliveries wait; on "
+        "enable they go out.",
         annotations=writes(),
     )
-    async def toggle_webhook(id: WebhookId) -> models.Webhook:
-        return await call(slot.service().toggle_webhook(id))
+    async def toggle_webhook(id: WebhookId, ctx: Context) -> models.Webhook:
+        toggled = await call(slot.service().toggle_webhook(id))
+        await resources_changed(ctx, id)
+        return toggled
 
 
 def _register_test(server: WebhookServer, slot: HubSlot) -> None:
     @server.tool(
-        description="Send one signed test event (webhook.test, or a sample of `event`) to the url now, also "
-        "when disabled, and wait for the answer (at most the delivery timeout). Returns success, status, "
-        "time, response excerpt and why it failed in words; logged as a test.",
+        description="Send one signed test event (webhook.test, or a sample of `event`) now, even if disabled; returns"
+        " status, time, response and why it failed.",
         annotations=writes(open_world=True),
     )
     async def test_webhook(
         id: WebhookId,
-        event: Annotated[str | None, Field(description="Event type whose sample to send.")] = None,
+        ctx: Context,
+        event: str | None = None,
     ) -> models.TestResult:
-        return await call(slot.service().test_webhook(id, event))
+        # Never longer than one attempt may take, plus a second for recording it.
+        limit = slot.get().settings.delivery_timeout + 1
+        return await call(with_progress(ctx, slot.service().test_webhook(id, event), limit, "waiting for the endpoint"))
