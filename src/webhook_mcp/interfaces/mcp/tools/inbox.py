@@ -13,7 +13,7 @@ from webhook_mcp.service.inboxes import InboxContents, InboxService, OpenedInbox
 if TYPE_CHECKING:
     from webhook_mcp.interfaces.mcp.server import WebhookServer
 
-InboxId = Annotated[str, Field(description="inbox_id from open_inbox.")]
+InboxId = Annotated[str, Field(description="From open_inbox.")]
 
 
 def register(server: WebhookServer, slot: HubSlot) -> None:
@@ -22,8 +22,8 @@ def register(server: WebhookServer, slot: HubSlot) -> None:
         return InboxService(hub.inboxes, hub.service)
 
     @server.tool(
-        description="Open a temporary inbox here: its url records every request and answers `status` (500 rehearses "
-        "retries). Use it as a webhook url. inbox_id: change its status.",
+        description="A temporary webhook url on this server that records requests and answers `status` (500 "
+        "rehearses retries). With inbox_id: change its status.",
         annotations=writes(idempotent=True, open_world=False),
     )
     async def open_inbox(
@@ -33,8 +33,8 @@ def register(server: WebhookServer, slot: HubSlot) -> None:
         return await call(inboxes().open(status, inbox_id))
 
     @server.tool(
-        description="What an inbox received, newest first: event, headers, body, and the signature checked against "
-        "the webhook's secret. wait_seconds: wait for one more.",
+        description="What an inbox received, newest first: headers, body, signature checked in words. "
+        "wait_seconds: wait for one more.",
         annotations=READ,
     )
     async def read_inbox(

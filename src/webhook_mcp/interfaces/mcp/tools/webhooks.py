@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
 from mcp.server.mcpserver.context import Context
-from pydantic import Field
 
 from webhook_mcp.core import models
 from webhook_mcp.interfaces.mcp.common import (
@@ -54,7 +53,7 @@ def _register_changes(server: WebhookServer, slot: HubSlot) -> None:
         annotations=writes(),
     )
     async def create_webhook(
-        url: Annotated[str, Field(description="Absolute http(s) URL.")],
+        url: str,
         events: EventList,
         ctx: Context,
         description: str = "",
