@@ -4,6 +4,10 @@ until the first ``list_webhooks`` answer, side by side with a bare MCPServer mad
 
     .venv/bin/python bench/cold_start.py              # 7 rounds, a database already at head
     .venv/bin/python bench/cold_start.py --rounds 11 --json
+    .venv/bin/python bench/cold_start.py --also-src /tmp/old/src   # a third column: another checkout
+
+``--also-src`` runs ``webhook-mcp serve`` from another source tree (``git archive <commit> | tar
+-x -C /tmp/old``) with this install's dependencies, to compare two versions in one run.
 
 The webhook-mcp database is created (and migrated) once before the rounds, as after a first run:
 what is timed is every start after that one."""
@@ -55,15 +59,23 @@ async def first_answer(parameters: StdioServerParameters) -> float:
     return elapsed
 
 
-def parameters(workdir: Path) -> dict[str, StdioServerParameters]:
+OTHER_SOURCE = "import sys; sys.path.insert(0, sys.argv.pop(1)); from webhook_mcp.interfaces.cli import main; main()"
+
+
+def parameters(workdir: Path, also_src: str | None = None) -> dict[str, StdioServerParameters]:
     env = {"PATH": os.environ.get("PATH", ""), "WEBHOOK_MCP_LOG_LEVEL": "WARNING"}
     database = {"WEBHOOK_MCP_DATABASE_URL": f"sqlite:///{workdir / 'webhooks.db'}"}
     bare = workdir / "bare_server.py"
     bare.write_text(BARE_SERVER)
-    return {
+    servers = {
         "webhook-mcp": StdioServerParameters(command=console_script(), args=["serve"], env={**env, **database}),
         "bare MCPServer": StdioServerParameters(command=sys.executable, args=[str(bare)], env=env),
     }
+    if also_src is not None:
+        servers[f"webhook-mcp at {also_src}"] = StdioServerParameters(
+            command=sys.executable, args=["-c", OTHER_SOURCE, also_src, "serve"], env={**env, **database}
+        )
+    return servers
 
 
 def migrate_once(workdir: Path) -> None:
@@ -71,11 +83,11 @@ def migrate_once(workdir: Path) -> None:
     subprocess.run([console_script(), "migrate"], env=env, check=True, capture_output=True)
 
 
-async def run(rounds: int) -> dict[str, Any]:
+async def run(rounds: int, also_src: str | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         migrate_once(workdir)
-        servers = parameters(workdir)
+        servers = parameters(workdir, also_src)
         times: dict[str, list[float]] = {name: [] for name in servers}
         for server in servers.values():  # warm the OS file cache once, untimed
             await first_answer(server)
@@ -87,7 +99,7 @@ async def run(rounds: int) -> dict[str, Any]:
         "rounds": rounds,
         "median_seconds": {name: round(value, 3) for name, value in medians.items()},
         "all_seconds": {name: [round(value, 3) for value in values] for name, values in times.items()},
-        "ratio": round(medians["webhook-mcp"] / medians["bare MCPServer"], 2),
+        "ratio_to_bare": {name: round(value / medians["bare MCPServer"], 2) for name, value in medians.items()},
     }
 
 
@@ -95,14 +107,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--also-src", help="also time webhook-mcp from this source directory")
     args = parser.parse_args()
-    result = anyio.run(run, args.rounds)
+    result = anyio.run(run, args.rounds, args.also_src)
     if args.json:
         print(json.dumps(result))
         return
     for name, median in result["median_seconds"].items():
-        print(f"{name:<16} median {median:.3f} s   rounds: {result['all_seconds'][name]}")
-    print(f"ratio webhook-mcp / bare: {result['ratio']}x")
+        ratio = result["ratio_to_bare"][name]
+        print(f"{name:<16} median {median:.3f} s ({ratio}x bare)   rounds: {result['all_seconds'][name]}")
 
 
 if __name__ == "__main__":
