@@ -202,3 +202,18 @@ async def test_test_webhook_reports_progress_and_is_bounded(
     assert "timed out" in str(result.structured_content["error"])
     assert reports and reports[0][1] == settings.delivery_timeout + 1
     assert all(message == "waiting for the endpoint" for *_, message in reports)
+
+
+async def test_changing_a_webhook_notifies_listeners(client: Client) -> None:
+    hook = await call(client, "create_webhook", {"url": "https://hooks.example.com/c", "events": ["order.created"]})
+    uri = f"webhooks://webhooks/{hook['id']}"
+    async with client.listen(resources_list_changed=True, resource_subscriptions=[uri]) as subscription:
+        await call(client, "toggle_webhook", {"id": hook["id"]})
+        seen: list[str] = []
+        with anyio.fail_after(5):
+            async for event in subscription:
+                seen.append(type(event).__name__ + ":" + str(getattr(event, "uri", "")))
+                if len(seen) == 2:
+                    break
+    assert any(name.startswith("ResourcesListChanged") for name in seen), seen
+    assert f"ResourceUpdated:{uri}" in seen, seen
