@@ -192,6 +192,9 @@ NASTY_STRINGS = ["\ud800", "a\udfffb", "a\x00b", "\x00", "x" * 300_000, "é" * 1
 def _schema_type(schema: dict[str, Any]) -> str | None:
     if isinstance(schema.get("type"), str):
         return str(schema["type"])
+    for kind in schema.get("type", []):  # a nullable type: ["number", "null"]
+        if kind != "null":
+            return str(kind)
     for option in schema.get("anyOf", []):
         if option.get("type") not in (None, "null"):
             return str(option["type"])

@@ -161,6 +161,15 @@ class Settings(BaseSettings):
         True,
         description="Run the delivery dispatcher inside `serve` (set false when separate workers deliver).",
     )
+    inbox_limit: int = Field(
+        20,
+        ge=1,
+        le=1_000,
+        description="Temporary inboxes (open_inbox) kept open at once per process; opening one more closes the oldest.",
+    )
+    inbox_ttl: float = Field(
+        3600.0, gt=0, le=7 * 86400, description="Seconds an inbox lives; after that its URL answers 404."
+    )
     secret_key: SecretStr | None = Field(
         None,
         description="Fernet key that encrypts webhook signing secrets in the database (every process needs "

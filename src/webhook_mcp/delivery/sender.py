@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import ipaddress
 import socket
 import ssl
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
@@ -255,8 +256,12 @@ class Sender:
         excerpt_bytes: int = 1024,
         transport: httpx.AsyncBaseTransport | None = None,
         resolver: AbstractResolver | None = None,
+        own_urls: Callable[[str], bool] | None = None,
     ) -> None:
         self._timeout = float(timeout)
+        # URLs this process serves itself (its inboxes): reached although local, nothing else is.
+        self._own_urls = own_urls
+        self._own: Http1Transport | None = None
         self._allowed = tuple(allowed_networks)
         self._resolver = resolver
         self._backstop = self._timeout + _BACKSTOP_MARGIN
@@ -278,6 +283,8 @@ class Sender:
 
     async def send(self, url: str, headers: Mapping[str, str], body: bytes) -> SendOutcome:
         start = time.perf_counter()
+        if self._own_urls is not None and self._own_urls(url):
+            return await self._send_own(start, url, headers, body)
         known = self._urls.get(url)
         if known is None:
             try:
@@ -312,9 +319,24 @@ class Sender:
         except Exception as exc:
             return self._failure(start, self._describe(exc, parsed))
 
+    async def _send_own(self, start: float, url: str, headers: Mapping[str, str], body: bytes) -> SendOutcome:
+        """A URL this process serves (an inbox): its address is one we chose, so any is allowed,
+        for this exact URL only (it is never cached with the guarded ones)."""
+        if self._own is None:
+            everywhere = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
+            self._own = Http1Transport(allowed_networks=everywhere, timeout=self._timeout, max_connections=8)
+        parsed = httpx.URL(url)
+        try:
+            status, reason, response_headers, data = await self._own.exchange("POST", parsed, headers, body)
+        except Exception as exc:
+            return self._failure(start, self._describe(exc, parsed))
+        return self._outcome(start, parsed, status, reason, response_headers, data)
+
     async def check_destination(self, url: str) -> str | None:
         """Why webhooks may never be delivered to ``url`` (see :func:`check_destination`), or None.
         For create/update; deliveries are checked again, per connection."""
+        if self._own_urls is not None and self._own_urls(url):
+            return None
         if self._direct is not None:
             return await self._direct.check_destination(url)
         return await check_destination(url, self._allowed, resolver=self._resolver)
@@ -407,6 +429,8 @@ class Sender:
 
     async def aclose(self) -> None:
         """Close the transport (also one passed in, as httpx clients do)."""
+        if self._own is not None:
+            await self._own.aclose()
         await self._transport.aclose()
 
     async def __aenter__(self) -> Sender:

@@ -15,6 +15,7 @@ from webhook_mcp.core.catalog import Catalog, load_catalog
 from webhook_mcp.core.models import PublishedEvent
 from webhook_mcp.core.settings import Settings
 from webhook_mcp.delivery.dispatcher import Dispatcher
+from webhook_mcp.delivery.inbox import Inboxes
 from webhook_mcp.delivery.sender import Sender
 from webhook_mcp.service.operations import WebhookService
 from webhook_mcp.service.secrets_at_rest import check_key_source, open_secrets
@@ -22,6 +23,10 @@ from webhook_mcp.storage import engine as database
 from webhook_mcp.storage.store import Store
 
 logger = logging.getLogger(__name__)
+
+
+def new_inboxes(settings: Settings) -> Inboxes:
+    return Inboxes(limit=settings.inbox_limit, ttl=settings.inbox_ttl, max_body_bytes=settings.max_payload_bytes)
 
 
 class Hub:
@@ -32,8 +37,10 @@ class Hub:
         catalog: Catalog,
         sender: Sender,
         dispatcher: Dispatcher | None,
+        inboxes: Inboxes | None = None,
     ) -> None:
         self.settings = settings
+        self.inboxes = inboxes if inboxes is not None else new_inboxes(settings)
         self.store = store
         self.catalog = catalog
         self.sender = sender
@@ -75,15 +82,17 @@ class Hub:
         except BaseException:
             await store.close()
             raise
+        inboxes = new_inboxes(settings)
         sender = Sender(
             timeout=settings.delivery_timeout,
             allowed_networks=settings.allowed_private_networks,
             max_connections=settings.max_concurrency,
             transport=transport,
+            own_urls=inboxes.owns,
         )
         run_dispatcher = settings.run_dispatcher if dispatch is None else dispatch
         dispatcher = Dispatcher(store, sender, settings) if run_dispatcher else None
-        hub = cls(settings, store, catalog, sender, dispatcher)
+        hub = cls(settings, store, catalog, sender, dispatcher, inboxes)
         task: asyncio.Task[None] | None = None
         try:
             if dispatcher is not None:
@@ -99,6 +108,7 @@ class Hub:
                 logger.exception("the dispatcher stopped with an error")
             finally:
                 await hub.service.publisher.committer.aclose()
+                await inboxes.aclose()
                 await sender.aclose()
                 await store.close()
 

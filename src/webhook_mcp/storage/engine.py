@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import importlib.resources
 import logging
+import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from webhook_mcp.core.errors import ConfigurationError
 from webhook_mcp.storage.pipeline import IDLE_SLOTS
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +96,9 @@ def create_sync(url: str, pool_size: int = 8) -> Engine:
 
 
 def _alembic_config() -> Config:
+    # Alembic is imported only when a migration may run: it is a third of a cold start.
+    from alembic.config import Config
+
     config = Config()
     location = importlib.resources.files("webhook_mcp._migrations")
     config.set_main_option("script_location", str(location))
@@ -103,10 +106,14 @@ def _alembic_config() -> Config:
 
 
 def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(_alembic_config()).get_current_head()
 
 
 def current_revision(url: str) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     engine = create_sync(url)
     try:
         with engine.connect() as conn:
@@ -115,9 +122,55 @@ def current_revision(url: str) -> str | None:
         engine.dispose()
 
 
+_REVISION = re.compile(r"^revision\b[^=]*=\s*[\"']([^\"']+)[\"']", re.M)
+_DOWN_REVISION = re.compile(r"^down_revision\b[^=]*=\s*[\"']([^\"']+)[\"']", re.M)
+
+
+def _declared_head() -> str | None:
+    """The one head of the migration chain, read from the revision files' text (no Alembic
+    import); None when the files do not declare exactly one, and Alembic must decide."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (importlib.resources.files("webhook_mcp._migrations") / "versions").iterdir():
+        if not path.name.endswith(".py") or path.name.startswith("_"):
+            continue
+        source = path.read_text(encoding="utf-8")
+        revision = _REVISION.search(source)
+        if revision is None:
+            return None
+        revisions.add(revision.group(1))
+        parents.update(_DOWN_REVISION.findall(source))
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def _at_head(engine: Engine) -> bool:
+    """One query: is the schema already at the newest revision? (Then nothing needs Alembic.)"""
+    head = _declared_head()
+    if head is None:
+        return False
+    try:
+        with engine.connect() as conn:
+            stamped = [row[0] for row in conn.execute(text("SELECT version_num FROM alembic_version"))]
+    except DBAPIError:
+        return False  # no version table yet: a new database
+    return stamped == [head]
+
+
 def upgrade(url: str) -> None:
-    """Bring the schema to the newest revision; safe to run from several processes at once."""
+    """Bring the schema to the newest revision; safe to run from several processes at once.
+    A database already at the newest revision costs one query."""
     engine = create_sync(url)
+    try:
+        if not _at_head(engine):
+            _alembic_upgrade(engine)
+    finally:
+        engine.dispose()
+
+
+def _alembic_upgrade(engine: Engine) -> None:
+    from alembic import command
+
     config = _alembic_config()
     try:
         with engine.begin() as conn:
@@ -129,5 +182,3 @@ def upgrade(url: str) -> None:
         raise
     except Exception as exc:
         raise ConfigurationError(f"could not migrate the database at {engine.url!r}: {exc}") from exc
-    finally:
-        engine.dispose()

@@ -47,8 +47,9 @@ CONTRACT_TOOLS = {
     "get_webhook_stats",
     "toggle_webhook",
 }
-EXTRA_TOOLS = {"retry_delivery", "replay_failed", "send_event", "rotate_webhook_secret"}
+EXTRA_TOOLS = {"retry_delivery", "replay_failed", "send_event", "rotate_webhook_secret", "open_inbox", "read_inbox"}
 READ_TOOLS = {
+    "read_inbox",
     "list_webhooks",
     "get_webhook_events",
     "get_webhook",
@@ -157,7 +158,7 @@ def verify_both(secret: str, body: bytes, headers: dict[str, str]) -> Any:
 async def test_list_tools_contract_descriptions_schemas_and_annotations(client: Client) -> None:
     listed = (await client.list_tools()).tools
     tools: dict[str, Tool] = {tool.name: tool for tool in listed}
-    assert len(listed) == len(tools) == 16
+    assert len(listed) == len(tools) == 18
     assert set(tools) == CONTRACT_TOOLS | EXTRA_TOOLS
 
     for name, tool in tools.items():
@@ -167,9 +168,10 @@ async def test_list_tools_contract_descriptions_schemas_and_annotations(client: 
         assert tool.annotations is not None, name
         if name in READ_TOOLS:
             assert tool.annotations.read_only_hint is True, name
-            assert tool.annotations.destructive_hint is False, name
+            assert tool.annotations.open_world_hint is False, name
         else:
-            assert tool.annotations.read_only_hint is False, name
+            # Left out: a tool without read_only_hint is a write (the protocol's default).
+            assert tool.annotations.read_only_hint is not True, name
 
     assert tools["delete_webhook"].annotations.destructive_hint is True  # type: ignore[union-attr]
     for name in ("toggle_webhook", "update_webhook", "create_webhook"):
@@ -298,7 +300,7 @@ BAD_INPUTS: list[tuple[str, dict[str, Any], list[str]]] = [
     ("get_webhook_logs", {"id": 1, "limit": 101}, ["limit", "between 1 and 100", "101"]),
     ("get_webhook_logs", {"id": 1, "cursor": "abc"}, ["cursor", "abc", "next_cursor"]),
     ("get_webhook_logs", {"id": 1, "status": "broken"}, ["status"]),
-    ("get_webhook", {"id": "abc"}, ["id", "integer"]),
+    ("get_webhook", {"id": "abc"}, ["id", "whole number"]),
     ("toggle_webhook", {}, ["id", "required"]),
     ("get_webhook_sample_payload", {"event": "order.create"}, ["order.create", "order.created"]),
     ("get_webhook_sample_payload", {}, ["event", "required"]),

@@ -15,7 +15,7 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp_types import CallToolResult
 
-from conftest import Receiver
+from conftest import Receiver, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -62,7 +62,7 @@ async def test_console_script_serves_mcp_over_stdio(tmp_path: Path, receiver: Re
         async with Client(server_parameters(database)) as client:
             tools = {tool.name for tool in (await client.list_tools()).tools}
             assert {"list_webhooks", "create_webhook", "test_webhook", "get_webhook_logs", "send_event"} <= tools
-            assert len(tools) == 16
+            assert len(tools) == 18
 
             hook = await call(client, "create_webhook", {"url": receiver.url, "events": ["order.created"]})
             secret = (await call(client, "get_webhook_secret", {"id": hook["id"]}))["secret"]
@@ -90,3 +90,59 @@ async def test_console_script_serves_mcp_over_stdio(tmp_path: Path, receiver: Re
         async with Client(server_parameters(database)) as client:
             listed = await call(client, "list_webhooks", {})
             assert [w["url"] for w in listed["webhooks"]] == [receiver.url]
+
+
+async def test_setup_and_debug_workflows_end_to_end_with_the_inbox(tmp_path: Path) -> None:
+    """No receiver of our own and no private networks allowed: the built-in inbox is the endpoint.
+    Set one up, test it, send a real event, then rehearse a 500 and watch the retry succeed."""
+    parameters = server_parameters(
+        tmp_path / "inbox.db",
+        WEBHOOK_MCP_ALLOWED_PRIVATE_NETWORKS="",
+        WEBHOOK_MCP_RETRY_SCHEDULE="0,2,2,2",
+        WEBHOOK_MCP_RETRY_JITTER="0",
+        WEBHOOK_MCP_POLL_INTERVAL="0.1",
+    )
+    with anyio.fail_after(90):
+        async with Client(parameters) as client:
+            inbox = await call(client, "open_inbox", {})
+            ident = {"inbox_id": inbox["inbox_id"]}
+
+            async def received(count: int) -> list[dict[str, Any]]:
+                read = await call(client, "read_inbox", ident)
+                while read["received"] < count:  # each call waits for one more request at most
+                    read = await call(client, "read_inbox", {**ident, "wait_seconds": 2})
+                assert read["received"] == count
+                return list(read["requests"])
+
+            hook = await call(client, "create_webhook", {"url": inbox["url"], "events": ["order.created"]})
+            assert (await call(client, "test_webhook", {"id": hook["id"]}))["success"] is True
+            sample = await call(client, "get_webhook_sample_payload", {"event": "order.created"})
+            await call(client, "send_event", {"event": "order.created", "data": sample["body"]["data"]})
+            newest, test = await received(2)
+            assert (test["event_type"], newest["event_type"]) == ("webhook.test", "order.created")
+            assert test["signature_valid"] is True and newest["signature_valid"] is True
+
+            await call(client, "open_inbox", {**ident, "status": 500})
+            event = await call(client, "send_event", {"event": "order.created", "data": sample["body"]["data"]})
+            failed = (await received(3))[0]
+            assert failed["event_id"] == event["event_id"]
+            await call(client, "open_inbox", {**ident, "status": 200})
+            retried = (await received(4))[0]
+            assert retried["event_id"] == event["event_id"] and retried["signature_valid"] is True
+
+            async def attempts_done(count: int) -> list[tuple[int, bool]] | None:
+                found = await attempts()
+                return found if len(found) >= count else None
+
+            async def attempts() -> list[tuple[int, bool]]:
+                logs = await call(client, "get_webhook_logs", {"id": hook["id"]})
+                return [
+                    (entry["attempt_number"], entry["success"])
+                    for entry in logs["attempts"]
+                    if entry["event_id"] == event["event_id"]
+                ]
+
+            # The success is recorded just after the inbox answered: poll the database for it.
+            assert await wait_until(lambda: attempts_done(2)) == [(2, True), (1, False)]
+            stats = await call(client, "get_webhook_stats", {"id": hook["id"]})
+            assert stats["failed"] == 1 and stats["succeeded"] == 3

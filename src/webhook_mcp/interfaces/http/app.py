@@ -9,6 +9,7 @@ from typing import Literal
 from starlette.types import ASGIApp
 
 from webhook_mcp.interfaces.http.auth import HttpGuard, check_bind, transport_security
+from webhook_mcp.interfaces.http.inbox import serve_inboxes
 from webhook_mcp.interfaces.http.ingest import EVENTS_PATH, EventsEndpoint, FastRoute, events_endpoint
 from webhook_mcp.interfaces.http.openapi import OPENAPI_PATH, openapi_endpoint
 from webhook_mcp.interfaces.mcp.server import create_server
@@ -40,4 +41,5 @@ def create_http_app(hub: Hub, transport: Literal["sse", "streamable-http"], host
         app = server.streamable_http_app(transport_security=security, host=host)
     mount_dashboard(app, hub)  # signs its users in itself, with the token, into a session cookie
     outer: ASGIApp = app if events is None else FastRoute(app, EVENTS_PATH, events)
-    return HttpGuard(outer, security, settings.api_token, signs_in_itself=DASHBOARD_PATH)
+    guarded = HttpGuard(outer, security, settings.api_token, signs_in_itself=DASHBOARD_PATH)
+    return serve_inboxes(guarded, hub.inboxes, host, port)  # /inbox/<id>: its id is the credential
