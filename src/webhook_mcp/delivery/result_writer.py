@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
+from webhook_mcp.core import metrics
 from webhook_mcp.delivery.send_pool import SendPool
 from webhook_mcp.delivery.state import backoff, brief
 from webhook_mcp.storage.records import AttemptRecord
@@ -43,6 +45,7 @@ class ResultWriter(SendPool):
         batch, self._results = self._results, []
         self._writing = len(batch)
         now = self._clock()
+        started = time.perf_counter()
         try:
             recorded = await self.store.record_attempts(batch, now, self.health)
         except Exception as exc:
@@ -51,9 +54,10 @@ class ResultWriter(SendPool):
             return False
         finally:
             self._writing = 0
+        metrics.results_written(batch, time.perf_counter() - started)
         self.delivered += sum(1 for r in batch if r.success)
         for hook_id in recorded.disabled:
-            logger.warning("webhook %s disabled after failed deliveries", hook_id)
+            logger.warning("webhook %s disabled after failed deliveries", hook_id, extra={"webhook_id": hook_id})
         if recorded.stopped & self._queued.keys():
             await self._release_queued(set(recorded.stopped))
         self._schedule_retry_wake(batch, now)

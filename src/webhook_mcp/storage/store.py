@@ -9,8 +9,11 @@ from webhook_mcp.storage.events import EventQueries
 from webhook_mcp.storage.logs import LogQueries
 from webhook_mcp.storage.queue import QueueQueries
 from webhook_mcp.storage.results import ResultQueries
+from webhook_mcp.storage.retention import RetentionQueries
 from webhook_mcp.storage.webhooks import WebhookQueries
 
 
-class Store(WebhookQueries, EventQueries, QueueQueries, ResultQueries, LogQueries, DashboardQueries):
+class Store(
+    WebhookQueries, EventQueries, QueueQueries, ResultQueries, LogQueries, DashboardQueries, RetentionQueries
+):
     """Webhooks and secrets, events and idempotency, the delivery queue, results, logs and stats."""
