@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import Row
 
-from webhook_mcp.core import models
+from webhook_mcp.core import metrics, models
 from webhook_mcp.core.catalog import TEST_EVENT, Catalog
 from webhook_mcp.core.errors import InvalidArgumentError, InvalidPayloadError, NotFoundError
 from webhook_mcp.core.jsonsafe import dumps_strict
@@ -513,6 +513,7 @@ class WebhookService:
         now = self._clock()
         new = [self._new_event(event_type, data, key, now) for event_type, data, key in items]
         stored = await self.store.publish(new, now, now - self.settings.idempotency_ttl)
+        metrics.published(s.type for s in stored if not s.duplicate)
         if self._on_publish and any(s.queued for s in stored):
             self._on_publish()
         return [

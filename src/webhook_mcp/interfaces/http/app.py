@@ -10,19 +10,26 @@ from starlette.types import ASGIApp
 
 from webhook_mcp.interfaces.http.auth import HttpGuard, check_bind, transport_security
 from webhook_mcp.interfaces.http.ingest import EVENTS_PATH, events_endpoint
+from webhook_mcp.interfaces.http.operations import METRICS_PATH, HealthRoutes, metrics_endpoint
 from webhook_mcp.interfaces.mcp.server import create_server
 from webhook_mcp.interfaces.web.app import DASHBOARD_PATH, mount_dashboard
 from webhook_mcp.service.hub import Hub
+from webhook_mcp.service.monitoring import Monitor
 
 logger = logging.getLogger(__name__)
 
 
-def create_http_app(hub: Hub, transport: Literal["sse", "streamable-http"], host: str, port: int) -> ASGIApp:
-    """The MCP transport and ``POST /v1/events`` for a server bound to ``host:port``, behind one
-    guard: Host/Origin checks on every route, and the bearer token on every route when one is set."""
+def create_http_app(
+    hub: Hub, transport: Literal["sse", "streamable-http"], host: str, port: int, monitor: Monitor | None = None
+) -> ASGIApp:
+    """The MCP transport, ``POST /v1/events`` and ``/metrics`` for a server bound to ``host:port``,
+    behind one guard: Host/Origin checks on every route, and the bearer token on every route when one
+    is set; ``/healthz`` and ``/readyz`` answer before it."""
     settings = hub.settings
     check_bind(settings, host)
     server = create_server(hub=hub)
+    monitor = monitor or Monitor(hub)
+    server.custom_route(METRICS_PATH, methods=["GET"])(metrics_endpoint(monitor))
     if settings.read_only:
         logger.info("read-only mode: %d tool(s) left out, POST %s is off", len(server.withheld), EVENTS_PATH)
     elif settings.api_token:
@@ -35,4 +42,4 @@ def create_http_app(hub: Hub, transport: Literal["sse", "streamable-http"], host
     else:
         app = server.streamable_http_app(transport_security=security, host=host)
     mount_dashboard(app, hub)  # signs its users in itself, with the token, into a session cookie
-    return HttpGuard(app, security, settings.api_token, signs_in_itself=DASHBOARD_PATH)
+    return HealthRoutes(HttpGuard(app, security, settings.api_token, signs_in_itself=DASHBOARD_PATH), monitor)
