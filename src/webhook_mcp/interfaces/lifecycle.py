@@ -75,7 +75,7 @@ def log_startup(hub: Hub, role: str, listening: list[str]) -> None:
     """One line per fact, so each can be found with grep and parsed as JSON."""
     cfg = hub.settings
     logger.info("webhook-mcp %s starting as %s", __version__, role)
-    logger.info("database %s at schema revision %s", database.sync_url(cfg.database_url), head_revision())
+    logger.info("%s running on %s at schema revision %s", role, database.sync_url(cfg.database_url), head_revision())
     if hub.dispatcher is not None:
         logger.info(
             "dispatcher %s: up to %d deliveries in flight, %d per endpoint, lease %g s",
