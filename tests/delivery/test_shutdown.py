@@ -165,7 +165,8 @@ async def test_sigterm_under_load_loses_nothing_and_the_other_worker_takes_over(
             finished = done.where(deliveries.c.state == "succeeded", deliveries.c.id.in_(held))
             await wait_until(lambda: _equals(hub.store.scalar(finished), len(held)), timeout=5)
             takeover_seconds = time.monotonic() - started - exit_seconds
-            await wait_until(lambda: _equals(hub.store.scalar(done.where(deliveries.c.state == "succeeded")), total), 60)
+            succeeded = done.where(deliveries.c.state == "succeeded")
+            await wait_until(lambda: _equals(hub.store.scalar(succeeded), total), 60)
             assert other.returncode is None
         finally:
             for proc in procs:

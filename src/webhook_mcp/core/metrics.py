@@ -10,7 +10,7 @@ from typing import Protocol
 
 from prometheus_client import Counter, Histogram, disable_created_metrics
 
-disable_created_metrics()  # no *_created series: dashboards do not use them, scrapes stay small
+disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series: dashboards do not use them, scrapes stay small
 PREFIX = "webhook_mcp"
 # Attempt outcome classes, the values of the ``outcome`` label.
 OUTCOMES = ("success", "timeout", "connection_error", "blocked_address", "http_4xx", "http_5xx", "other")
