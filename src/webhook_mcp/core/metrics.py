@@ -8,9 +8,8 @@ from collections import Counter as Tally
 from collections.abc import Iterable
 from typing import Protocol
 
-from prometheus_client import Counter, Histogram, disable_created_metrics
+from prometheus_client import Counter, Histogram
 
-disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series: dashboards do not use them, scrapes stay small
 PREFIX = "webhook_mcp"
 # Attempt outcome classes, the values of the ``outcome`` label.
 OUTCOMES = ("success", "timeout", "connection_error", "blocked_address", "http_4xx", "http_5xx", "other")
