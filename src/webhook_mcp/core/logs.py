@@ -13,8 +13,6 @@ from pythonjsonlogger.json import JsonFormatter
 from webhook_mcp.core.settings import Settings
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-# Context a record may carry (``logger.info(..., extra={"webhook_id": 3})``); JSON output shows it.
-CONTEXT_FIELDS = ("webhook_id", "delivery_id", "event_id", "worker_id")
 _ALEMBIC = "alembic.runtime.migration"
 
 
@@ -33,8 +31,8 @@ class MigrationLines(logging.Filter):
         return True
 
 
-def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
-    """Route every record to ``stream`` (stderr: stdout carries MCP over stdio) in the chosen format."""
+def log_handler(settings: Settings, stream: TextIO | None = None) -> logging.Handler:
+    """A handler writing to ``stream`` (stderr: stdout carries MCP over stdio) in the chosen format."""
     handler = logging.StreamHandler(stream or sys.stderr)
     if settings.log_format == "json":
         handler.setFormatter(
@@ -45,6 +43,12 @@ def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
         )
     else:
         handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+    return handler
+
+
+def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
+    """Route every record of the process through one ``log_handler``."""
+    handler = log_handler(settings, stream)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

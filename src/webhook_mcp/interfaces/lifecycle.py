@@ -156,8 +156,12 @@ async def serve_stdio(settings: Settings, dispatch: bool) -> None:
         stop = asyncio.create_task(signals.wait())
         await asyncio.wait([session, stop], return_when=asyncio.FIRST_COMPLETED)
         stop.cancel()
-        if not session.done():
-            session.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await session
+        session.cancel()
         await hub.stop_dispatcher()
+        await asyncio.wait([session], timeout=0.5)
+    if not session.done():
+        # Stopped by a signal with the client still attached: the session's stdin reader is a thread
+        # blocked in read(), which nothing interrupts. Everything else is stopped, written and closed.
+        logger.info("stopped")
+        logging.shutdown()
+        os._exit(0)
