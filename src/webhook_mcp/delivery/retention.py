@@ -69,6 +69,7 @@ class Retention:
         metrics.pruned("deliveries", pruned.deliveries)
         metrics.pruned("events", pruned.events)
         if pruned.attempts or pruned.deliveries or pruned.events:
+            await self.store.reclaim_pruned()
             logger.info(
                 "retention pruned %d attempt log rows, %d deliveries, %d events",
                 pruned.attempts,

@@ -5,6 +5,7 @@ The hourly statistics and the queue's pending and held rows are never touched.""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ from webhook_mcp.storage.schema import deliveries, events
 # Only one process prunes at a time on PostgreSQL (the others skip their turn), so two pruners
 # never wait on each other's row locks.
 _RETENTION_LOCK_ID = 0x77687274  # "whrt"
+PRUNED_TABLES = ("delivery_attempts", "deliveries", "events")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,3 +89,17 @@ class RetentionQueries(StoreBase):
             return Swept(int(result.rowcount), None if len(rows) < scan else cursor)
 
         return await self._write(work)
+
+    async def reclaim_pruned(self) -> None:
+        """PostgreSQL: a plain VACUUM of the pruned tables makes the deleted rows' space reusable now,
+        instead of whenever autovacuum gets to them, so the tables stop growing. It blocks no reader
+        or writer (only schema changes and other vacuums). SQLite reuses freed pages by itself."""
+        if not self.is_postgres:
+            return
+
+        def vacuum() -> None:
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                for table in PRUNED_TABLES:
+                    conn.exec_driver_sql(f"VACUUM {table}")
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, vacuum)
