@@ -100,9 +100,10 @@ class IdLog:
     def __init__(self) -> None:
         self.ids: list[str] = []
 
-    def __call__(self, received: Received, _n: int) -> web.Response:
+    async def __call__(self, received: Received, _n: int) -> web.Response:
         # One event goes to every webhook with the same webhook-id: tell them apart by path.
         self.ids.append(received.path + " " + {k.lower(): v for k, v in received.headers.items()}["webhook-id"])
+        await asyncio.sleep(0.005)  # a receiver that takes a moment, so sends are in flight at any time
         return web.Response(status=200, text="ok")
 
 
@@ -151,10 +152,16 @@ async def test_sigterm_under_load_loses_nothing_and_the_other_worker_takes_over(
             # Stop the one holding more deliveries right now.
             leases = [len(await _leases_of(hub, proc.pid)) for proc in procs]
             stopped, other = procs if leases[0] >= leases[1] else procs[::-1]
-            # What the stopping worker holds at the signal: in flight, queued, or finished but unwritten.
-            stopped.send_signal(signal.SIGSTOP)
-            held = await _leases_of(hub, stopped.pid)
-            stopped.send_signal(signal.SIGCONT)
+            # What the stopping worker holds at the signal: in flight, queued, or finished but unwritten
+            # (frozen while we look; if it had just written everything, let it run on and look again).
+            held: set[int] = set()
+            for _ in range(50):
+                stopped.send_signal(signal.SIGSTOP)
+                held = await _leases_of(hub, stopped.pid)
+                stopped.send_signal(signal.SIGCONT)
+                if held:
+                    break
+                await asyncio.sleep(0.02)
             started = time.monotonic()
             stopped.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(stopped.wait(), 12) == 0, [path.read_text() for path in logs]
