@@ -75,8 +75,12 @@ async def cycle(hub: Hub, retention: Retention | None, events: int) -> None:
     for start in range(0, events, 500):
         await hub.service.publish_many([("order.created", example, None)] * min(500, events - start))
     pending = select(func.count()).select_from(deliveries).where(deliveries.c.state == "pending")
-    while await hub.store.scalar(pending):
+    for _ in range(6000):  # delivered within 5 minutes, or something is wrong
+        if not await hub.store.scalar(pending):
+            break
         await asyncio.sleep(0.05)
+    else:
+        raise SystemExit("deliveries did not finish within 5 minutes")
     if retention is not None:
         await retention.prune()
 
