@@ -49,7 +49,7 @@ class Dispatcher(ResultWriter):
     async def run(self) -> None:
         """Deliver until stopped (or cancelled); then hand back what is queued, finish what is in
         flight within the grace period and write every result."""
-        logger.info("dispatcher %s started", self.worker_id)
+        logger.info("dispatcher %s started", self.worker_id, extra={"worker_id": self.worker_id})
         flusher = asyncio.create_task(self._flush_loop(), name="webhook-mcp-flush")
         pruner = asyncio.create_task(self._prune_loop(), name="webhook-mcp-prune")
         listener = asyncio.create_task(self.store.listen_for_work(self.wake), name="webhook-mcp-listen")
@@ -72,7 +72,12 @@ class Dispatcher(ResultWriter):
                 with contextlib.suppress(asyncio.CancelledError):
                     await helper
             await self._flush_remaining()
-            logger.info("dispatcher %s stopped after %d successful deliveries", self.worker_id, self.delivered)
+            logger.info(
+                "dispatcher %s stopped after %d successful deliveries",
+                self.worker_id,
+                self.delivered,
+                extra={"worker_id": self.worker_id},
+            )
 
     async def _claim_loop(self) -> None:
         cfg = self.settings
