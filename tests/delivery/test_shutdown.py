@@ -115,6 +115,8 @@ def _env(database_url: str) -> dict[str, str]:
         WEBHOOK_MCP_POLL_INTERVAL="0.1",
         WEBHOOK_MCP_DATABASE_POOL_SIZE="4",
         WEBHOOK_MCP_SHUTDOWN_GRACE="10",
+        WEBHOOK_MCP_SECRET_KEY=os.environ["WEBHOOK_MCP_SECRET_KEY"],
+        WEBHOOK_MCP_SECRET_KEY_FILE=os.environ["WEBHOOK_MCP_SECRET_KEY_FILE"],
     )
     return env
 

@@ -54,6 +54,8 @@ def env_for(database_url: str, **extra: str) -> dict[str, str]:
         WEBHOOK_MCP_POLL_INTERVAL="0.1",
         WEBHOOK_MCP_DELIVERY_TIMEOUT="20",
         WEBHOOK_MCP_SHUTDOWN_GRACE=str(GRACE),
+        WEBHOOK_MCP_SECRET_KEY=os.environ["WEBHOOK_MCP_SECRET_KEY"],
+        WEBHOOK_MCP_SECRET_KEY_FILE=os.environ["WEBHOOK_MCP_SECRET_KEY_FILE"],
     )
     env.update(extra)
     return env
