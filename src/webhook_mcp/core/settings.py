@@ -134,6 +134,35 @@ class Settings(BaseSettings):
         10, ge=1, description="Failures needed (as well as the period) before auto-disable."
     )
     log_retention_days: float = Field(30.0, gt=0, description="Attempt logs older than this are pruned.")
+    delivery_retention_days: float = Field(
+        30.0,
+        ge=0,
+        description="Events whose deliveries have all finished, and their succeeded deliveries, are pruned this "
+        "many days after finishing (0 keeps them for good). Hourly statistics are kept.",
+    )
+    dead_delivery_retention_days: float = Field(
+        90.0,
+        ge=0,
+        description="Dead (failed) deliveries stay this many days after their last attempt, so they can still "
+        "be retried or replayed, then are pruned (0 keeps them for good).",
+    )
+    shutdown_grace: float = Field(
+        10.0,
+        ge=0,
+        le=600,
+        description="Seconds a stopping process lets deliveries in flight finish (SIGTERM/SIGINT); what was "
+        "claimed but not started is handed back at once. A second signal exits at once.",
+    )
+    worker_http_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Port on which `webhook-mcp worker` serves /healthz, /readyz and /metrics (off when unset; "
+        "also --http-port).",
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="text (one readable line per record) or json (one JSON object per line)."
+    )
     idempotency_ttl: float = Field(86400.0, gt=0, description="Seconds an idempotency key is remembered.")
     max_payload_bytes: int = Field(
         256 * 1024, ge=1024, description="Largest event body accepted (serialized envelope, bytes)."
@@ -255,6 +284,12 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"lease_seconds ({self.lease_seconds:g}) must be longer than delivery_timeout "
                 f"({self.delivery_timeout:g}), or another worker retakes deliveries still in flight"
+            )
+        dead, finished = self.dead_delivery_retention_days, self.delivery_retention_days
+        if finished and dead and dead < finished:
+            raise ValueError(
+                f"dead_delivery_retention_days ({dead:g}) must be at least delivery_retention_days "
+                f"({finished:g}): dead deliveries are kept longer so they can still be replayed"
             )
         return self
 

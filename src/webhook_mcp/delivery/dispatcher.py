@@ -10,8 +10,11 @@ import asyncio
 import contextlib
 import logging
 import math
+import time
 
+from webhook_mcp.core import metrics
 from webhook_mcp.delivery.result_writer import ResultWriter
+from webhook_mcp.delivery.retention import Retention
 from webhook_mcp.delivery.state import UNRECORDED_BATCHES, backoff, brief, new_worker_id
 
 logger = logging.getLogger(__name__)
@@ -19,8 +22,6 @@ logger = logging.getLogger(__name__)
 __all__ = ["UNRECORDED_BATCHES", "Dispatcher", "new_worker_id"]
 
 BLOCKED_RETRY = 0.05
-PRUNE_INTERVAL = 300.0
-PRUNE_BATCH = 500
 
 
 class Dispatcher(ResultWriter):
@@ -28,20 +29,34 @@ class Dispatcher(ResultWriter):
         """Called after a publish in this process, so new work starts without waiting for a poll."""
         self._wake.set()
 
+    def stop(self) -> None:
+        """Stop claiming now; ``run`` then hands back what is queued, lets sends in flight finish
+        within the shutdown grace period, writes every result and returns."""
+        if not self._stopping:
+            self._stopping = True
+            self._stop_deadline = time.monotonic() + self.settings.shutdown_grace
+            self._wake.set()
+            self._slot_free.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
     @property
     def in_flight(self) -> int:
         return len(self._tasks)
 
     async def run(self) -> None:
-        """Deliver until cancelled; on cancellation finish what is in flight (bounded) and flush."""
-        logger.info("dispatcher %s started", self.worker_id)
+        """Deliver until stopped (or cancelled); then hand back what is queued, finish what is in
+        flight within the grace period and write every result."""
+        logger.info("dispatcher %s started", self.worker_id, extra={"worker_id": self.worker_id})
         flusher = asyncio.create_task(self._flush_loop(), name="webhook-mcp-flush")
         pruner = asyncio.create_task(self._prune_loop(), name="webhook-mcp-prune")
         listener = asyncio.create_task(self.store.listen_for_work(self.wake), name="webhook-mcp-listen")
         try:
             await self._claim_loop()
         finally:
-            self._stopping = True
+            self.stop()
             pruner.cancel()
             listener.cancel()
             await asyncio.gather(*self._handing_back)
@@ -57,13 +72,19 @@ class Dispatcher(ResultWriter):
                 with contextlib.suppress(asyncio.CancelledError):
                     await helper
             await self._flush_remaining()
-            logger.info("dispatcher %s stopped after %d successful deliveries", self.worker_id, self.delivered)
+            logger.info(
+                "dispatcher %s stopped after %d successful deliveries",
+                self.worker_id,
+                self.delivered,
+                extra={"worker_id": self.worker_id},
+            )
 
     async def _claim_loop(self) -> None:
         cfg = self.settings
         failures = 0
         last_deep_claim = -math.inf
-        while True:
+        while not self._stopping:
+            self.heartbeat = time.monotonic()
             capacity, ahead_limit = self._capacity()
             # Small claims cost a transaction each for little work: wait until a quarter is free.
             if capacity <= 0 or (capacity < self._min_claim and (self._tasks or self._queued_total)):
@@ -78,6 +99,7 @@ class Dispatcher(ResultWriter):
             look_past_full = now - last_deep_claim >= cfg.poll_interval
             blocked: list[int] = []
             others: dict[int, int] = {}
+            started = time.perf_counter()
             try:
                 claimed = await self.store.claim(
                     self.worker_id,
@@ -99,6 +121,7 @@ class Dispatcher(ResultWriter):
                 logger.warning("claiming deliveries failed (%s); retrying in %.1fs", brief(exc), delay)
                 await self._wait_for_wake(delay)
                 continue
+            metrics.claimed(len(claimed), time.perf_counter() - started)
             if look_past_full:
                 last_deep_claim = now
             if failures:
@@ -125,18 +148,4 @@ class Dispatcher(ResultWriter):
                 await self._wake.wait()
 
     async def _prune_loop(self) -> None:
-        retention = self.settings.log_retention_days * 86400
-        while True:
-            try:
-                removed = PRUNE_BATCH
-                total = 0
-                while removed == PRUNE_BATCH and not self._stopping:
-                    removed = await self.store.prune_attempts(self._clock() - retention, PRUNE_BATCH)
-                    total += removed
-                    await asyncio.sleep(0)
-                if total:
-                    logger.info("pruned %d attempt log rows older than %g days", total, retention / 86400)
-                await self.store.forget_expired_secrets(self._clock())
-            except Exception as exc:
-                logger.warning("pruning old attempt logs failed (%s); trying again later", brief(exc))
-            await asyncio.sleep(PRUNE_INTERVAL)
+        await Retention(self.store, self.settings, self._clock).run(lambda: self._stopping)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
+from webhook_mcp.core import metrics
 from webhook_mcp.delivery.send_pool import SendPool
 from webhook_mcp.delivery.state import backoff, brief
 from webhook_mcp.storage.records import AttemptRecord
@@ -43,6 +45,7 @@ class ResultWriter(SendPool):
         batch, self._results = self._results, []
         self._writing = len(batch)
         now = self._clock()
+        started = time.perf_counter()
         try:
             recorded = await self.store.record_attempts(batch, now, self.health)
         except Exception as exc:
@@ -51,9 +54,11 @@ class ResultWriter(SendPool):
             return False
         finally:
             self._writing = 0
+        metrics.results_written(batch, time.perf_counter() - started)
+        _log_failures(batch)
         self.delivered += sum(1 for r in batch if r.success)
         for hook_id in recorded.disabled:
-            logger.warning("webhook %s disabled after failed deliveries", hook_id)
+            logger.warning("webhook %s disabled after failed deliveries", hook_id, extra={"webhook_id": hook_id})
         if recorded.stopped & self._queued.keys():
             await self._release_queued(set(recorded.stopped))
         self._schedule_retry_wake(batch, now)
@@ -79,3 +84,30 @@ class ResultWriter(SendPool):
         logger.error(
             "could not record %d results; those deliveries will be retried after their lease", len(self._results)
         )
+
+
+def _log_failures(batch: list[AttemptRecord]) -> None:
+    """A delivery that died is worth a warning; a failed attempt to be retried, a debug line. Each
+    carries its ids, which the JSON log format shows as fields."""
+    for record in batch:
+        if record.success or record.delivery_id is None:
+            continue
+        ids = {"webhook_id": record.webhook_id, "delivery_id": record.delivery_id, "event_id": record.event_id}
+        if record.next_state == "failed":
+            logger.warning(
+                "delivery %s to webhook %s is dead after %d attempts: %s",
+                record.delivery_id,
+                record.webhook_id,
+                record.attempt_number,
+                record.error,
+                extra=ids,
+            )
+        elif logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "delivery %s to webhook %s failed (attempt %d): %s",
+                record.delivery_id,
+                record.webhook_id,
+                record.attempt_number,
+                record.error,
+                extra=ids,
+            )

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 
+from webhook_mcp.core import metrics
 from webhook_mcp.core.errors import WebhookError
 from webhook_mcp.core.signing import secret_key, signed_headers
 from webhook_mcp.delivery.sender import SendOutcome
@@ -45,6 +47,8 @@ class SendPool(DispatcherState):
     def _start_sends(self) -> None:
         """Send queued deliveries while the process's limit allows, taking the webhooks in turn
         so one long queue does not keep the others waiting, and no webhook past its send limit."""
+        if self._stopping:
+            return  # what is queued is being handed back
         limit = self.settings.max_concurrency - self._unrecorded_excess()
         per_endpoint = self.settings.per_endpoint_concurrency
         # A send that could outlast its lease might overlap another worker's: leave it to them.
@@ -68,7 +72,11 @@ class SendPool(DispatcherState):
             lease_ends, delivery = queue.popleft()
             self._queued_total -= 1
             if lease_ends <= lease_needed_until:
-                logger.warning("delivery %s waited too long to be sent; it comes due again", delivery.id)
+                logger.warning(
+                    "delivery %s waited too long to be sent; it comes due again",
+                    delivery.id,
+                    extra={"delivery_id": delivery.id, "webhook_id": hook, "event_id": delivery.event_id},
+                )
                 self._drop_held(hook)
             else:
                 self._sending[hook] += 1
@@ -110,6 +118,7 @@ class SendPool(DispatcherState):
         if not released:
             return
         self._slot_free.set()
+        metrics.handed_back(len(released))
         try:
             await self.store.release(released, self._clock())
         except Exception as exc:
@@ -135,7 +144,8 @@ class SendPool(DispatcherState):
                 headers = self._headers(delivery, started)
             except WebhookError as exc:
                 # A secret this process cannot decrypt: never send unsigned; retried on schedule.
-                logger.error("not sending to webhook %s: %s", delivery.webhook_id, exc)
+                context = {"webhook_id": delivery.webhook_id, "delivery_id": delivery.id, "event_id": delivery.event_id}
+                logger.error("not sending to webhook %s: %s", delivery.webhook_id, exc, extra=context)
                 outcome = SendOutcome(False, None, 0.0, f"not sent: {exc}", "", None)
             else:
                 outcome = await self.sender.send(delivery.url, headers, delivery.body)
@@ -172,11 +182,22 @@ class SendPool(DispatcherState):
                 self._start_sends()
 
     async def _finish_in_flight(self) -> None:
-        tasks = list(self._tasks.values())
+        """Sends still running when the shutdown grace period ends are cut short and handed back
+        (their attempt not counted), so another worker sends them again at once."""
+        tasks = dict(self._tasks)
         if not tasks:
             return
-        _done, pending = await asyncio.wait(tasks, timeout=self.settings.delivery_timeout + 1)
+        deadline = self._stop_deadline or time.monotonic() + self.settings.shutdown_grace
+        _done, pending = await asyncio.wait(tasks.values(), timeout=max(0.0, deadline - time.monotonic()))
+        if not pending:
+            return
         for task in pending:
             task.cancel()
-        if pending:
-            await asyncio.wait(pending)
+        await asyncio.wait(pending)
+        cut = [delivery_id for delivery_id, task in tasks.items() if task in pending]
+        logger.warning("%d deliveries still in flight after the shutdown grace period are handed back", len(cut))
+        metrics.handed_back(len(cut))
+        try:
+            await self.store.release(cut, self._clock())
+        except Exception as exc:
+            logger.warning("handing back %d cut-short deliveries failed (%s)", len(cut), brief(exc))

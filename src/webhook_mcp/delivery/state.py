@@ -88,7 +88,9 @@ class DispatcherState:
         self._ahead = limit if settings.lease_seconds >= 3 * settings.delivery_timeout else 0
         self._refill_at = limit + self._ahead // 2 if self._ahead else limit // 2
         self._stopping = False
+        self._stop_deadline: float | None = None  # time.monotonic() by which sends in flight must end
         self.delivered = 0
+        self.heartbeat = time.monotonic()  # the claim loop's last turn, for readiness checks
 
     def _unrecorded_excess(self) -> int:
         """Results not yet written beyond their allowance count against sending and claiming: a

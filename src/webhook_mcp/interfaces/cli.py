@@ -7,7 +7,6 @@ import asyncio
 import json
 import logging
 import shutil
-import signal
 import sys
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ from webhook_mcp import __version__
 from webhook_mcp.core.catalog import load_catalog
 from webhook_mcp.core.errors import WebhookError
 from webhook_mcp.core.jsonsafe import loads_strict
+from webhook_mcp.core.logs import configure_logging
 from webhook_mcp.core.settings import Settings, describe_settings
 from webhook_mcp.service.hub import Hub
 from webhook_mcp.storage import engine as database
@@ -87,7 +87,18 @@ def _build_parser() -> argparse.ArgumentParser:
         "--no-dispatcher", action="store_true", help="do not deliver in this process (separate workers do)"
     )
 
-    commands.add_parser("worker", help="run a delivery dispatcher on its own (several may share a database)")
+    worker = commands.add_parser("worker", help="run a delivery dispatcher on its own (several may share a database)")
+    worker.add_argument(
+        "--http-port",
+        type=int,
+        default=None,
+        help="serve /healthz, /readyz and /metrics on this port (default: WEBHOOK_MCP_WORKER_HTTP_PORT; off)",
+    )
+    worker.add_argument(
+        "--http-host",
+        default="127.0.0.1",
+        help="address for --http-port; anything but loopback needs WEBHOOK_MCP_API_TOKEN (health stays open)",
+    )
     commands.add_parser("migrate", help="bring the database schema up to date and exit")
 
     publish = commands.add_parser(
@@ -141,26 +152,17 @@ def run(main: Coroutine[Any, Any, T]) -> T:
     return uvloop.run(main)
 
 
-def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+def _worker(settings: Settings, args: argparse.Namespace) -> None:
+    from webhook_mcp.interfaces.lifecycle import run_worker
 
+    port = args.http_port if args.http_port is not None else settings.worker_http_port
+    if port is not None:
+        if not 1 <= port <= 65535:
+            raise UsageError(f"--http-port {port} is not a TCP port; give 1-65535")
+        from webhook_mcp.interfaces.http.auth import check_bind
 
-async def _until_signalled() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-
-
-async def _worker(settings: Settings) -> None:
-    async with Hub.open(settings, dispatch=True):
-        logger.info("worker running on %s; Ctrl-C or SIGTERM stops it", database.sync_url(settings.database_url))
-        await _until_signalled()
+        check_bind(settings, args.http_host)
+    run(run_worker(settings, args.http_host, port))
 
 
 async def _publish(settings: Settings, event_type: str, data: Any, key: str | None) -> None:
@@ -194,30 +196,17 @@ def _publish_file(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if tally.bad else 0
 
 
-async def _serve_http(settings: Settings, transport: str, host: str, port: int, dispatch: bool) -> None:
-    import uvicorn
-
-    from webhook_mcp.interfaces.http.app import create_http_app
-    from webhook_mcp.interfaces.http.server import uvicorn_config
-
-    async with Hub.open(settings, dispatch=dispatch) as hub:
-        app = create_http_app(hub, "sse" if transport == "sse" else "streamable-http", host, port)
-        config = uvicorn_config(app, host, port, settings.log_level, head_timeout=settings.http_header_timeout)
-        await uvicorn.Server(config).serve()
-
-
 def _serve(settings: Settings, args: argparse.Namespace) -> None:
+    from webhook_mcp.interfaces import lifecycle
+
     dispatch = settings.run_dispatcher and not args.no_dispatcher
     if args.transport == "stdio":
-        from webhook_mcp.interfaces.mcp.server import create_server
-
-        server = create_server(settings.model_copy(update={"run_dispatcher": dispatch}))
-        run(server.run_stdio_async())
+        run(lifecycle.serve_stdio(settings, dispatch))
     else:
         from webhook_mcp.interfaces.http.auth import check_bind
 
         check_bind(settings, args.host)
-        run(_serve_http(settings, args.transport, args.host, args.port, dispatch))
+        run(lifecycle.serve_http(settings, args.transport, args.host, args.port, dispatch))
 
 
 def _claude_config(settings: Settings) -> None:
@@ -253,11 +242,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         settings = Settings()
-        _configure_logging(settings)
+        configure_logging(settings)
         if args.command == "serve":
             _serve(settings, args)
         elif args.command == "worker":
-            run(_worker(settings))
+            _worker(settings, args)
         elif args.command == "migrate":
             database.upgrade(settings.database_url)
             print(f"database at {database.sync_url(settings.database_url)!r} is at revision {database.head_revision()}")

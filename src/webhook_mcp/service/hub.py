@@ -45,6 +45,7 @@ class Hub:
         self.catalog = catalog
         self.sender = sender
         self.dispatcher = dispatcher
+        self.dispatcher_task: asyncio.Task[None] | None = None  # set while the dispatcher runs
         self.service = WebhookService(
             store,
             catalog,
@@ -93,17 +94,13 @@ class Hub:
         run_dispatcher = settings.run_dispatcher if dispatch is None else dispatch
         dispatcher = Dispatcher(store, sender, settings) if run_dispatcher else None
         hub = cls(settings, store, catalog, sender, dispatcher, inboxes)
-        task: asyncio.Task[None] | None = None
         try:
             if dispatcher is not None:
-                task = asyncio.create_task(dispatcher.run(), name="webhook-mcp-dispatcher")
+                hub.dispatcher_task = asyncio.create_task(dispatcher.run(), name="webhook-mcp-dispatcher")
             yield hub
         finally:
             try:
-                if task is not None:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+                await hub.stop_dispatcher()
             except Exception:
                 logger.exception("the dispatcher stopped with an error")
             finally:
@@ -111,6 +108,26 @@ class Hub:
                 await inboxes.aclose()
                 await sender.aclose()
                 await store.close()
+
+    async def stop_dispatcher(self) -> None:
+        """Stop delivering: claiming stops at once, what was claimed but not started is handed back,
+        sends in flight get the shutdown grace period, results are written. Bounded: a dispatcher
+        still busy a second after the grace period is cancelled."""
+        task, dispatcher = self.dispatcher_task, self.dispatcher
+        if task is None or dispatcher is None:
+            return
+        dispatcher.stop()
+        try:
+            async with asyncio.timeout(self.settings.shutdown_grace + 1):
+                await asyncio.shield(task)
+        except TimeoutError:
+            logger.warning("the dispatcher did not stop within the grace period; cancelling it")
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        finally:
+            if not task.done():  # this stop was itself cancelled: do not leave the dispatcher behind
+                task.cancel()
 
     async def publish(self, event_type: str, data: Any, *, idempotency_key: str | None = None) -> PublishedEvent:
         """Record an event and queue it for every enabled webhook subscribed to its type; once this

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from webhook_mcp.core import models
+from webhook_mcp.core import metrics, models
 from webhook_mcp.core.catalog import Catalog
 from webhook_mcp.core.errors import (
     BatchTooLargeError,
@@ -135,6 +135,7 @@ class Publisher:
     async def _commit(self, new: list[NewEvent]) -> list[StoredEvent]:
         now = self._clock()
         stored = await self.store.publish(new, now, now - self.settings.idempotency_ttl)
+        metrics.published(s.type for s in stored if not s.duplicate)
         if self._on_publish and any(s.queued for s in stored):
             self._on_publish()
         return stored

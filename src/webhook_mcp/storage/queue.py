@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import psycopg
-from sqlalchemy import Connection, Row, select, update
+from sqlalchemy import Connection, Row, func, select, update
 
 from webhook_mcp.storage.base import MAX_ROW_ID, MAX_WEBHOOK_ID, WORK_CHANNEL, StoreBase
 from webhook_mcp.storage.pipeline import HotTransaction
@@ -223,16 +223,24 @@ class QueueQueries(StoreBase):
         return await self._hot(work)
 
     async def release(self, delivery_ids: Sequence[int], now: float) -> None:
-        """Hand back claimed deliveries untouched (the attempt was never made)."""
+        """Hand back claimed deliveries untouched (the attempt was never made): due at once, and
+        ahead of work that became due after them (a claim takes the earliest due first), so the
+        worker that takes them over sends them next; idle workers are woken."""
         if not delivery_ids:
             return
 
         def work(conn: Connection) -> Any:
+            due = (
+                func.min(deliveries.c.created_at, now)
+                if not self.is_postgres
+                else func.least(deliveries.c.created_at, now)
+            )
             conn.execute(
                 update(deliveries)
                 .where(deliveries.c.id.in_(delivery_ids))
-                .values(next_attempt_at=now, lease_owner=None, attempts=deliveries.c.attempts - 1)
+                .values(next_attempt_at=due, lease_owner=None, attempts=deliveries.c.attempts - 1)
             )
+            self._announce_work(conn)
 
         return await self._write(work)
 

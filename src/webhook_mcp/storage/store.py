@@ -7,10 +7,21 @@ from __future__ import annotations
 from webhook_mcp.storage.dashboard import DashboardQueries
 from webhook_mcp.storage.events import EventQueries
 from webhook_mcp.storage.logs import LogQueries
+from webhook_mcp.storage.monitoring import MonitoringQueries
 from webhook_mcp.storage.queue import QueueQueries
 from webhook_mcp.storage.results import ResultQueries
+from webhook_mcp.storage.retention import RetentionQueries
 from webhook_mcp.storage.webhooks import WebhookQueries
 
 
-class Store(WebhookQueries, EventQueries, QueueQueries, ResultQueries, LogQueries, DashboardQueries):
+class Store(
+    WebhookQueries,
+    EventQueries,
+    QueueQueries,
+    ResultQueries,
+    LogQueries,
+    DashboardQueries,
+    RetentionQueries,
+    MonitoringQueries,
+):
     """Webhooks and secrets, events and idempotency, the delivery queue, results, logs and stats."""

@@ -12,19 +12,26 @@ from webhook_mcp.interfaces.http.auth import HttpGuard, check_bind, transport_se
 from webhook_mcp.interfaces.http.inbox import serve_inboxes
 from webhook_mcp.interfaces.http.ingest import EVENTS_PATH, EventsEndpoint, FastRoute, events_endpoint
 from webhook_mcp.interfaces.http.openapi import OPENAPI_PATH, openapi_endpoint
+from webhook_mcp.interfaces.http.operations import METRICS_PATH, HealthRoutes, metrics_endpoint
 from webhook_mcp.interfaces.mcp.server import create_server
 from webhook_mcp.interfaces.web.app import DASHBOARD_PATH, mount_dashboard
 from webhook_mcp.service.hub import Hub
+from webhook_mcp.service.monitoring import Monitor
 
 logger = logging.getLogger(__name__)
 
 
-def create_http_app(hub: Hub, transport: Literal["sse", "streamable-http"], host: str, port: int) -> ASGIApp:
-    """The MCP transport and ``POST /v1/events`` for a server bound to ``host:port``, behind one
-    guard: Host/Origin checks on every route, and the bearer token on every route when one is set."""
+def create_http_app(
+    hub: Hub, transport: Literal["sse", "streamable-http"], host: str, port: int, monitor: Monitor | None = None
+) -> ASGIApp:
+    """The MCP transport, ``POST /v1/events`` and ``/metrics`` for a server bound to ``host:port``,
+    behind one guard: Host/Origin checks on every route, and the bearer token on every route when one
+    is set; ``/healthz`` and ``/readyz`` answer before it."""
     settings = hub.settings
     check_bind(settings, host)
     server = create_server(hub=hub)
+    monitor = monitor or Monitor(hub)
+    server.custom_route(METRICS_PATH, methods=["GET"])(metrics_endpoint(monitor))
     events: EventsEndpoint | None = None
     if settings.read_only:
         logger.info("read-only mode: %d tool(s) left out, POST %s is off", len(server.withheld), EVENTS_PATH)
@@ -42,4 +49,5 @@ def create_http_app(hub: Hub, transport: Literal["sse", "streamable-http"], host
     mount_dashboard(app, hub)  # signs its users in itself, with the token, into a session cookie
     outer: ASGIApp = app if events is None else FastRoute(app, EVENTS_PATH, events)
     guarded = HttpGuard(outer, security, settings.api_token, signs_in_itself=DASHBOARD_PATH)
-    return serve_inboxes(guarded, hub.inboxes, host, port)  # /inbox/<id>: its id is the credential
+    # /inbox/<id>: its id is the credential; /healthz and /readyz are open, /metrics is guarded.
+    return HealthRoutes(serve_inboxes(guarded, hub.inboxes, host, port), monitor)

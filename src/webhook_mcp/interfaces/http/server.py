@@ -196,14 +196,18 @@ class QueryRedactingFilter(logging.Filter):
         return True
 
 
-def uvicorn_config(app: ASGIApp, host: str, port: int, log_level: str, *, head_timeout: float) -> uvicorn.Config:
-    """The server configuration ``serve`` runs the HTTP transports with."""
+def uvicorn_config(
+    app: ASGIApp, host: str, port: int, log_level: str, *, head_timeout: float, **options: Any
+) -> uvicorn.Config:
+    """The server configuration ``serve`` runs the HTTP transports with (``options``: more of
+    ``uvicorn.Config``'s)."""
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
         log_level=log_level.lower(),
         http=limited_protocol(head_timeout=head_timeout),
+        **options,
     )
     access = logging.getLogger(ACCESS_LOGGER)
     if not any(isinstance(existing, QueryRedactingFilter) for existing in access.filters):
