@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 
 from webhook_mcp.delivery.result_writer import ResultWriter
 from webhook_mcp.delivery.state import UNRECORDED_BATCHES, backoff, brief, new_worker_id
@@ -62,7 +61,6 @@ class Dispatcher(ResultWriter):
     async def _claim_loop(self) -> None:
         cfg = self.settings
         failures = 0
-        last_deep_claim = -math.inf
         while True:
             capacity, ahead_limit = self._capacity()
             # Small claims cost a transaction each for little work: wait until a quarter is free.
@@ -73,9 +71,6 @@ class Dispatcher(ResultWriter):
             self._wake.clear()
             want = min(cfg.batch_size, capacity)
             now = self._clock()
-            # Looking past endpoints at their limit can mean scanning their whole backlog: at
-            # most once per poll interval, which bounds how long other endpoints wait behind them.
-            look_past_full = now - last_deep_claim >= cfg.poll_interval
             blocked: list[int] = []
             others: dict[int, int] = {}
             try:
@@ -88,7 +83,6 @@ class Dispatcher(ResultWriter):
                     in_flight=self._held,
                     ahead=self._ahead,
                     ahead_limit=ahead_limit,
-                    look_past_full=look_past_full,
                     blocked=blocked,
                     others=others,
                 )
@@ -99,8 +93,6 @@ class Dispatcher(ResultWriter):
                 logger.warning("claiming deliveries failed (%s); retrying in %.1fs", brief(exc), delay)
                 await self._wait_for_wake(delay)
                 continue
-            if look_past_full:
-                last_deep_claim = now
             if failures:
                 logger.info("claiming deliveries works again after %d failed attempts", failures)
                 failures = 0
