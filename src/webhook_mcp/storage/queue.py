@@ -76,17 +76,18 @@ class QueueQueries(StoreBase):
         )
         return await self._hot(Claim(self._queue_sql, request, blocked, others).run)
 
-    async def release(self, delivery_ids: Sequence[int], now: float) -> None:
-        """Hand back claimed deliveries untouched (the attempt was never made)."""
+    async def release(self, delivery_ids: Sequence[int], now: float, owner: str | None = None) -> None:
+        """Hand back claimed deliveries untouched (the attempt was never made); with ``owner``,
+        only those still leased to it (another worker may have taken them after a take-over)."""
         if not delivery_ids:
             return
+        d = deliveries.c
+        query = update(deliveries).where(d.id.in_(delivery_ids))
+        if owner is not None:
+            query = query.where(d.lease_owner == owner)
 
         def work(conn: Connection) -> Any:
-            conn.execute(
-                update(deliveries)
-                .where(deliveries.c.id.in_(delivery_ids))
-                .values(next_attempt_at=now, lease_owner=None, attempts=deliveries.c.attempts - 1)
-            )
+            conn.execute(query.values(next_attempt_at=now, lease_owner=None, attempts=d.attempts - 1))
 
         return await self._write(work)
 

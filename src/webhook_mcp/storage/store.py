@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from webhook_mcp.storage.dashboard import DashboardQueries
 from webhook_mcp.storage.events import EventQueries
+from webhook_mcp.storage.liveness import LivenessQueries
 from webhook_mcp.storage.logs import LogQueries
 from webhook_mcp.storage.queue import QueueQueries
 from webhook_mcp.storage.results import ResultQueries
 from webhook_mcp.storage.webhooks import WebhookQueries
 
 
-class Store(WebhookQueries, EventQueries, QueueQueries, ResultQueries, LogQueries, DashboardQueries):
+class Store(WebhookQueries, EventQueries, QueueQueries, ResultQueries, LogQueries, DashboardQueries, LivenessQueries):
     """Webhooks and secrets, events and idempotency, the delivery queue, results, logs and stats."""
