@@ -1,19 +1,18 @@
 """The background delivery loop: claim due deliveries in batches, send them concurrently, write
 the results back in batches. Knows the store and the sender, nothing of MCP.
 
-Its parts: the claim loop (here), the send pool (``send_pool``) and the result writer
-(``result_writer``), sharing one worker's state (``state``)."""
+Its parts: the claim loop (here), the send pool (``send_pool``), the result writer
+(``result_writer``) and the liveness watch (``liveness``), sharing one worker's state (``state``)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import math
 import time
 
 from webhook_mcp.core import metrics
-from webhook_mcp.delivery.result_writer import ResultWriter
+from webhook_mcp.delivery.liveness import LivenessWatch
 from webhook_mcp.delivery.retention import Retention
 from webhook_mcp.delivery.state import UNRECORDED_BATCHES, backoff, brief, new_worker_id
 
@@ -24,7 +23,7 @@ __all__ = ["UNRECORDED_BATCHES", "Dispatcher", "new_worker_id"]
 BLOCKED_RETRY = 0.05
 
 
-class Dispatcher(ResultWriter):
+class Dispatcher(LivenessWatch):
     def wake(self) -> None:
         """Called after a publish in this process, so new work starts without waiting for a poll."""
         self._wake.set()
@@ -53,12 +52,15 @@ class Dispatcher(ResultWriter):
         flusher = asyncio.create_task(self._flush_loop(), name="webhook-mcp-flush")
         pruner = asyncio.create_task(self._prune_loop(), name="webhook-mcp-prune")
         listener = asyncio.create_task(self.store.listen_for_work(self.wake), name="webhook-mcp-listen")
+        await self._register()
+        watcher = asyncio.create_task(self._liveness_loop(), name="webhook-mcp-liveness")
         try:
             await self._claim_loop()
         finally:
             self.stop()
             pruner.cancel()
             listener.cancel()
+            watcher.cancel()
             await asyncio.gather(*self._handing_back)
             await self._release_queued(set(self._queued))
             await self._finish_in_flight()
@@ -68,10 +70,11 @@ class Dispatcher(ResultWriter):
                 await flusher
             except Exception:
                 logger.exception("the result writer failed while stopping")
-            for helper in (pruner, listener):
+            for helper in (pruner, listener, watcher):
                 with contextlib.suppress(asyncio.CancelledError):
                     await helper
             await self._flush_remaining()
+            await self._unregister()
             logger.info(
                 "dispatcher %s stopped after %d successful deliveries",
                 self.worker_id,
@@ -82,7 +85,6 @@ class Dispatcher(ResultWriter):
     async def _claim_loop(self) -> None:
         cfg = self.settings
         failures = 0
-        last_deep_claim = -math.inf
         while not self._stopping:
             self.heartbeat = time.monotonic()
             capacity, ahead_limit = self._capacity()
@@ -94,9 +96,6 @@ class Dispatcher(ResultWriter):
             self._wake.clear()
             want = min(cfg.batch_size, capacity)
             now = self._clock()
-            # Looking past endpoints at their limit can mean scanning their whole backlog: at
-            # most once per poll interval, which bounds how long other endpoints wait behind them.
-            look_past_full = now - last_deep_claim >= cfg.poll_interval
             blocked: list[int] = []
             others: dict[int, int] = {}
             started = time.perf_counter()
@@ -110,7 +109,6 @@ class Dispatcher(ResultWriter):
                     in_flight=self._held,
                     ahead=self._ahead,
                     ahead_limit=ahead_limit,
-                    look_past_full=look_past_full,
                     blocked=blocked,
                     others=others,
                 )
@@ -122,8 +120,6 @@ class Dispatcher(ResultWriter):
                 await self._wait_for_wake(delay)
                 continue
             metrics.claimed(len(claimed), time.perf_counter() - started)
-            if look_past_full:
-                last_deep_claim = now
             if failures:
                 logger.info("claiming deliveries works again after %d failed attempts", failures)
                 failures = 0

@@ -1,8 +1,8 @@
 """Events remember what their type's schema did not accept when validation only warns
 (``WEBHOOK_MCP_EVENT_VALIDATION=warn``): a JSON list of "data.path: message" lines, or NULL.
 
-Revision ID: 0006
-Revises: 0008
+Revision ID: 0007
+Revises: 0006
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0006"
-down_revision: str | None = "0008"
+revision: str = "0007"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """When a webhook's secret was last rotated, so an attempt's signature can be rebuilt knowing
 whether today's secret is the one that signed it.
 
-Revision ID: 0008
+Revision ID: 0006
 Revises: 0005
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0008"
+revision: str = "0006"
 down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
