@@ -291,7 +291,7 @@ def scratch_database(database_url: str | None) -> Any:
 
 def padded_data(example: dict[str, Any], payload_bytes: int) -> dict[str, Any]:
     """The order.created example with a filler field so the whole envelope is ~payload_bytes."""
-    from webhook_mcp.service.operations import envelope
+    from webhook_mcp.service.texts import envelope
 
     probe = envelope("evt_" + "0" * 32, EVENT_TYPE, time.time(), {**example, "filler": ""})
     pad = max(0, payload_bytes - len(probe.encode()))

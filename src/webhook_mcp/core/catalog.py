@@ -682,6 +682,23 @@ def _read_file(path: Path) -> Any:
         raise ConfigurationError(f"event types file {path} is not valid YAML: {detail}") from None
 
 
+def _schema_problem(schema: Any) -> str | None:
+    """What is wrong with an operator's schema for an event type's data, if anything."""
+    if not isinstance(schema, dict):
+        return "'schema' must be a JSON Schema object (a mapping) describing data"
+    problem = _not_json(schema, "schema")
+    if problem:
+        return problem
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in exc.absolute_path)
+        return f"'schema' is not a valid JSON Schema (draft 2020-12): schema{where}: {exc.message}"
+    if schema.get("type", "object") != "object":
+        return "'schema' must describe an object (type: object), because data is always a JSON object"
+    return None
+
+
 def _parse_entry(path: Path, index: int, entry: Any, taken: set[str]) -> EventType:
     label = f"event_types[{index}]"
     if not isinstance(entry, dict):
@@ -716,18 +733,9 @@ def _parse_entry(path: Path, index: int, entry: Any, taken: set[str]) -> EventTy
         raise fail("'group' must be a lower-case word such as subscription (or leave it out)")
     schema = entry.get("schema")
     if schema is not None:
-        if not isinstance(schema, dict):
-            raise fail("'schema' must be a JSON Schema object (a mapping) describing data")
-        problem = _not_json(schema, "schema")
+        problem = _schema_problem(schema)
         if problem:
             raise fail(problem)
-        try:
-            Draft202012Validator.check_schema(schema)
-        except SchemaError as exc:
-            where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in exc.absolute_path)
-            raise fail(f"'schema' is not a valid JSON Schema (draft 2020-12): schema{where}: {exc.message}") from None
-        if schema.get("type", "object") != "object":
-            raise fail("'schema' must describe an object (type: object), because data is always a JSON object")
     example = entry.get("example", {})
     if not isinstance(example, dict):
         raise fail("'example' must be an object (a mapping), the data of a typical event")

@@ -20,7 +20,8 @@ from webhook_mcp.core.catalog import TEST_EVENT
 from webhook_mcp.core.errors import InvalidArgumentError, NotFoundError, WebhookError
 from webhook_mcp.core.signing import secret_key, signed_headers
 from webhook_mcp.core.vault import Vault
-from webhook_mcp.service.operations import WebhookService, envelope
+from webhook_mcp.service.operations import WebhookService
+from webhook_mcp.service.texts import envelope
 from webhook_mcp.storage.dashboard import AttemptFilter, Outcome
 from webhook_mcp.storage.logs import _histogram_percentile
 from webhook_mcp.storage.schema import HISTOGRAM_COLUMNS

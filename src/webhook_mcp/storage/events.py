@@ -35,35 +35,57 @@ def new_event_id() -> str:
     return "evt_" + uuid.UUID(int=value).hex
 
 
+def _delivery_rows(event_id: str, targets: Sequence[int], now: float) -> list[dict[str, Any]]:
+    return [
+        {
+            "webhook_id": hook_id,
+            "event_id": event_id,
+            "state": "pending",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for hook_id in targets
+    ]
+
+
+def _recent_keys(conn: Connection, keys: list[str], since: float) -> dict[str, Any]:
+    """The events already published with these idempotency keys within the window; keys older
+    than the window are released, so they can be used again."""
+    seen: dict[str, Any] = {}
+    if not keys:
+        return seen
+    e = events.c
+    rows = conn.execute(select(e.id, e.type, e.idempotency_key, e.created_at).where(e.idempotency_key.in_(keys)))
+    expired = []
+    for row in rows:
+        if row.created_at >= since:
+            seen[row.idempotency_key] = row
+        else:
+            expired.append(row.idempotency_key)
+    if expired:
+        conn.execute(update(events).where(e.idempotency_key.in_(expired)).values(idempotency_key=None))
+    return seen
+
+
+def _subscribers(conn: Connection) -> dict[str, list[int]]:
+    """Enabled webhooks by the event types they subscribe to."""
+    subscribers: dict[str, list[int]] = defaultdict(list)
+    for hook in conn.execute(select(webhooks.c.id, webhooks.c.events).where(webhooks.c.enabled.is_(True))):
+        for event_type in hook.events:
+            subscribers[event_type].append(hook.id)
+    return subscribers
+
+
 class EventQueries(StoreBase):
     async def publish(self, new_events: Sequence[NewEvent], now: float, idempotency_since: float) -> list[StoredEvent]:
         """The outbox: events and their deliveries are committed together, so nothing published
         can be lost, and an idempotency key seen within the window returns the first event."""
 
-        def work(conn: Connection) -> Any:
-            keys = [e.idempotency_key for e in new_events if e.idempotency_key]
-            seen: dict[str, Any] = {}
-            if keys:
-                rows = conn.execute(
-                    select(events.c.id, events.c.type, events.c.idempotency_key, events.c.created_at).where(
-                        events.c.idempotency_key.in_(keys)
-                    )
-                )
-                expired = []
-                for row in rows:
-                    if row.created_at >= idempotency_since:
-                        seen[row.idempotency_key] = row
-                    else:
-                        expired.append(row.idempotency_key)
-                if expired:
-                    conn.execute(
-                        update(events).where(events.c.idempotency_key.in_(expired)).values(idempotency_key=None)
-                    )
-            subscribers: dict[str, list[int]] = defaultdict(list)
-            for hook in conn.execute(select(webhooks.c.id, webhooks.c.events).where(webhooks.c.enabled.is_(True))):
-                for event_type in hook.events:
-                    subscribers[event_type].append(hook.id)
-
+        def work(conn: Connection) -> list[StoredEvent]:
+            seen = _recent_keys(conn, [e.idempotency_key for e in new_events if e.idempotency_key], idempotency_since)
+            subscribers = _subscribers(conn)
             results: list[StoredEvent] = []
             event_rows: list[dict[str, Any]] = []
             delivery_rows: list[dict[str, Any]] = []
@@ -74,41 +96,16 @@ class EventQueries(StoreBase):
                     first_in_batch = batch_keys[key]
                     results.append(StoredEvent(first_in_batch.id, first_in_batch.type, first_in_batch.queued, True))
                     continue
-                event_row = {
-                    "id": new.id,
-                    "type": new.type,
-                    "body": new.body,
-                    "created_at": now,
-                    "idempotency_key": key,
-                    "problems": new.problems,
-                }
-                first = seen.get(key) if key else None
-                if key and first is None and not self._insert_keyed(conn, event_row):
-                    # Another transaction published this key since we looked: it won.
-                    first = (
-                        conn.execute(select(events.c.id, events.c.type).where(events.c.idempotency_key == key))
-                    ).one()
-                if first is not None:
-                    queued = conn.scalar(
-                        select(func.count()).select_from(deliveries).where(deliveries.c.event_id == first.id)
-                    )
-                    results.append(StoredEvent(first.id, first.type, int(queued or 0), True))
+                event_row = {"id": new.id, "type": new.type, "body": new.body, "created_at": now}
+                event_row |= {"idempotency_key": key, "problems": new.problems}
+                duplicate = self._earlier_with_key(conn, key, event_row, seen) if key else None
+                if duplicate is not None:
+                    results.append(duplicate)
                     continue
                 if not key:
                     event_rows.append(event_row)
                 targets = subscribers.get(new.type, ())
-                delivery_rows.extend(
-                    {
-                        "webhook_id": hook_id,
-                        "event_id": new.id,
-                        "state": "pending",
-                        "attempts": 0,
-                        "next_attempt_at": now,
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                    for hook_id in targets
-                )
+                delivery_rows.extend(_delivery_rows(new.id, targets, now))
                 stored = StoredEvent(new.id, new.type, len(targets), False)
                 if key:
                     batch_keys[key] = stored
@@ -121,6 +118,19 @@ class EventQueries(StoreBase):
             return results
 
         return await self._write(work)
+
+    def _earlier_with_key(
+        self, conn: Connection, key: str, event_row: dict[str, Any], seen: dict[str, Any]
+    ) -> StoredEvent | None:
+        """The earlier event with this idempotency key, or None once ``event_row`` is inserted
+        under it (a concurrent publisher of the same key may win the insert: its event is returned)."""
+        first = seen.get(key)
+        if first is None and not self._insert_keyed(conn, event_row):
+            first = conn.execute(select(events.c.id, events.c.type).where(events.c.idempotency_key == key)).one()
+        if first is None:
+            return None
+        queued = conn.scalar(select(func.count()).select_from(deliveries).where(deliveries.c.event_id == first.id))
+        return StoredEvent(first.id, first.type, int(queued or 0), True)
 
     def _insert_keyed(self, conn: Connection, row: dict[str, Any]) -> bool:
         """Insert an event with an idempotency key unless the key is taken; on PostgreSQL a

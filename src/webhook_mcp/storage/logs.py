@@ -33,6 +33,85 @@ def _histogram_percentile(counts: Sequence[int], rank: int) -> float:
     return float(LATENCY_BUCKETS_MS[-1])
 
 
+def _rollup_totals(conn: Connection, webhook_id: int, hour_from: float | None) -> Row[Any]:
+    """The webhook's hourly rollups summed over the window (all time for delivered counts)."""
+    r = attempt_rollups.c
+    in_window = literal(True) if hour_from is None else r.hour >= hour_from
+
+    def windowed(column: Any) -> Any:
+        return func.coalesce(func.sum(case((in_window, column), else_=0)), 0)
+
+    return conn.execute(
+        select(
+            windowed(r.attempts).label("total"),
+            windowed(r.succeeded).label("succeeded"),
+            windowed(r.tests).label("tests"),
+            windowed(r.total_ms).label("total_ms"),
+            func.max(case((in_window, r.last_success_at))).label("last_success"),
+            func.max(case((in_window, r.last_failure_at))).label("last_failure"),
+            func.coalesce(func.sum(r.deliveries_succeeded), 0).label("deliveries_succeeded"),
+            *(windowed(r[name]).label(name) for name in HISTOGRAM_COLUMNS),
+        ).where(r.webhook_id == webhook_id)
+    ).one()
+
+
+def _p95(conn: Connection, webhook_id: int, hour_from: float | None, totals: Row[Any]) -> float:
+    """Exact from the log up to ``EXACT_PERCENTILE_LIMIT`` attempts, else from the histogram."""
+    a = delivery_attempts.c
+    total = int(totals.total)
+    rank = math.ceil(0.95 * total)  # nearest-rank percentile
+    p95 = None
+    if total <= EXACT_PERCENTILE_LIMIT:
+        scope = [a.webhook_id == webhook_id]
+        if hour_from is not None:
+            scope.append(a.created_at >= hour_from)
+        p95 = conn.scalar(select(a.response_ms).where(*scope).order_by(a.response_ms).offset(rank - 1).limit(1))
+    if p95 is None:  # large, or the logs behind the rollups were pruned
+        p95 = _histogram_percentile([int(totals._mapping[name]) for name in HISTOGRAM_COLUMNS], rank)
+    return float(p95)
+
+
+def _failure_streak(conn: Connection, webhook_id: int, hour_from: float | None) -> int:
+    """Attempts since the last success (within the window), counted up to ``STREAK_LIMIT``."""
+    a = delivery_attempts.c
+    window = [a.webhook_id == webhook_id]
+    if hour_from is not None:
+        window.append(a.created_at >= hour_from)
+    last_success_id = conn.scalar(
+        select(a.id)
+        .where(a.webhook_id == webhook_id, a.success.is_(True))
+        .order_by(a.webhook_id.desc(), a.success.desc(), a.id.desc())
+        .limit(1)
+    )
+    if last_success_id is not None:
+        window.append(a.id > last_success_id)
+    since_success = select(a.id).where(*window).limit(STREAK_LIMIT).subquery()
+    return int(conn.scalar(select(func.count()).select_from(since_success)) or 0)
+
+
+def _delivery_states(conn: Connection, webhook_id: int) -> dict[str, int]:
+    """Deliveries by state, kept exact by triggers on deliveries (see ``schema.delivery_counts``)."""
+    c = delivery_counts.c
+    query = (
+        select(c.state, func.sum(c.n).label("n"))
+        .where(c.webhook_id == webhook_id)
+        .group_by(c.state)
+        .having(func.sum(c.n) != 0)
+    )
+    return {row.state: int(row.n) for row in conn.execute(query)}
+
+
+def _next_retry(conn: Connection, webhook_id: int) -> float | None:
+    """The webhook's queue index in due order: the first row tried before."""
+    d = deliveries.c
+    return conn.scalar(  # type: ignore[no-any-return]
+        select(d.next_attempt_at)
+        .where(d.webhook_id == webhook_id, d.state == "pending", d.attempts > 0)
+        .order_by(d.webhook_id, d.state, d.next_attempt_at)
+        .limit(1)
+    )
+
+
 class LogQueries(StoreBase):
     async def attempts_page(
         self, webhook_id: int, limit: int, before_id: int | None, success: bool | None, is_test: bool | None
@@ -63,73 +142,14 @@ class LogQueries(StoreBase):
         """Counts come from the hourly rollups (a window starts at the top of its first hour), so
         the cost does not grow with the log. The p95 is exact up to ``EXACT_PERCENTILE_LIMIT``
         attempts and otherwise the upper bound of the histogram bucket that holds it."""
-        r = attempt_rollups.c
-        a = delivery_attempts.c
         hour_from = None if since is None else since // 3600 * 3600
-        in_window = literal(True) if hour_from is None else r.hour >= hour_from
 
-        def windowed(column: Any) -> Any:
-            return func.coalesce(func.sum(case((in_window, column), else_=0)), 0)
-
-        def work(conn: Connection) -> Any:
-            totals = conn.execute(
-                select(
-                    windowed(r.attempts).label("total"),
-                    windowed(r.succeeded).label("succeeded"),
-                    windowed(r.tests).label("tests"),
-                    windowed(r.total_ms).label("total_ms"),
-                    func.max(case((in_window, r.last_success_at))).label("last_success"),
-                    func.max(case((in_window, r.last_failure_at))).label("last_failure"),
-                    func.coalesce(func.sum(r.deliveries_succeeded), 0).label("deliveries_succeeded"),
-                    *(windowed(r[name]).label(name) for name in HISTOGRAM_COLUMNS),
-                ).where(r.webhook_id == webhook_id)
-            ).one()
+        def work(conn: Connection) -> dict[str, Any]:
+            totals = _rollup_totals(conn, webhook_id, hour_from)
             total = int(totals.total)
-            p95 = None
-            if total:
-                rank = math.ceil(0.95 * total)  # nearest-rank percentile
-                if total <= EXACT_PERCENTILE_LIMIT:
-                    scope = [a.webhook_id == webhook_id]
-                    if hour_from is not None:
-                        scope.append(a.created_at >= hour_from)
-                    p95 = conn.scalar(
-                        select(a.response_ms).where(*scope).order_by(a.response_ms).offset(rank - 1).limit(1)
-                    )
-                if p95 is None:  # large, or the logs behind the rollups were pruned
-                    p95 = _histogram_percentile([int(totals._mapping[name]) for name in HISTOGRAM_COLUMNS], rank)
-            window = [a.webhook_id == webhook_id]
-            if hour_from is not None:
-                window.append(a.created_at >= hour_from)
-            last_success_id = conn.scalar(
-                select(a.id)
-                .where(a.webhook_id == webhook_id, a.success.is_(True))
-                .order_by(a.webhook_id.desc(), a.success.desc(), a.id.desc())
-                .limit(1)
-            )
-            if last_success_id is not None:
-                window.append(a.id > last_success_id)
-            since_success = select(a.id).where(*window).limit(STREAK_LIMIT).subquery()
-            streak = conn.scalar(select(func.count()).select_from(since_success))
-            d = deliveries.c
-            # Kept exact by triggers on deliveries (see ``schema.delivery_counts``).
-            c = delivery_counts.c
-            states = {
-                row.state: int(row.n)
-                for row in conn.execute(
-                    select(c.state, func.sum(c.n).label("n"))
-                    .where(c.webhook_id == webhook_id)
-                    .group_by(c.state)
-                    .having(func.sum(c.n) != 0)
-                )
-            }
+            states = _delivery_states(conn, webhook_id)
             states["succeeded"] = int(totals.deliveries_succeeded)
-            # The webhook's queue index in due order: the first row tried before.
-            next_retry = conn.scalar(
-                select(d.next_attempt_at)
-                .where(d.webhook_id == webhook_id, d.state == "pending", d.attempts > 0)
-                .order_by(d.webhook_id, d.state, d.next_attempt_at)
-                .limit(1)
-            )
+            p95 = _p95(conn, webhook_id, hour_from, totals) if total else None
             return {
                 "total": total,
                 "succeeded": int(totals.succeeded),
@@ -138,9 +158,9 @@ class LogQueries(StoreBase):
                 "p95_ms": None if p95 is None else float(p95),
                 "last_success": totals.last_success,
                 "last_failure": totals.last_failure,
-                "streak": int(streak or 0),
+                "streak": _failure_streak(conn, webhook_id, hour_from),
                 "states": states,
-                "next_retry": next_retry,
+                "next_retry": _next_retry(conn, webhook_id),
             }
 
         return await self._read(work)

@@ -9,7 +9,7 @@ from sqlalchemy import ColumnElement, Connection, ScalarSelect, func, not_, sele
 from webhook_mcp.storage.base import StoreBase
 from webhook_mcp.storage.schema import deliveries, webhooks
 
-# How a webhook disabled by request is marked (service.operations.set_enabled); anything else is
+# How a webhook disabled by request is marked (service.webhooks.set_enabled); anything else is
 # a webhook the dispatcher disabled (410 Gone, or failing for too long).
 MANUAL_DISABLE_PREFIX = "disabled by request"
 

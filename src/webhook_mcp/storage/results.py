@@ -121,6 +121,28 @@ def _health(
     return health, disabled
 
 
+def _attempt_row(r: AttemptRecord, now: float) -> dict[str, Any]:
+    """An attempt log row, with what becomes of its delivery (the dialect's statements take both)."""
+    return {
+        "webhook_id": r.webhook_id,
+        "delivery_id": r.delivery_id,
+        "event_id": r.event_id,
+        "event_type": r.event_type,
+        "attempt_number": r.attempt_number,
+        "is_test": r.is_test,
+        "created_at": r.created_at,
+        "status_code": r.status_code,
+        "response_ms": r.response_ms,
+        "success": r.success,
+        "error": _clip(r.error),
+        "response_excerpt": _storable(r.response_excerpt),
+        "next_state": r.next_state,
+        "next_attempt_at": r.next_attempt_at if r.next_attempt_at is not None else r.created_at,
+        "completed_at": r.created_at if r.next_state in ("succeeded", "failed") else None,
+        "now": now,
+    }
+
+
 class ResultQueries(StoreBase):
     async def record_attempts(
         self, records: Sequence[AttemptRecord], now: float, policy: HealthPolicy | None = None
@@ -132,27 +154,7 @@ class ResultQueries(StoreBase):
             return Recorded([], frozenset())
 
         sql = self._queue_sql
-        rows = [
-            {
-                "webhook_id": r.webhook_id,
-                "delivery_id": r.delivery_id,
-                "event_id": r.event_id,
-                "event_type": r.event_type,
-                "attempt_number": r.attempt_number,
-                "is_test": r.is_test,
-                "created_at": r.created_at,
-                "status_code": r.status_code,
-                "response_ms": r.response_ms,
-                "success": r.success,
-                "error": _clip(r.error),
-                "response_excerpt": _storable(r.response_excerpt),
-                "next_state": r.next_state,
-                "next_attempt_at": r.next_attempt_at if r.next_attempt_at is not None else r.created_at,
-                "completed_at": r.created_at if r.next_state in ("succeeded", "failed") else None,
-                "now": now,
-            }
-            for r in records
-        ]
+        rows = [_attempt_row(r, now) for r in records]
 
         def work(tx: HotTransaction) -> Any:
             ids = sql.ids(sorted({r.webhook_id for r in records}))

@@ -28,7 +28,7 @@ from conftest import Receiver, make_settings
 from webhook_mcp import Hub, load_catalog
 from webhook_mcp.core import models
 from webhook_mcp.interfaces.mcp.server import SENSITIVE, create_server
-from webhook_mcp.service import operations as service
+from webhook_mcp.service.events import SAMPLE_SECRET
 from webhook_mcp.storage.records import AttemptRecord
 
 pytestmark = pytest.mark.anyio
@@ -525,9 +525,9 @@ async def test_sample_payloads_have_the_envelope_and_verifiable_signatures(clien
         assert headers["webhook-signature"].startswith("v1,")
 
         raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-        assert verify_both(service.SAMPLE_SECRET, raw, headers) == body
+        assert verify_both(SAMPLE_SECRET, raw, headers) == body
         with pytest.raises(standardwebhooks.WebhookVerificationError):
-            standardwebhooks.Webhook(service.SAMPLE_SECRET).verify(raw.replace(b'"data":', b'"data" :'), headers)
+            standardwebhooks.Webhook(SAMPLE_SECRET).verify(raw.replace(b'"data":', b'"data" :'), headers)
 
 
 # --- test_webhook ---------------------------------------------------------------------------------
@@ -558,7 +558,7 @@ async def test_test_webhook_delivers_a_signed_post(client: Client, post_receiver
     assert payload["id"] == result["event_id"]
     assert payload["data"]["webhook_id"] == hook["id"]
     with pytest.raises(standardwebhooks.WebhookVerificationError):
-        standardwebhooks.Webhook(service.SAMPLE_SECRET).verify(request.body, request.headers)
+        standardwebhooks.Webhook(SAMPLE_SECRET).verify(request.body, request.headers)
 
     logs = await call(client, "get_webhook_logs", {"id": hook["id"]})
     (entry,) = logs["attempts"]

@@ -18,7 +18,7 @@ from mcp_types import CallToolResult
 from conftest import Receiver, make_settings
 from webhook_mcp import Hub
 from webhook_mcp.interfaces.mcp.server import create_server
-from webhook_mcp.service import operations as service
+from webhook_mcp.service.events import SAMPLE_SECRET
 
 pytestmark = pytest.mark.anyio
 
@@ -268,7 +268,7 @@ async def test_preview_webhook_payloads(hub: Hub, receiver: Receiver) -> None:
             assert body["data"] == hub.catalog.get(event).example
             jsonschema.Draft202012Validator(sample["data_schema"]).validate(body["data"])
             raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-            assert verify_both(service.SAMPLE_SECRET, raw, sample["headers"]) == body
+            assert verify_both(SAMPLE_SECRET, raw, sample["headers"]) == body
             samples[event] = sample
         order, payment = samples["order.created"]["body"]["data"], samples["payment.completed"]["body"]["data"]
         assert order["id"].startswith("ord_") and order["line_items"]

@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from webhook_mcp.core.errors import InvalidArgumentError
 from webhook_mcp.interfaces.web.site import DASHBOARD_PATH, Done, Site
-from webhook_mcp.service.operations import DEFAULT_GRACE_HOURS
+from webhook_mcp.service.secrets import DEFAULT_GRACE_HOURS
 
 
 def _hours(form: FormData, name: str) -> float | None:

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from webhook_mcp.core import models
 from webhook_mcp.interfaces.mcp.common import READ, SENSITIVE, Hours, HubSlot, WebhookId, call, writes
-from webhook_mcp.service.operations import DEFAULT_GRACE_HOURS
+from webhook_mcp.service.secrets import DEFAULT_GRACE_HOURS
 
 if TYPE_CHECKING:
     from webhook_mcp.interfaces.mcp.server import WebhookServer
