@@ -499,7 +499,7 @@ async def run_bench(args: argparse.Namespace, database_url: str) -> dict[str, An
         if args.workers:
             result.update(await deliver_with_workers(args, settings, hub))
         else:
-            dispatcher = Dispatcher(hub.store, hub.sender, settings)
+            dispatcher = Dispatcher(hub.store, hub.sender, hub.settings)
             profiler = cProfile.Profile() if args.profile else None
             cpu0 = cpu_seconds()
             if profiler:

@@ -48,7 +48,7 @@ async def measure(database_url: str, events: int) -> tuple[float, float, float]:
             await hub.service.publish_many([("order.created", example, None)] * min(1000, events - start))
         await asyncio.to_thread(analyze, hub.store.engine)
         sender = InstantSender(events)
-        dispatcher = Dispatcher(hub.store, sender, settings)  # type: ignore[arg-type]
+        dispatcher = Dispatcher(hub.store, sender, hub.settings)  # type: ignore[arg-type]
         cpu, wall, postgres = time.process_time(), time.perf_counter(), postgres_cpu_seconds()
         task = asyncio.create_task(dispatcher.run())
         await asyncio.wait_for(sender.done.wait(), 300)

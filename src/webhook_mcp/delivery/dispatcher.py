@@ -24,6 +24,9 @@ BLOCKED_RETRY = 0.05
 
 
 class Dispatcher(LivenessWatch):
+    """One worker's delivery loop. Give it ``hub.settings`` (not the settings the hub was opened
+    with): the hub's carry the signing secrets' key, from WEBHOOK_MCP_SECRET_KEY or the key file."""
+
     def wake(self) -> None:
         """Called after a publish in this process, so new work starts without waiting for a poll."""
         self._wake.set()
