@@ -234,7 +234,8 @@ async def measure(args: argparse.Namespace, database_url: str, events: int) -> d
             log(f"{events}: measuring at size")
             out["publish_at_size_per_s"] = round(await publish(hub, data, args.probe_events), 1)
             small = (await service.create_webhook(f"http://127.0.0.1:{port}/small", ["order.paid"], "small")).id
-            await service.publish_many([("order.paid", {"order_id": "o"}, None)] * SMALL_BACKLOG)
+            paid = hub.catalog.get("order.paid").example
+            await service.publish_many([("order.paid", paid, None)] * SMALL_BACKLOG)
             out["pending"] = int(await hub.store.scalar(pending))
             out["claim_past_full_ms"] = await claim_past_full(hub, big)
             out["stats_ms"] = await median_ms(lambda: service.get_stats(big))
@@ -265,7 +266,7 @@ async def side_by_side(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {"database": "postgresql" if args.database_url else "sqlite"}
     for name, events in (("empty", args.reference_events), ("full", args.events)):
         with contextlib.ExitStack() as stack:
-            url = stack.enter_context(contextlib.contextmanager(scratch_database)(args.database_url))
+            url = stack.enter_context(scratch_database(args.database_url))
             results[name] = await measure(args, url, events)
     return results
 

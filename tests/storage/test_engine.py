@@ -13,7 +13,15 @@ from webhook_mcp import ConfigurationError, Hub
 from webhook_mcp.storage import engine as database
 from webhook_mcp.storage.schema import metadata
 
-EXPECTED_TABLES = {"webhooks", "events", "deliveries", "delivery_attempts", "attempt_rollups", "alembic_version"}
+EXPECTED_TABLES = {
+    "webhooks",
+    "events",
+    "deliveries",
+    "delivery_attempts",
+    "attempt_rollups",
+    "delivery_counts",
+    "alembic_version",
+}
 
 
 def test_upgrade_creates_every_table_and_index(database_url: str) -> None:

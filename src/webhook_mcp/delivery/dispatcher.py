@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 
 from webhook_mcp.core import metrics
@@ -82,7 +81,6 @@ class Dispatcher(ResultWriter):
     async def _claim_loop(self) -> None:
         cfg = self.settings
         failures = 0
-        last_deep_claim = -math.inf
         while not self._stopping:
             self.heartbeat = time.monotonic()
             capacity, ahead_limit = self._capacity()
@@ -94,9 +92,6 @@ class Dispatcher(ResultWriter):
             self._wake.clear()
             want = min(cfg.batch_size, capacity)
             now = self._clock()
-            # Looking past endpoints at their limit can mean scanning their whole backlog: at
-            # most once per poll interval, which bounds how long other endpoints wait behind them.
-            look_past_full = now - last_deep_claim >= cfg.poll_interval
             blocked: list[int] = []
             others: dict[int, int] = {}
             started = time.perf_counter()
@@ -110,7 +105,6 @@ class Dispatcher(ResultWriter):
                     in_flight=self._held,
                     ahead=self._ahead,
                     ahead_limit=ahead_limit,
-                    look_past_full=look_past_full,
                     blocked=blocked,
                     others=others,
                 )
@@ -122,8 +116,6 @@ class Dispatcher(ResultWriter):
                 await self._wait_for_wake(delay)
                 continue
             metrics.claimed(len(claimed), time.perf_counter() - started)
-            if look_past_full:
-                last_deep_claim = now
             if failures:
                 logger.info("claiming deliveries works again after %d failed attempts", failures)
                 failures = 0

@@ -15,6 +15,7 @@ from webhook_mcp.storage.schema import (
     attempt_rollups,
     deliveries,
     delivery_attempts,
+    delivery_counts,
 )
 
 EXACT_PERCENTILE_LIMIT = 10_000
@@ -110,19 +111,24 @@ class LogQueries(StoreBase):
             since_success = select(a.id).where(*window).limit(STREAK_LIMIT).subquery()
             streak = conn.scalar(select(func.count()).select_from(since_success))
             d = deliveries.c
+            # Kept exact by triggers on deliveries (see ``schema.delivery_counts``).
+            c = delivery_counts.c
             states = {
-                row.state: row.n
+                row.state: int(row.n)
                 for row in conn.execute(
-                    select(d.state, func.count().label("n"))
-                    .where(d.webhook_id == webhook_id, d.state.in_(("pending", "held", "failed")))
-                    .group_by(d.state)
+                    select(c.state, func.sum(c.n).label("n"))
+                    .where(c.webhook_id == webhook_id)
+                    .group_by(c.state)
+                    .having(func.sum(c.n) != 0)
                 )
             }
             states["succeeded"] = int(totals.deliveries_succeeded)
+            # The webhook's queue index in due order: the first row tried before.
             next_retry = conn.scalar(
-                select(func.min(d.next_attempt_at)).where(
-                    d.webhook_id == webhook_id, d.state == "pending", d.attempts > 0
-                )
+                select(d.next_attempt_at)
+                .where(d.webhook_id == webhook_id, d.state == "pending", d.attempts > 0)
+                .order_by(d.webhook_id, d.state, d.next_attempt_at)
+                .limit(1)
             )
             return {
                 "total": total,

@@ -10,8 +10,8 @@ from typing import Any
 import psycopg
 from sqlalchemy import Connection, Row, func, select, update
 
-from webhook_mcp.storage.base import MAX_ROW_ID, MAX_WEBHOOK_ID, WORK_CHANNEL, StoreBase
-from webhook_mcp.storage.pipeline import HotTransaction
+from webhook_mcp.storage.base import MAX_ROW_ID, WORK_CHANNEL, StoreBase
+from webhook_mcp.storage.claim import Claim, ClaimRequest
 from webhook_mcp.storage.records import (
     ClaimedDelivery,
 )
@@ -68,159 +68,13 @@ class QueueQueries(StoreBase):
         soon, or a worker that claims only when it polls would rarely get its share.
 
         The claim looks at a bounded window of the oldest due rows; when that window is all
-        endpoints at their limit, ``look_past_full`` allows one more window past them, a scan that
-        can be long, so the dispatcher asks for it only now and then."""
-        window = limit * 4
-        ahead = 0 if per_endpoint is None else ahead
-        per_hook = limit if per_endpoint is None else min(limit, per_endpoint + ahead)
-        sql = self._queue_sql
-        pick = sql.pick
-        own = in_flight or {}
-        own_ids, own_n = sql.ids(list(own)), sql.ids(list(own.values()))
-
-        def work(tx: HotTransaction) -> Any:
-            hooks: dict[int, tuple[Any, ...]] = {}
-            room: dict[int, int] = {}  # with ``extra``
-            extra: dict[int, int] = {}  # rows to queue ahead (SQLite)
-            busy: dict[int, int] = {}
-            picked: list[int] = []
-            leased: list[tuple[Any, ...]] = []  # PostgreSQL: leased in the take statement
-            taken_ahead = 0
-            taken: set[int] = set()
-            disabled: list[int] = []
-            full: list[int] = []
-            passes = 2 if look_past_full and per_endpoint is not None else 1
-            for deeper in range(passes):
-                lock = per_endpoint is not None
-                if lock and sql.unlock is not None:
-                    tx.after_commit(sql.unlock)
-                params = {
-                    "now": now,
-                    "window": window,
-                    "full": sql.ids(full),
-                    "per_hook": per_hook,
-                    "lock": lock,
-                    "enough": limit - len(picked) - len(leased) + taken_ahead,
-                    "own_ids": own_ids,
-                    "own_n": own_n,
-                    "cap": MAX_WEBHOOK_ID if per_endpoint is None else per_endpoint,
-                    "ahead": ahead,
-                }
-                # (id, webhook_id, scanned, locked): see QueueSql.scan.
-                candidates = tx.fetch(sql.scan, params)
-                scanned = candidates[0][2] if candidates else 0
-                if blocked is not None:
-                    blocked.extend({row[1] for row in candidates if row[3] is False} - hooks.keys() - room.keys())
-                mine = [(row[0], row[1]) for row in candidates if row[3] and row[0] not in taken]
-                if sql.take is not None:
-                    # A webhook's room is counted once per claim: a deeper pass takes only new ones.
-                    mine = [row for row in mine if row[1] not in room]
-                if sql.take is not None and mine:
-                    # Pass 1 commits with its take unless a deeper pass may follow (now and then).
-                    params |= {
-                        "owner": owner,
-                        "until": now + lease,
-                        "limit": limit - len(leased) + taken_ahead,
-                        "ahead_limit": ahead_limit - taken_ahead,
-                        "ids": sql.ids([row[0] for row in mine]),
-                        "id_hooks": sql.ids([row[1] for row in mine]),
-                        "hooks": sql.ids(sorted({row[1] for row in mine})),
-                    }
-                    for row in tx.fetch(sql.take, params, last=deeper == passes - 1):
-                        if row[0] is None:
-                            room[row[1]], busy[row[1]] = row[10], row[11]
-                        else:
-                            leased.append(row)
-                            taken.add(row[0])
-                            taken_ahead += row[10]
-                elif pick is not None and mine:
-                    new_hooks = sorted({row[1] for row in mine} - hooks.keys())
-                    if new_hooks:
-                        statement = pick.hooks if per_endpoint is None else pick.hooks_limited
-                        params = {"ids": sql.ids(new_hooks), "owner": owner, "now": now}
-                        # (id, url, secret, enabled, previous_secret, previous_secret_expires_at, busy)
-                        for found in tx.fetch(statement, params):
-                            hook_id = found[0]
-                            hooks[hook_id], busy[hook_id] = found, found[6]
-                            if per_endpoint is None:
-                                room[hook_id], extra[hook_id] = limit, 0
-                            else:
-                                sendable = per_endpoint - found[6]
-                                extra[hook_id] = min(ahead, max(0, sendable))
-                                room[hook_id] = sendable + extra[hook_id] - own.get(hook_id, 0)
-                    # (A webhook missing from ``hooks`` was deleted meanwhile.) A lease that outlived
-                    # its worker can come due after the webhook was disabled.
-                    disabled += [row[0] for row in mine if row[1] in hooks and not hooks[row[1]][3]]
-                    # Rows to send first, then (``ahead``) rows to queue: the same order as ``take``.
-                    for delivery_id, hook_id in mine:
-                        hook = hooks.get(hook_id)
-                        if hook and hook[3] and room[hook_id] > extra[hook_id] and len(picked) - taken_ahead < limit:
-                            room[hook_id] -= 1
-                            picked.append(delivery_id)
-                            taken.add(delivery_id)
-                    for delivery_id, hook_id in mine if taken_ahead < ahead_limit else ():
-                        hook = hooks.get(hook_id)
-                        if (
-                            hook
-                            and hook[3]
-                            and delivery_id not in taken
-                            and 0 < room[hook_id] <= extra[hook_id]
-                            and taken_ahead < ahead_limit
-                        ):
-                            room[hook_id] -= 1
-                            picked.append(delivery_id)
-                            taken.add(delivery_id)
-                            taken_ahead += 1
-                full = [hook_id for hook_id, left in room.items() if left <= 0]
-                if blocked is not None:
-                    blocked.extend(hook_id for hook_id in full if busy[hook_id] > 0)
-                if per_endpoint is not None:
-                    # Webhooks whose every slot this worker fills itself were not even locked.
-                    full += {row[1] for row in candidates if own.get(row[1], 0) >= per_endpoint + ahead} - room.keys()
-                if len(picked) + len(leased) - taken_ahead >= limit or scanned < window or not full:
-                    break
-            if others is not None:
-                others.update(busy)
-            if pick is not None and disabled:
-                tx.send(pick.hold, {"ids": sql.ids(disabled), "now": now})
-            if pick is not None and picked:
-                until = now + lease
-                claimed = tx.fetch(pick.lease, {"ids": sql.ids(picked), "now": now, "until": until, "owner": owner})
-                event_ids = sql.ids(list({row[2] for row in claimed}))
-                bodies = {row[0]: row[1:] for row in tx.fetch(pick.bodies, {"ids": event_ids}, last=True)}
-                for delivery_id, hook_id, event_id, attempts in claimed:
-                    _id, url, secret, _enabled, previous_secret, previous_expires, _busy = hooks[hook_id]
-                    event = (event_id, attempts, *bodies[event_id])
-                    leased.append((delivery_id, hook_id, *event, url, secret, previous_secret, previous_expires))
-            return [
-                ClaimedDelivery(
-                    delivery_id,
-                    hook_id,
-                    event_id,
-                    event_type,
-                    attempts,
-                    url,
-                    secret,
-                    body.encode(),
-                    previous_secret,
-                    previous_expires,
-                )
-                for (
-                    delivery_id,
-                    hook_id,
-                    event_id,
-                    attempts,
-                    event_type,
-                    body,
-                    url,
-                    secret,
-                    previous_secret,
-                    previous_expires,
-                    *_,
-                ) in sorted(leased)
-            ]
-
-        return await self._hot(work)
+        endpoints at their limit, ``look_past_full`` allows a second look past them, which reads
+        the next due rows of each other webhook from its own queue: its cost grows with the
+        number of webhooks, not with the backlog of the full ones (see ``storage.claim``)."""
+        request = ClaimRequest(
+            owner, limit, now, lease, per_endpoint, in_flight or {}, ahead, ahead_limit, look_past_full
+        )
+        return await self._hot(Claim(self._queue_sql, request, blocked, others).run)
 
     async def release(self, delivery_ids: Sequence[int], now: float) -> None:
         """Hand back claimed deliveries untouched (the attempt was never made): due at once, and

@@ -107,12 +107,28 @@ Index(
     postgresql_where=deliveries.c.state == "pending",
     sqlite_where=deliveries.c.state == "pending",
 )
-# SQLite keeps the whole index: its planner matches a partial index's condition only literally.
+# Each webhook's queue in due order: a claim probes the next due rows of each endpoint without
+# walking the backlog of one at its limit. SQLite keeps the whole index: its planner matches a
+# partial index's condition only literally.
 Index(
-    "ix_deliveries_webhook_state",
+    "ix_deliveries_webhook_queue",
     deliveries.c.webhook_id,
     deliveries.c.state,
+    deliveries.c.next_attempt_at,
     postgresql_where=deliveries.c.state != "succeeded",
+)
+
+# Deliveries per webhook and state (succeeded ones excepted: the rollups count those), kept by
+# triggers on deliveries (migration 0009) in the same transaction as every change, so they are
+# exact, and stats read a few rows instead of counting a backlog. On PostgreSQL each connection
+# adds to its own shard, so concurrent writers do not queue on one row; readers sum the shards.
+delivery_counts = Table(
+    "delivery_counts",
+    metadata,
+    Column("webhook_id", Integer, ForeignKey("webhooks.id", ondelete="CASCADE"), primary_key=True),
+    Column("state", String(16), primary_key=True),
+    Column("shard", Integer, primary_key=True),
+    Column("n", BigInteger, nullable=False),
 )
 
 # An append-only log without foreign keys (checking them cost a quarter of each write, migration

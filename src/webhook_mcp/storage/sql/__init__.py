@@ -74,6 +74,10 @@ class QueueSql:
     # holds, null for webhooks not needed this time. Whoever held a lock before has committed
     # before ``hooks_limited`` counts the leases.
     scan: str
+    # The same rows and locks, but from each webhook's own queue (its next ``per_hook`` due rows
+    # through ``ix_deliveries_webhook_queue``), skipping ``full``: how a claim looks past endpoints
+    # at their limit at a cost that grows with the number of webhooks, not with their backlog.
+    probe: str
     unlock: str | None  # after the commit
     # PostgreSQL picks and leases in one statement, the rule ``Store.claim`` applies in Python on
     # SQLite: per webhook, the oldest candidates up to its room (its limit less this worker's own

@@ -34,20 +34,16 @@ _PG_TYPES = {
 }
 assert tuple(_PG_TYPES) == ATTEMPT_COLUMNS + OUTCOME_COLUMNS
 
-POSTGRES = QueueSql(
-    # Claim locks are session locks so that the ones this claim does not need are let go at once:
-    # it keeps the oldest webhooks it could lock until they hold ``enough`` rows, and another
-    # worker claiming at the same moment takes the next ones instead of finding all of them
-    # locked. The kept locks are let go after the commit (``unlock``). MATERIALIZED: each lock is
-    # tried, and each let go, exactly once, whatever the plan.
-    scan=(
+
+def _scan(due: str) -> str:
+    """Claim locks are session locks so that the ones this claim does not need are let go at
+    once: it keeps the oldest webhooks it could lock until they hold ``enough`` rows, and another
+    worker claiming at the same moment takes the next ones instead of finding all of them locked.
+    The kept locks are let go after the commit (``unlock``). MATERIALIZED: each lock is tried, and
+    each let go, exactly once, whatever the plan."""
+    return (
         "WITH due AS MATERIALIZED ("
-        + ranked(
-            "SELECT id, webhook_id, next_attempt_at FROM deliveries WHERE state = 'pending' "
-            "AND next_attempt_at <= %(now)s AND webhook_id <> ALL(%(full)s::integer[]) "
-            "ORDER BY next_attempt_at LIMIT %(window)s",
-            "%(per_hook)s",
-        )
+        + ranked(due, "%(per_hook)s")
         # n: the rows this worker could send (its own held deliveries count against the endpoint's
         # limit); m: the rows it could take, queued ones included. Only n counts towards ``enough``.
         + "), usable AS (SELECT g.id, g.first, greatest(0, least(g.n, %(cap)s - coalesce(own.n, 0))) AS n, "
@@ -63,7 +59,24 @@ POSTGRES = QueueSql(
         "SELECT due.id, due.webhook_id, due.scanned, CASE WHEN ranked.ok IS NULL THEN NULL "
         "WHEN NOT ranked.ok THEN false WHEN ranked.wanted THEN true END "
         "FROM due JOIN ranked ON ranked.id = due.webhook_id CROSS JOIN spare ORDER BY due.next_attempt_at, due.id"
-    ),
+    )
+
+
+_WINDOW = (
+    "SELECT id, webhook_id, next_attempt_at FROM deliveries WHERE state = 'pending' "
+    "AND next_attempt_at <= %(now)s AND webhook_id <> ALL(%(full)s::integer[]) "
+    "ORDER BY next_attempt_at LIMIT %(window)s"
+)
+_PROBE = (
+    "SELECT d.id, d.webhook_id, d.next_attempt_at FROM webhooks AS w CROSS JOIN LATERAL "
+    "(SELECT id, webhook_id, next_attempt_at FROM deliveries WHERE webhook_id = w.id AND state = 'pending' "
+    "AND next_attempt_at <= %(now)s ORDER BY next_attempt_at LIMIT %(per_hook)s) AS d "
+    "WHERE w.id <> ALL(%(full)s::integer[]) ORDER BY d.next_attempt_at LIMIT %(window)s"
+)
+
+POSTGRES = QueueSql(
+    scan=_scan(_WINDOW),
+    probe=_scan(_PROBE),
     unlock="SELECT pg_advisory_unlock_all()",
     take=(
         f"WITH h AS MATERIALIZED (SELECT {HOOK_COLUMNS}, x.busy, "

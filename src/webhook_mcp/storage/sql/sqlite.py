@@ -16,19 +16,26 @@ from webhook_mcp.storage.sql import (
 
 _SQLITE_LIST = "(SELECT value FROM json_each({}))"
 
+
+def _scan(due: str) -> str:
+    return f"SELECT id, webhook_id, scanned, 1 FROM ({ranked(due, ':per_hook')}) ORDER BY next_attempt_at, id"
+
+
 SQLITE = QueueSql(
     # The claim's transaction is SQLite's only writer: no lock to take.
     unlock=None,
     take=None,
-    scan=(
-        "SELECT id, webhook_id, scanned, 1 FROM ("
-        + ranked(
-            "SELECT id, webhook_id, next_attempt_at FROM deliveries WHERE state = 'pending' "
-            f"AND next_attempt_at <= :now AND webhook_id NOT IN {_SQLITE_LIST.format(':full')} "
-            "ORDER BY next_attempt_at LIMIT :window",
-            ":per_hook",
-        )
-        + ") ORDER BY next_attempt_at, id"
+    scan=_scan(
+        "SELECT id, webhook_id, next_attempt_at FROM deliveries WHERE state = 'pending' "
+        f"AND next_attempt_at <= :now AND webhook_id NOT IN {_SQLITE_LIST.format(':full')} "
+        "ORDER BY next_attempt_at LIMIT :window"
+    ),
+    # No LATERAL in SQLite: a correlated IN per webhook, each read from the webhook's queue index.
+    probe=_scan(
+        "SELECT d.id, d.webhook_id, d.next_attempt_at FROM webhooks AS w JOIN deliveries AS d ON d.id IN "
+        "(SELECT x.id FROM deliveries AS x WHERE x.webhook_id = w.id AND x.state = 'pending' "
+        "AND x.next_attempt_at <= :now ORDER BY x.next_attempt_at LIMIT :per_hook) "
+        f"WHERE w.id NOT IN {_SQLITE_LIST.format(':full')} ORDER BY d.next_attempt_at LIMIT :window"
     ),
     pick=PickSql(
         hooks=f"SELECT {HOOK_COLUMNS}, 0 AS busy FROM webhooks AS w WHERE w.id IN {_SQLITE_LIST.format(':ids')}",
