@@ -1,0 +1,197 @@
+"""Costs that must not grow with the backlog: per-webhook counts kept exact through every change
+of state, a claim that looks past a full endpoint without reading its backlog, time-ordered ids."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import func, select
+
+from conftest import Receiver, make_settings, wait_until
+from webhook_mcp import Hub
+from webhook_mcp.storage.events import new_event_id
+from webhook_mcp.storage.schema import deliveries, delivery_counts, events
+from webhook_mcp.storage.sql.postgresql import POSTGRES
+from webhook_mcp.storage.sql.sqlite import SQLITE
+
+pytestmark = pytest.mark.anyio
+
+EVENT = "order.created"
+ReceiverFactory = Callable[..., Awaitable[Receiver]]
+
+
+def data(hub: Hub) -> Any:
+    return hub.catalog.get(EVENT).example
+
+
+async def counted(hub: Hub, webhook_id: int) -> dict[str, int]:
+    c = delivery_counts.c
+    rows = await hub.store.fetch_all(select(c.state, func.sum(c.n)).where(c.webhook_id == webhook_id).group_by(c.state))
+    return {state: int(n) for state, n in rows if n}
+
+
+async def actual(hub: Hub, webhook_id: int) -> dict[str, int]:
+    d = deliveries.c
+    rows = await hub.store.fetch_all(
+        select(d.state, func.count()).where(d.webhook_id == webhook_id, d.state != "succeeded").group_by(d.state)
+    )
+    return dict(Counter({state: int(n) for state, n in rows}))
+
+
+async def exact(hub: Hub, webhook_id: int, expected: dict[str, int]) -> None:
+    """The kept counts, the rows counted one by one, and what stats report all agree."""
+    assert await counted(hub, webhook_id) == await actual(hub, webhook_id) == expected
+    stats = await hub.service.get_stats(webhook_id)
+    reported = {"pending": stats.pending_deliveries, "held": stats.held_deliveries, "failed": stats.failed_deliveries}
+    assert {k: v for k, v in reported.items() if v} == expected
+
+
+async def test_counts_stay_exact_through_every_change(receiver_factory: ReceiverFactory, database_url: str) -> None:
+    failing = await receiver_factory(statuses=[503])
+    ok = await receiver_factory(statuses=[200])
+    async with Hub.open(make_settings(database_url, retry_schedule=(0.0, 0.05))) as hub:
+        bad = await hub.service.create_webhook(failing.url, [EVENT])
+        good = await hub.service.create_webhook(ok.url, [EVENT])
+        await hub.service.publish_many([(EVENT, data(hub), None)] * 5)
+        # Sent, failed, retried once, dead: 5 failed; the other webhook's 5 succeeded.
+        await wait_until(lambda: _is(actual(hub, bad.id), {"failed": 5}), timeout=10)
+        await wait_until(lambda: _is(actual(hub, good.id), {}), timeout=10)
+        await exact(hub, bad.id, {"failed": 5})
+        await exact(hub, good.id, {})
+
+        # Disabled: revived deliveries and new events wait, held.
+        await hub.service.set_enabled(bad.id, False)
+        row = (await hub.store.fetch_all(select(deliveries.c.id).where(deliveries.c.webhook_id == bad.id)))[0]
+        await hub.service.retry_delivery(row.id)
+        await exact(hub, bad.id, {"failed": 4, "held": 1})
+        await hub.service.replay_failed(bad.id)
+        await exact(hub, bad.id, {"held": 5})
+
+        # Enabled towards a receiver that answers: everything drains to succeeded.
+        await hub.service.update_webhook(bad.id, url=ok.url)
+        await hub.service.set_enabled(bad.id, True)
+        await wait_until(lambda: _is(actual(hub, bad.id), {}), timeout=10)
+        await exact(hub, bad.id, {})
+
+        # Deleting a webhook takes its counts with it.
+        # (Due work of a disabled webhook, as a dead worker's leases can come due: the claim holds it.)
+        await hub.service.set_enabled(good.id, False)
+        await _fill(hub, good.id, 3, time.time())
+        await wait_until(lambda: _is(actual(hub, good.id), {"held": 3}), timeout=10)
+        await exact(hub, good.id, {"held": 3})
+        await hub.service.delete_webhook(good.id)
+        assert await counted(hub, good.id) == {}
+
+
+async def _is(value: Awaitable[dict[str, int]], expected: dict[str, int]) -> bool:
+    return await value == expected
+
+
+async def test_counts_exact_through_claims_and_hand_backs(hub: Hub) -> None:
+    hook = await hub.service.create_webhook("http://127.0.0.1:9/hook", [EVENT])
+    await hub.service.publish_many([(EVENT, data(hub), None)] * 7)
+    claimed = await hub.store.claim("w1", 5, time.time(), 30, 64)
+    assert len(claimed) == 5
+    await exact(hub, hook.id, {"pending": 7})  # leased is still pending
+    await hub.store.release([d.id for d in claimed[:2]], time.time())
+    await exact(hub, hook.id, {"pending": 7})
+
+
+async def _fill(hub: Hub, webhook_id: int, count: int, due: float) -> None:
+    """Queue ``count`` due deliveries (and their events) in one transaction."""
+    ids = [new_event_id() for _ in range(count)]
+    event_rows = [{"id": i, "type": EVENT, "body": "{}", "created_at": due} for i in ids]
+    delivery_rows = [
+        {
+            "webhook_id": webhook_id,
+            "event_id": event_id,
+            "state": "pending",
+            "attempts": 0,
+            "next_attempt_at": due + n * 1e-3,
+            "created_at": due,
+            "updated_at": due,
+        }
+        for n, event_id in enumerate(ids)
+    ]
+
+    def work(conn: Any) -> None:
+        conn.execute(events.insert(), event_rows)
+        conn.execute(deliveries.insert(), delivery_rows)
+
+    await hub.store._write(work)
+
+
+def _rows_read(database_url: str, statement: str, params: dict[str, Any]) -> int:
+    """Rows the database reads to run ``statement``: SQLite's virtual machine steps (in
+    thousands), PostgreSQL's actual rows over every scan node of the plan."""
+    if database_url.startswith("sqlite"):
+        steps = 0
+
+        def count() -> int:
+            nonlocal steps
+            steps += 1
+            return 0
+
+        with sqlite3.connect(database_url.removeprefix("sqlite:///")) as conn:
+            conn.set_progress_handler(count, 1000)
+            conn.execute(statement, params).fetchall()
+        return steps
+    with psycopg.connect(database_url) as conn:
+        (plan,) = conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, params).fetchone()  # type: ignore[misc]
+        conn.rollback()
+
+    def scanned(node: dict[str, Any]) -> int:
+        own = node["Actual Rows"] * node.get("Actual Loops", 1) if "Scan" in node["Node Type"] else 0
+        return int(own) + sum(scanned(child) for child in node.get("Plans", []))
+
+    return scanned(plan[0]["Plan"])
+
+
+async def test_looking_past_a_full_endpoint_does_not_read_its_backlog(database_url: str) -> None:
+    """The deeper look reads each other webhook's next due rows: its cost is the same behind a
+    backlog of 300 or of 3,000."""
+    async with Hub.open(make_settings(database_url), dispatch=False) as hub:
+        big = await hub.service.create_webhook("http://127.0.0.1:9/big", [EVENT])
+        small = await hub.service.create_webhook("http://127.0.0.1:9/small", ["order.paid"])
+        now = time.time()
+        await _fill(hub, big.id, 300, now - 600)
+        await _fill(hub, small.id, 10, now - 60)
+        sql = POSTGRES if hub.store.is_postgres else SQLITE
+        params = {
+            "now": now,
+            "window": 400,
+            "full": sql.ids([big.id]),
+            "per_hook": 100,
+            "lock": False,
+            "enough": 100,
+            "own_ids": sql.ids([]),
+            "own_n": sql.ids([]),
+            "cap": 64,
+            "ahead": 0,
+        }
+        before = _rows_read(database_url, sql.probe, params)
+        await _fill(hub, big.id, 3000, now - 500)
+        after = _rows_read(database_url, sql.probe, params)
+        assert after <= before * 1.5 + 2, (before, after)
+
+        # And the claim itself reaches the small webhook past the big one, full of other leases.
+        held = await hub.store.claim("other", 64, now, 3600, 64)
+        assert {d.webhook_id for d in held} == {big.id} and len(held) == 64
+        claimed = await hub.store.claim("me", 50, now, 60, 64)
+        assert {d.webhook_id for d in claimed} == {small.id} and len(claimed) == 10
+
+
+def test_event_ids_are_time_ordered_and_keep_their_form() -> None:
+    ids = [new_event_id() for _ in range(2000)]
+    assert all(i.startswith("evt_") and len(i) == 36 and uuid.UUID(i[4:]).version == 7 for i in ids)
+    assert len(set(ids)) == len(ids)
+    milliseconds = [int(i[4:16], 16) for i in ids]
+    assert milliseconds == sorted(milliseconds)
+    assert abs(milliseconds[-1] - time.time() * 1000) < 5000
