@@ -20,6 +20,7 @@ EXPECTED_TABLES = {
     "delivery_attempts",
     "attempt_rollups",
     "delivery_counts",
+    "workers",
     "alembic_version",
 }
 

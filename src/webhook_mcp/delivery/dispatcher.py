@@ -1,8 +1,8 @@
 """The background delivery loop: claim due deliveries in batches, send them concurrently, write
 the results back in batches. Knows the store and the sender, nothing of MCP.
 
-Its parts: the claim loop (here), the send pool (``send_pool``) and the result writer
-(``result_writer``), sharing one worker's state (``state``)."""
+Its parts: the claim loop (here), the send pool (``send_pool``), the result writer
+(``result_writer``) and the liveness watch (``liveness``), sharing one worker's state (``state``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import logging
 import time
 
 from webhook_mcp.core import metrics
-from webhook_mcp.delivery.result_writer import ResultWriter
+from webhook_mcp.delivery.liveness import LivenessWatch
 from webhook_mcp.delivery.retention import Retention
 from webhook_mcp.delivery.state import UNRECORDED_BATCHES, backoff, brief, new_worker_id
 
@@ -23,7 +23,7 @@ __all__ = ["UNRECORDED_BATCHES", "Dispatcher", "new_worker_id"]
 BLOCKED_RETRY = 0.05
 
 
-class Dispatcher(ResultWriter):
+class Dispatcher(LivenessWatch):
     def wake(self) -> None:
         """Called after a publish in this process, so new work starts without waiting for a poll."""
         self._wake.set()
@@ -52,12 +52,15 @@ class Dispatcher(ResultWriter):
         flusher = asyncio.create_task(self._flush_loop(), name="webhook-mcp-flush")
         pruner = asyncio.create_task(self._prune_loop(), name="webhook-mcp-prune")
         listener = asyncio.create_task(self.store.listen_for_work(self.wake), name="webhook-mcp-listen")
+        await self._register()
+        watcher = asyncio.create_task(self._liveness_loop(), name="webhook-mcp-liveness")
         try:
             await self._claim_loop()
         finally:
             self.stop()
             pruner.cancel()
             listener.cancel()
+            watcher.cancel()
             await asyncio.gather(*self._handing_back)
             await self._release_queued(set(self._queued))
             await self._finish_in_flight()
@@ -67,10 +70,11 @@ class Dispatcher(ResultWriter):
                 await flusher
             except Exception:
                 logger.exception("the result writer failed while stopping")
-            for helper in (pruner, listener):
+            for helper in (pruner, listener, watcher):
                 with contextlib.suppress(asyncio.CancelledError):
                     await helper
             await self._flush_remaining()
+            await self._unregister()
             logger.info(
                 "dispatcher %s stopped after %d successful deliveries",
                 self.worker_id,

@@ -104,6 +104,17 @@ class SendPool(DispatcherState):
     async def _release_queued(self, webhook_ids: set[int]) -> None:
         """Hand queued, unsent deliveries back to the database (stopping, or their webhook was
         disabled or deleted); if that fails they come due again when their lease ends."""
+        released = self._unqueue(webhook_ids)
+        if not released:
+            return
+        metrics.handed_back(len(released))
+        try:
+            await self.store.release(released, self._clock(), owner=self.worker_id)
+        except Exception as exc:
+            logger.warning("handing back %d queued deliveries failed (%s)", len(released), brief(exc))
+
+    def _unqueue(self, webhook_ids: set[int]) -> list[int]:
+        """Take the webhooks' queued, unsent deliveries out of this worker's hands."""
         released: list[int] = []
         for hook in webhook_ids:
             queue = self._queued.pop(hook, None)
@@ -115,14 +126,9 @@ class SendPool(DispatcherState):
             self._held[hook] -= len(queue)
             if self._held[hook] <= 0:
                 del self._held[hook]
-        if not released:
-            return
-        self._slot_free.set()
-        metrics.handed_back(len(released))
-        try:
-            await self.store.release(released, self._clock())
-        except Exception as exc:
-            logger.warning("handing back %d queued deliveries failed (%s)", len(released), brief(exc))
+        if released:
+            self._slot_free.set()
+        return released
 
     def _key(self, secret: str) -> bytes:
         """Cached per stored value, so an encrypted secret is decrypted once, not per delivery."""

@@ -76,24 +76,21 @@ class QueueQueries(StoreBase):
         )
         return await self._hot(Claim(self._queue_sql, request, blocked, others).run)
 
-    async def release(self, delivery_ids: Sequence[int], now: float) -> None:
+    async def release(self, delivery_ids: Sequence[int], now: float, owner: str | None = None) -> None:
         """Hand back claimed deliveries untouched (the attempt was never made): due at once, and
         ahead of work that became due after them (a claim takes the earliest due first), so the
-        worker that takes them over sends them next; idle workers are woken."""
+        worker that takes them over sends them next; idle workers are woken. With ``owner``, only
+        those still leased to it (another worker may have taken them after a take-over)."""
         if not delivery_ids:
             return
+        d = deliveries.c
+        query = update(deliveries).where(d.id.in_(delivery_ids))
+        if owner is not None:
+            query = query.where(d.lease_owner == owner)
 
         def work(conn: Connection) -> Any:
-            due = (
-                func.min(deliveries.c.created_at, now)
-                if not self.is_postgres
-                else func.least(deliveries.c.created_at, now)
-            )
-            conn.execute(
-                update(deliveries)
-                .where(deliveries.c.id.in_(delivery_ids))
-                .values(next_attempt_at=due, lease_owner=None, attempts=deliveries.c.attempts - 1)
-            )
+            due = func.min(d.created_at, now) if not self.is_postgres else func.least(d.created_at, now)
+            conn.execute(query.values(next_attempt_at=due, lease_owner=None, attempts=d.attempts - 1))
             self._announce_work(conn)
 
         return await self._write(work)

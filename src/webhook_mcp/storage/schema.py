@@ -188,3 +188,12 @@ Index(
     postgresql_where=deliveries.c.lease_owner.is_not(None),
     sqlite_where=deliveries.c.lease_owner.is_not(None),
 )
+
+# Workers that hold a liveness lock (see ``storage.liveness``): PostgreSQL only, where a lock
+# nobody holds must be told apart from a worker that never took one.
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("started_at", Float, nullable=False),
+)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from webhook_mcp.storage.dashboard import DashboardQueries
 from webhook_mcp.storage.events import EventQueries
+from webhook_mcp.storage.liveness import LivenessQueries
 from webhook_mcp.storage.logs import LogQueries
 from webhook_mcp.storage.monitoring import MonitoringQueries
 from webhook_mcp.storage.queue import QueueQueries
@@ -23,5 +24,6 @@ class Store(
     DashboardQueries,
     RetentionQueries,
     MonitoringQueries,
+    LivenessQueries,
 ):
     """Webhooks and secrets, events and idempotency, the delivery queue, results, logs and stats."""
