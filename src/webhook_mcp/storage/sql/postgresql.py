@@ -67,10 +67,15 @@ _WINDOW = (
     "AND next_attempt_at <= %(now)s AND webhook_id <> ALL(%(full)s::integer[]) "
     "ORDER BY next_attempt_at LIMIT %(window)s"
 )
+# Read from the webhook's queue index: the planner, estimating rows evenly across webhooks, would
+# rather walk the due index and filter the other webhooks out, a walk through the backlog of the
+# full ones. ``state`` as a range keeps the due index (state = 'pending') out of its choices, and
+# ``<> 'succeeded'`` spells out the queue index's own condition.
 _PROBE = (
     "SELECT d.id, d.webhook_id, d.next_attempt_at FROM webhooks AS w CROSS JOIN LATERAL "
-    "(SELECT id, webhook_id, next_attempt_at FROM deliveries WHERE webhook_id = w.id AND state = 'pending' "
-    "AND next_attempt_at <= %(now)s ORDER BY next_attempt_at LIMIT %(per_hook)s) AS d "
+    "(SELECT id, webhook_id, next_attempt_at FROM deliveries WHERE webhook_id = w.id AND state >= 'pending' "
+    "AND state <= 'pending' AND state <> 'succeeded' AND next_attempt_at <= %(now)s "
+    "ORDER BY state, next_attempt_at LIMIT %(per_hook)s) AS d "
     "WHERE w.id <> ALL(%(full)s::integer[]) ORDER BY d.next_attempt_at LIMIT %(window)s"
 )
 
