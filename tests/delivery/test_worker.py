@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -336,3 +337,55 @@ async def test_cli_publish_idempotency_key(receiver: Receiver, sqlite_url: str, 
     assert out1.split()[0] == out2.split()[0]
     assert "duplicate" not in out1
     assert "duplicate idempotency key" in out2
+
+
+# --- liveness: a paused worker keeps its work, a dead one loses it at once -------------------------------
+
+STARTED = re.compile(r"dispatcher (\S+) started")
+PAUSE = 1.5  # shorter than the lease; a paused worker is never taken for dead, however long
+
+
+async def _leases_of(hub: Hub, owner: str) -> set[int]:
+    d = deliveries.c
+    rows = await hub.store.fetch_all(select(d.id).where(d.state == "pending", d.lease_owner == owner))
+    return {row.id for row in rows}
+
+
+async def _none_left(hub: Hub, owner: str) -> bool:
+    return not await _leases_of(hub, owner)
+
+
+async def test_sqlite_worker_paused_keeps_its_leases_killed_loses_them_at_once(
+    receiver_factory: ReceiverFactory, sqlite_url: str, tmp_path: Path
+) -> None:
+    log = IdLog()
+    receiver = await receiver_factory(responder=log)
+    total = 3000
+    async with Hub.open(make_settings(sqlite_url), dispatch=False) as hub:
+        await hub.service.create_webhook(receiver.url, [EVENT])
+        ids = await publish_backlog(hub, total)
+        env = worker_env(sqlite_url, WEBHOOK_MCP_LEASE_SECONDS="60", WEBHOOK_MCP_DELIVERY_TIMEOUT="5")
+        async with workers(tmp_path, env, 2) as (doomed, survivor):
+            found = await wait_until(lambda: STARTED.search(doomed.output()), timeout=20)
+            doomed_id = found.group(1)
+            await wait_until(lambda: _leases_of(hub, doomed_id), timeout=20, interval=0.005)
+
+            # Paused (SIGSTOP) for a while: alive, so nothing it holds is taken from it.
+            doomed.proc.send_signal(signal.SIGSTOP)
+            held = await _leases_of(hub, doomed_id)
+            await anyio.sleep(PAUSE)  # the pause itself is what is tested
+            assert held <= await _leases_of(hub, doomed_id), "a paused worker's leases were taken"
+            doomed.proc.send_signal(signal.SIGCONT)
+            await wait_until(lambda: log.unique >= total // 3, timeout=30)
+            assert log.duplicates() == {}, "a pause must cause no duplicates"
+
+            # Killed: its leases end within a second or so, not when they run out a minute later.
+            doomed.proc.send_signal(signal.SIGKILL)
+            assert await doomed.proc.wait() == -signal.SIGKILL
+            received_before = Counter(log.ids)
+            await wait_until(lambda: _none_left(hub, doomed_id), timeout=3, interval=0.02)
+            await wait_until(lambda: _all_succeeded(hub, total), timeout=45)
+            assert set(log.ids) == set(ids), "every event must reach the receiver"
+            assert set(log.duplicates()) <= set(received_before), "only what the dead worker had sent may repeat"
+            assert await terminate(survivor) == 0, survivor.output()
+        assert "took over" in survivor.output()

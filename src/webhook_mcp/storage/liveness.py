@@ -41,19 +41,20 @@ KEEPALIVE_WINDOW = 5 + 2 * 3
 _PG_LOCK = f"SELECT pg_advisory_lock({LIVENESS_LOCK_SPACE}, hashtext(%(id)s))"
 _PG_REGISTER = "INSERT INTO workers (id, started_at) VALUES (%(id)s, %(now)s) ON CONFLICT (id) DO NOTHING"
 # A registered worker whose lock can be taken (shared, for this transaction only) is dead: its
-# leases end now and its registration goes. ``lease_owner IS NOT NULL`` keeps the search in the
-# small index of leased rows.
+# leases end now and its registration goes. Its deliveries were due when it claimed them, so they
+# take their place in the queue by age again (not behind the backlog that came due meanwhile).
+# ``lease_owner IS NOT NULL`` keeps the search in the small index of leased rows.
 _PG_REAP = (
     "WITH dead AS MATERIALIZED (SELECT id FROM workers "
     f"WHERE pg_try_advisory_xact_lock_shared({LIVENESS_LOCK_SPACE}, hashtext(id))), "
-    "freed AS (UPDATE deliveries SET lease_owner = NULL, next_attempt_at = %(now)s, updated_at = %(now)s "
+    "freed AS (UPDATE deliveries SET lease_owner = NULL, next_attempt_at = created_at, updated_at = %(now)s "
     "WHERE lease_owner IS NOT NULL AND lease_owner IN (SELECT id FROM dead) AND state = 'pending' "
     "AND next_attempt_at > %(now)s RETURNING 1), "
     "gone AS (DELETE FROM workers WHERE id IN (SELECT id FROM dead)) "
     "SELECT count(*) FROM freed"
 )
 _SQLITE_REAP = (
-    "UPDATE deliveries SET lease_owner = NULL, next_attempt_at = :now, updated_at = :now "
+    "UPDATE deliveries SET lease_owner = NULL, next_attempt_at = created_at, updated_at = :now "
     "WHERE lease_owner IS NOT NULL AND lease_owner IN (SELECT value FROM json_each(:dead)) "
     "AND state = 'pending' AND next_attempt_at > :now"
 )
@@ -88,21 +89,15 @@ class LivenessQueries(StoreBase):
         self._liveness = handle
 
     async def unregister_worker(self, worker_id: str) -> None:
-        """A clean stop: the registration goes (the worker hands its leases back itself)."""
-        await asyncio.to_thread(self._unregister, worker_id)
+        """Let go of the lock, keeping the registration: whatever this worker still holds (a
+        stop that could not hand everything back) is then taken over at once, as from a dead
+        worker, and the registration goes with it."""
+        await asyncio.to_thread(self._unregister)
 
-    def _unregister(self, worker_id: str) -> None:
+    def _unregister(self) -> None:
         held, self._liveness = self._liveness, None
-        if held is None:
-            return
-        if self.is_postgres:
-            with contextlib.suppress(psycopg.Error):
-                held.execute("DELETE FROM workers WHERE id = %(id)s", {"id": worker_id})
+        if held is not None:
             held.close()
-            return
-        with contextlib.suppress(OSError):
-            os.unlink(held.name)
-        held.close()
 
     async def still_registered(self) -> bool:
         """Whether this worker's liveness still holds: false once its PostgreSQL connection was
