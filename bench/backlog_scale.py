@@ -66,9 +66,7 @@ def _receiver_process(conn: Connection, status: Synchronized[int]) -> None:
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
-        server = site._server
-        assert server is not None
-        conn.send(server.sockets[0].getsockname()[1])
+        conn.send(runner.addresses[0][1])
         await asyncio.Event().wait()
 
     asyncio.run(serve())
