@@ -369,7 +369,13 @@ async def test_sqlite_worker_paused_keeps_its_leases_killed_loses_them_at_once(
     async with Hub.open(make_settings(sqlite_url), dispatch=False) as hub:
         await hub.service.create_webhook(receiver.url, [EVENT])
         ids = await publish_backlog(hub, total)
-        env = worker_env(sqlite_url, WEBHOOK_MCP_LEASE_SECONDS="60", WEBHOOK_MCP_DELIVERY_TIMEOUT="5")
+        # The endpoint's limit is twice what one worker may send, so both always hold some of it.
+        env = worker_env(
+            sqlite_url,
+            WEBHOOK_MCP_LEASE_SECONDS="60",
+            WEBHOOK_MCP_DELIVERY_TIMEOUT="5",
+            WEBHOOK_MCP_PER_ENDPOINT_CONCURRENCY=str(2 * MAX_CONCURRENCY),
+        )
         async with workers(tmp_path, env, 2) as (doomed, survivor):
             found = await wait_until(lambda: STARTED.search(doomed.output()), timeout=20)
             doomed_id = found.group(1)
