@@ -46,13 +46,19 @@ _PG_ADD = (
     "WHERE state <> 'succeeded' GROUP BY webhook_id, state HAVING sum(n) <> 0 ORDER BY webhook_id, state "
     "ON CONFLICT (webhook_id, state, shard) DO UPDATE SET n = c.n + excluded.n;"
 )
+# (A delete cascading from its webhook counts nothing: the counts go with the webhook.)
 _PG_FUNCTION = f"""
 CREATE FUNCTION webhook_mcp_count_deliveries() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
         {_PG_ADD.format(changes="SELECT webhook_id, state, 1 AS n FROM new_rows")}
     ELSIF TG_OP = 'DELETE' THEN
-        {_PG_ADD.format(changes="SELECT webhook_id, state, -1 AS n FROM old_rows")}
+        {
+    _PG_ADD.format(
+        changes="SELECT webhook_id, state, -1 AS n FROM old_rows AS o "
+        "WHERE EXISTS (SELECT 1 FROM webhooks AS w WHERE w.id = o.webhook_id)"
+    )
+}
     ELSE
         {
     _PG_ADD.format(

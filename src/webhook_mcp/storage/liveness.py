@@ -65,7 +65,9 @@ class LivenessQueries(StoreBase):
 
     def _workers_dir(self) -> Path:
         database = self.engine.url.database or ""
-        return Path(database).expanduser().resolve().parent / (Path(database).name + ".workers")
+        # Hidden, and not named like the database's own files (``<name>-wal``...), which tools
+        # and backups match by the database's name.
+        return Path(database).expanduser().resolve().parent / f".{Path(database).name}.workers"
 
     async def register_worker(self, worker_id: str) -> None:
         """Make this worker's liveness visible until it unregisters or dies."""
