@@ -4,7 +4,7 @@ ordered by due time, so a claim finds the next due rows of each endpoint without
 backlog of one at its limit.
 
 Revision ID: 0009
-Revises: 0008
+Revises: 0006
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009"
-down_revision: str | None = "0008"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
