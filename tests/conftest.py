@@ -71,6 +71,22 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
+def process_env(database_url: str, **settings: str) -> dict[str, str]:
+    """The environment of a webhook-mcp process a test starts: this one's without outside
+    WEBHOOK_MCP_ settings, plus the test database, loopback receivers, fast polling and the
+    suite's key; ``settings`` (e.g. WEBHOOK_MCP_LEASE_SECONDS="2") add to or override those."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WEBHOOK_MCP_")}
+    env.update(
+        WEBHOOK_MCP_DATABASE_URL=database_url,
+        WEBHOOK_MCP_ALLOWED_PRIVATE_NETWORKS="127.0.0.0/8",
+        WEBHOOK_MCP_POLL_INTERVAL="0.1",
+        WEBHOOK_MCP_SECRET_KEY=os.environ["WEBHOOK_MCP_SECRET_KEY"],
+        WEBHOOK_MCP_SECRET_KEY_FILE=os.environ["WEBHOOK_MCP_SECRET_KEY_FILE"],
+    )
+    env.update(settings)
+    return env
+
+
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'webhooks.db'}"

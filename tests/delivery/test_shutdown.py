@@ -5,7 +5,6 @@ process on both databases, and with two real `webhook-mcp worker` processes on P
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import signal
 import sys
@@ -18,7 +17,7 @@ import pytest
 from aiohttp import web
 from sqlalchemy import func, select
 
-from conftest import Received, Receiver, make_settings, wait_until
+from conftest import Received, Receiver, make_settings, process_env, wait_until
 from webhook_mcp import Hub
 from webhook_mcp.storage.schema import deliveries
 
@@ -108,17 +107,7 @@ class IdLog:
 
 
 def _env(database_url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WEBHOOK_MCP_")}
-    env.update(
-        WEBHOOK_MCP_DATABASE_URL=database_url,
-        WEBHOOK_MCP_ALLOWED_PRIVATE_NETWORKS="127.0.0.0/8",
-        WEBHOOK_MCP_POLL_INTERVAL="0.1",
-        WEBHOOK_MCP_DATABASE_POOL_SIZE="4",
-        WEBHOOK_MCP_SHUTDOWN_GRACE="10",
-        WEBHOOK_MCP_SECRET_KEY=os.environ["WEBHOOK_MCP_SECRET_KEY"],
-        WEBHOOK_MCP_SECRET_KEY_FILE=os.environ["WEBHOOK_MCP_SECRET_KEY_FILE"],
-    )
-    return env
+    return process_env(database_url, WEBHOOK_MCP_DATABASE_POOL_SIZE="4", WEBHOOK_MCP_SHUTDOWN_GRACE="10")
 
 
 async def _start(env: dict[str, str], log: Path) -> asyncio.subprocess.Process:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import shutil
 import signal
@@ -20,7 +19,7 @@ import pytest
 from aiohttp import web
 from sqlalchemy import func, select
 
-from conftest import Received, Receiver, make_settings, wait_until
+from conftest import Received, Receiver, make_settings, process_env, wait_until
 from webhook_mcp import Hub
 from webhook_mcp.storage.schema import deliveries, events
 
@@ -62,20 +61,16 @@ class IdLog:
 
 
 def worker_env(database_url: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WEBHOOK_MCP_")}
-    env.update(
-        WEBHOOK_MCP_DATABASE_URL=database_url,
-        WEBHOOK_MCP_ALLOWED_PRIVATE_NETWORKS="127.0.0.0/8",
+    env = process_env(
+        database_url,
         WEBHOOK_MCP_LEASE_SECONDS="2",
         WEBHOOK_MCP_DELIVERY_TIMEOUT="1",
-        WEBHOOK_MCP_POLL_INTERVAL="0.1",
         WEBHOOK_MCP_MAX_CONCURRENCY=str(MAX_CONCURRENCY),
         WEBHOOK_MCP_PER_ENDPOINT_CONCURRENCY=str(MAX_CONCURRENCY),
         WEBHOOK_MCP_BATCH_SIZE=str(BATCH_SIZE),
         WEBHOOK_MCP_RETRY_SCHEDULE="0,0.2,0.2,0.2",
         WEBHOOK_MCP_RETRY_JITTER="0",
         WEBHOOK_MCP_LOG_LEVEL="INFO",
-        WEBHOOK_MCP_SECRET_KEY=os.environ["WEBHOOK_MCP_SECRET_KEY"],
     )
     env.update(extra)
     return env

@@ -8,7 +8,6 @@ import asyncio
 import io
 import json
 import logging
-import os
 import shutil
 import signal
 import socket
@@ -23,7 +22,7 @@ import pytest
 from aiohttp import web
 from sqlalchemy import select
 
-from conftest import Received, Receiver, make_settings, wait_until
+from conftest import Received, Receiver, make_settings, process_env, wait_until
 from webhook_mcp import Hub
 from webhook_mcp.core.logs import MigrationLines, log_handler
 from webhook_mcp.storage.schema import deliveries
@@ -47,18 +46,8 @@ def free_port() -> int:
 
 
 def env_for(database_url: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WEBHOOK_MCP_")}
-    env.update(
-        WEBHOOK_MCP_DATABASE_URL=database_url,
-        WEBHOOK_MCP_ALLOWED_PRIVATE_NETWORKS="127.0.0.0/8",
-        WEBHOOK_MCP_POLL_INTERVAL="0.1",
-        WEBHOOK_MCP_DELIVERY_TIMEOUT="20",
-        WEBHOOK_MCP_SHUTDOWN_GRACE=str(GRACE),
-        WEBHOOK_MCP_SECRET_KEY=os.environ["WEBHOOK_MCP_SECRET_KEY"],
-        WEBHOOK_MCP_SECRET_KEY_FILE=os.environ["WEBHOOK_MCP_SECRET_KEY_FILE"],
-    )
-    env.update(extra)
-    return env
+    settings = {"WEBHOOK_MCP_DELIVERY_TIMEOUT": "20", "WEBHOOK_MCP_SHUTDOWN_GRACE": str(GRACE)}
+    return process_env(database_url, **(settings | extra))
 
 
 async def hanging(receiver_factory: ReceiverFactory) -> Receiver:

@@ -101,12 +101,16 @@ class Browser:
 
     def submit(self, button: Any) -> None:
         """Click something that loads a new page, and wait until it has."""
+        from selenium.common.exceptions import WebDriverException
         from selenium.webdriver.support import expected_conditions
         from selenium.webdriver.support.wait import WebDriverWait
 
         page = self.find("html")
         button.click()
-        WebDriverWait(self.driver, 15).until(expected_conditions.staleness_of(page))
+        # While the old page is being torn down, chromedriver may answer a look at its element with
+        # a generic error ("Node ... does not belong to the document") rather than "stale": look again.
+        wait = WebDriverWait(self.driver, 15, ignored_exceptions=(WebDriverException,))
+        wait.until(expected_conditions.staleness_of(page))
 
     def confirm(self, name: str, shot: str | None = None, **fields: str) -> None:
         """Open an action's confirmation, fill its fields, and confirm."""
