@@ -43,7 +43,9 @@ class InvalidBatchError(InvalidArgumentError):
     """Some events of a batch are invalid, so none of them was published."""
 
     def __init__(self, invalid: dict[int, list[str]], total: int) -> None:
-        listed = "; ".join(f"events[{index}] {problem}" for index, problems in invalid.items() for problem in problems)
+        listed = "; ".join(
+            f"events[{index}] {problem.rstrip('.')}" for index, problems in invalid.items() for problem in problems
+        )
         if len(listed) > 2000:
             listed = listed[:2000] + "…"
         super().__init__(

@@ -57,3 +57,5 @@ def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
     migration = logging.getLogger(_ALEMBIC)
     if not any(isinstance(f, MigrationLines) for f in migration.filters):
         migration.addFilter(MigrationLines())
+    # Alembic announces each of its plugins at INFO on every migration: not a fact about this service.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
