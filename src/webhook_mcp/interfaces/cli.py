@@ -42,8 +42,9 @@ examples:
 HTTP transports (sse, streamable-http) bind 127.0.0.1 by default. Any other --host needs
 WEBHOOK_MCP_API_TOKEN, and with a token every route (the MCP endpoints, POST /v1/events, /metrics)
 wants 'Authorization: Bearer <token>'; /healthz and /readyz are open, /ui/ signs in with the token
-into a session cookie, and an inbox's /inbox/<id> is reached by its unguessable id. Host and Origin headers are checked on every request (DNS-rebinding
-protection; WEBHOOK_MCP_ALLOWED_HOSTS and WEBHOOK_MCP_ALLOWED_ORIGINS add to the bind address).
+into a session cookie, and an inbox's /inbox/<id> is reached by its unguessable id. Host and Origin
+headers are checked on every request (DNS-rebinding protection; WEBHOOK_MCP_ALLOWED_HOSTS and
+WEBHOOK_MCP_ALLOWED_ORIGINS add to the bind address).
 WEBHOOK_MCP_READ_ONLY=1 serves only the tools that change nothing (not get_webhook_secret either)
 and turns POST /v1/events off.
 """
