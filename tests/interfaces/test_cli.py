@@ -139,6 +139,7 @@ def test_serve_help_explains_the_http_safeguards() -> None:
     assert result.returncode == 0
     text = " ".join(result.stdout.split())
     assert "Any other --host needs WEBHOOK_MCP_API_TOKEN" in text
-    assert "every route (the MCP endpoints and POST /v1/events) wants 'Authorization: Bearer <token>'" in text
+    assert "every route (the MCP endpoints, POST /v1/events, /metrics) wants 'Authorization: Bearer <token>'" in text
+    assert "/healthz and /readyz are open" in text
     assert "WEBHOOK_MCP_READ_ONLY=1 serves only the tools that change nothing" in text
     assert "turns POST /v1/events off" in text
