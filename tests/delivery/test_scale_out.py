@@ -220,12 +220,13 @@ async def test_worker_killed_on_postgres_loses_nothing(
                 return held >= MAX_CONCURRENCY // 4
 
             async def doomed_statements_done() -> bool:
-                # A statement stuck sending rows to the frozen worker ("ClientWrite") can go no
+                # A statement stuck sending rows to the frozen worker ("ClientWrite"), or a pipeline
+                # waiting for the rest of what the frozen worker was sending ("ClientRead"), can go no
                 # further: its transaction has committed (its leases are counted) or dies with it.
                 states = text("SELECT state, wait_event FROM pg_stat_activity WHERE application_name = :name")
                 found = list(await hub.store.fetch_all(states.bindparams(name=DOOMED)))
                 assert found, "the doomed worker's connections should carry its application_name"
-                return all(row.state != "active" or row.wait_event == "ClientWrite" for row in found)
+                return all(row.state != "active" or row.wait_event in ("ClientWrite", "ClientRead") for row in found)
 
             # Frozen first, so the leases it holds when it dies are known: a write it had already
             # sent (it may record everything it held) lands before the count, never after.
