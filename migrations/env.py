@@ -19,13 +19,14 @@ def run_migrations_online() -> None:
             context.run_migrations()
         return
     from webhook_mcp.core.settings import Settings
-    from webhook_mcp.storage.engine import create_sync
+    from webhook_mcp.storage.engine import check_foreign_keys, create_migration_engine
 
-    engine = create_sync(Settings().database_url)
+    engine = create_migration_engine(Settings().database_url)
     with engine.connect() as conn:
         context.configure(connection=conn, target_metadata=target_metadata, render_as_batch=True)
         with context.begin_transaction():
             context.run_migrations()
+            check_foreign_keys(conn)
     engine.dispose()
 
 

@@ -71,6 +71,23 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
+def migrate(database_url: str, revision: str, *, down: bool = False) -> None:
+    """Move the schema to ``revision``, as an older or newer release left it."""
+    from alembic import command
+
+    from webhook_mcp.storage import engine as database
+
+    engine = database.create_migration_engine(database_url)
+    config = database._alembic_config()
+    try:
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            (command.downgrade if down else command.upgrade)(config, revision)
+            database.check_foreign_keys(conn)
+    finally:
+        engine.dispose()
+
+
 def process_env(database_url: str, **settings: str) -> dict[str, str]:
     """The environment of a webhook-mcp process a test starts: this one's without outside
     WEBHOOK_MCP_ settings, plus the test database, loopback receivers, fast polling and the

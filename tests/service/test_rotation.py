@@ -17,7 +17,7 @@ import standardwebhooks
 import svix.webhooks
 from sqlalchemy import select
 
-from conftest import Received, Receiver, make_settings, wait_until
+from conftest import Received, Receiver, make_settings, migrate, wait_until
 from webhook_mcp import (
     Dispatcher,
     Hub,
@@ -264,21 +264,6 @@ async def test_grace_limits_are_inclusive_and_unknown_ids_say_what_to_do(hub: Hu
         await hub.service.rotate_secret(42)
 
 
-def _migrate(database_url: str, revision: str, *, down: bool = False) -> None:
-    from alembic import command
-
-    from webhook_mcp.storage import engine as database
-
-    engine = database.create_sync(database_url)
-    config = database._alembic_config()
-    try:
-        with engine.begin() as conn:
-            config.attributes["connection"] = conn
-            (command.downgrade if down else command.upgrade)(config, revision)
-    finally:
-        engine.dispose()
-
-
 async def test_migration_0003_keeps_every_row_both_ways(database_url: str, receiver: Receiver) -> None:
     """Upgrading a database from before rotation existed (and downgrading again) adds and drops
     two columns in place: no table rebuild, whose DROP on SQLite would cascade to the deliveries."""
@@ -288,7 +273,7 @@ async def test_migration_0003_keeps_every_row_both_ways(database_url: str, recei
 
     secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
     now = time.time()
-    await asyncio.to_thread(_migrate, database_url, "0001")
+    await asyncio.to_thread(migrate, database_url, "0001")
     engine = database.create_sync(database_url)
     try:
         # Rows as the previous release wrote them, with the 0001 columns only.
@@ -324,7 +309,7 @@ async def test_migration_0003_keeps_every_row_both_ways(database_url: str, recei
         assert (await hub.service.test_webhook(hook_id)).success
         assert accepts(secret, receiver.requests[0]) and accepts(rotated.secret, receiver.requests[0])
 
-    await asyncio.to_thread(_migrate, database_url, "0001", down=True)
+    await asyncio.to_thread(migrate, database_url, "0001", down=True)
     engine = database.create_sync(database_url)
     try:
         columns = {c["name"] for c in inspect(engine).get_columns("webhooks")}

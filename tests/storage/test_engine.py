@@ -21,6 +21,8 @@ EXPECTED_TABLES = {
     "attempt_rollups",
     "delivery_counts",
     "workers",
+    "tenants",
+    "tenant_tokens",
     "alembic_version",
 }
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Self
 
 from sqlalchemy import Row
 
@@ -13,6 +14,7 @@ from webhook_mcp.core.catalog import Catalog
 from webhook_mcp.core.errors import NotFoundError
 from webhook_mcp.core.settings import Settings
 from webhook_mcp.core.signing import mask_secret
+from webhook_mcp.core.tenancy import DEFAULT_TENANT_ID
 from webhook_mcp.core.vault import Vault
 from webhook_mcp.delivery.sender import Sender
 from webhook_mcp.service.publishing import Publisher
@@ -46,7 +48,12 @@ def _webhook_model(row: Row[Any], vault: Vault, now: float) -> models.Webhook:
 
 class ServiceBase:
     """What every group of operations shares: the store, catalog, sender and settings, the clock,
-    and how a webhook row becomes what callers see."""
+    and how a webhook row becomes what callers see.
+
+    A service sees every tenant (what the operator and a single shop use); ``for_tenant`` gives
+    one that sees and publishes for one tenant only, through a store view that enforces it."""
+
+    tenant_id: int | None = None  # None: every tenant
 
     def __init__(
         self,
@@ -68,6 +75,19 @@ class ServiceBase:
         self._clock = clock
         self._vault = Vault(settings.secret_key)
         self.publisher = Publisher(store, catalog, settings, on_publish=on_publish, clock=lambda: self._clock())
+
+    def for_tenant(self, tenant_id: int) -> Self:
+        """This service for one tenant: its webhooks, deliveries, logs and stats, and events
+        published for it. Shares everything else (the publisher's group commit included)."""
+        view = copy.copy(self)
+        view.tenant_id = tenant_id
+        view.store = self.store.scoped(tenant_id)
+        return view
+
+    @property
+    def publishing_tenant(self) -> int:
+        """Whose events this service publishes: its tenant, or the default one."""
+        return DEFAULT_TENANT_ID if self.tenant_id is None else self.tenant_id
 
     async def _changed(self, webhook_id: int) -> None:
         """Deliveries this process queued for the webhook would go out as it was (its old URL or

@@ -41,17 +41,17 @@ class EventOperations(ServiceBase):
 
     async def publish(self, event_type: str, data: Any, idempotency_key: str | None = None) -> models.PublishedEvent:
         """One event; an invalid one raises the error that names what to fix."""
-        return await self.publisher.publish(event_type, data, idempotency_key)
+        return await self.publisher.publish(event_type, data, idempotency_key, tenant_id=self.publishing_tenant)
 
     async def publish_many(self, items: Sequence[tuple[str, Any, str | None]]) -> list[models.PublishedEvent]:
         """Several (type, data, idempotency_key) events in one transaction, or none of them: an
         invalid item raises InvalidBatchError listing every invalid item by index."""
-        return await self.publisher.publish_many(items)
+        return await self.publisher.publish_many(items, tenant_id=self.publishing_tenant)
 
     async def publish_events(self, items: Sequence[Any]) -> list[models.PublishedEvent]:
         """Like publish_many, for events as mappings ({"type", "data", "idempotency_key"})."""
-        return await self.publisher.publish_many(items, raw=True)
+        return await self.publisher.publish_many(items, raw=True, tenant_id=self.publishing_tenant)
 
     async def publish_valid(self, items: Sequence[Any]) -> BatchOutcome:
         """Events as mappings; the valid ones go in (one transaction), the invalid are reported."""
-        return await self.publisher.publish_valid(items)
+        return await self.publisher.publish_valid(items, tenant_id=self.publishing_tenant)

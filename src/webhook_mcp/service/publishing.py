@@ -24,6 +24,7 @@ from webhook_mcp.core.errors import (
     UnknownEventTypeError,
 )
 from webhook_mcp.core.settings import Settings
+from webhook_mcp.core.tenancy import DEFAULT_TENANT_ID
 from webhook_mcp.service.committer import GroupCommitter
 from webhook_mcp.service.texts import check_text, envelope
 from webhook_mcp.storage.records import NewEvent, StoredEvent
@@ -152,7 +153,9 @@ class Publisher:
             raise InvalidPayloadError(event_type, problems)
         return problems
 
-    def check(self, event_type: str, data: Any, idempotency_key: str | None, now: float) -> NewEvent:
+    def check(
+        self, event_type: str, data: Any, idempotency_key: str | None, now: float, tenant_id: int = DEFAULT_TENANT_ID
+    ) -> NewEvent:
         """The event ready to store, or an InvalidArgumentError saying what to fix."""
         kind = self.catalog.require_subscribable(event_type)
         if not isinstance(data, dict):
@@ -181,7 +184,7 @@ class Publisher:
         if problems:
             logger.warning("event %s (%s) accepted despite: %s", event_id, kind.name, "; ".join(problems))
             recorded = json.dumps(problems, ensure_ascii=False)
-        return NewEvent(event_id, kind.name, body, idempotency_key, recorded)
+        return NewEvent(event_id, kind.name, body, idempotency_key, recorded, tenant_id)
 
     async def _store(self, new: Sequence[NewEvent]) -> list[models.PublishedEvent]:
         stored = await self.committer.submit(new)
@@ -196,11 +199,15 @@ class Publisher:
             for s, n in zip(stored, new, strict=True)
         ]
 
-    async def publish(self, event_type: str, data: Any, idempotency_key: str | None) -> models.PublishedEvent:
-        (published,) = await self._store([self.check(event_type, data, idempotency_key, self._clock())])
+    async def publish(
+        self, event_type: str, data: Any, idempotency_key: str | None, *, tenant_id: int = DEFAULT_TENANT_ID
+    ) -> models.PublishedEvent:
+        (published,) = await self._store([self.check(event_type, data, idempotency_key, self._clock(), tenant_id)])
         return published
 
-    def _check_all(self, items: Sequence[Any], *, raw: bool) -> tuple[list[NewEvent | None], dict[int, list[str]]]:
+    def _check_all(
+        self, items: Sequence[Any], *, raw: bool, tenant_id: int
+    ) -> tuple[list[NewEvent | None], dict[int, list[str]]]:
         if len(items) > self.settings.max_batch_events:
             raise BatchTooLargeError(
                 f"the batch has {len(items)} events; the limit is {self.settings.max_batch_events} "
@@ -212,23 +219,25 @@ class Publisher:
         for index, item in enumerate(items):
             try:
                 event_type, data, key = event_fields(item) if raw else item
-                checked.append(self.check(event_type, data, key, now))
+                checked.append(self.check(event_type, data, key, now, tenant_id))
             except InvalidArgumentError as exc:
                 checked.append(None)
                 invalid[index] = item_problems(exc)
         return checked, invalid
 
-    async def publish_many(self, items: Sequence[Any], *, raw: bool = False) -> list[models.PublishedEvent]:
+    async def publish_many(
+        self, items: Sequence[Any], *, raw: bool = False, tenant_id: int = DEFAULT_TENANT_ID
+    ) -> list[models.PublishedEvent]:
         """All or nothing: every item is checked first, and if any is invalid an InvalidBatchError
         lists them all (by index) and nothing is stored; else all go into one transaction."""
-        checked, invalid = self._check_all(items, raw=raw)
+        checked, invalid = self._check_all(items, raw=raw, tenant_id=tenant_id)
         if invalid:
             raise InvalidBatchError(invalid, len(items))
         return await self._store([new for new in checked if new is not None])
 
-    async def publish_valid(self, items: Sequence[Any]) -> BatchOutcome:
+    async def publish_valid(self, items: Sequence[Any], *, tenant_id: int = DEFAULT_TENANT_ID) -> BatchOutcome:
         """The valid items go in (one transaction); the invalid ones are reported, not stored."""
-        checked, invalid = self._check_all(items, raw=True)
+        checked, invalid = self._check_all(items, raw=True, tenant_id=tenant_id)
         valid = [new for new in checked if new is not None]
         published = iter(await self._store(valid) if valid else [])
         return BatchOutcome([None if new is None else next(published) for new in checked], invalid)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
-from sqlalchemy import Connection, Engine, Executable, Row
+from sqlalchemy import ColumnElement, Connection, Engine, Executable, Row, true
 
 from webhook_mcp.storage.engine import READ_ONLY_OPTION
 from webhook_mcp.storage.pipeline import ConnectionTransaction, HotTransaction, PipelinedRunner, driver_rows
@@ -25,7 +26,14 @@ T = TypeVar("T")
 class StoreBase:
     """Each operation is one transaction run whole on a database thread: one hop from the event
     loop per transaction instead of one per statement, which keeps claims fast while hundreds of
-    deliveries share the loop. SQLite gets a single thread (it has one writer anyway)."""
+    deliveries share the loop. SQLite gets a single thread (it has one writer anyway).
+
+    A store sees every tenant; ``scoped(tenant_id)`` gives a view of the same store that sees one
+    tenant's rows only: every query that takes an id filters by ``tenant_id`` too, so no id can
+    reach another tenant's row."""
+
+    # None: every tenant (the dispatcher, the operator); else the one tenant this view sees.
+    tenant_id: int | None = None
 
     def __init__(self, engine: Engine, threads: int = 8) -> None:
         self.engine = engine
@@ -34,6 +42,17 @@ class StoreBase:
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="webhook-mcp-db")
         self._queue_sql: QueueSql = POSTGRES if self.is_postgres else SQLITE
         self._pipelined = PipelinedRunner(engine) if self.is_postgres else None
+
+    def scoped(self, tenant_id: int) -> Self:
+        """This store, seeing only ``tenant_id``'s rows; it shares the engine and threads (close
+        the store it came from, not the view)."""
+        view = copy.copy(self)
+        view.tenant_id = tenant_id
+        return view
+
+    def _in_scope(self, tenant_column: Any) -> ColumnElement[bool]:
+        """The condition that keeps a query inside this view's tenant (none for the full store)."""
+        return true() if self.tenant_id is None else tenant_column == self.tenant_id
 
     async def close(self) -> None:
         if self._pipelined is not None:

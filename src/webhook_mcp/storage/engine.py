@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
@@ -157,10 +157,33 @@ def _at_head(engine: Engine) -> bool:
     return stamped == [head]
 
 
+def create_migration_engine(url: str) -> Engine:
+    """An engine for migrations. On SQLite, foreign keys are off on its connections, as SQLite's
+    own procedure for changing a table asks: a migration that rebuilds a table (the only way to
+    drop a constraint there) would otherwise cascade the rebuild's DROP into the rows referencing
+    it. ``check_foreign_keys`` verifies them afterwards."""
+    engine = create_sync(url)
+    if engine.dialect.name == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _foreign_keys_off(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.execute("PRAGMA foreign_keys = OFF")
+
+    return engine
+
+
+def check_foreign_keys(conn: Connection) -> None:
+    """After a migration on SQLite: every reference still points at a row."""
+    if conn.dialect.name == "sqlite":
+        broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise ConfigurationError(f"the migration left {len(broken)} broken references, e.g. {tuple(broken[0])}")
+
+
 def upgrade(url: str) -> None:
     """Bring the schema to the newest revision; safe to run from several processes at once.
     A database already at the newest revision costs one query."""
-    engine = create_sync(url)
+    engine = create_migration_engine(url)
     try:
         if not _at_head(engine):
             _alembic_upgrade(engine)
@@ -178,6 +201,7 @@ def _alembic_upgrade(engine: Engine) -> None:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID})
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
+            check_foreign_keys(conn)
     except ConfigurationError:
         raise
     except Exception as exc:

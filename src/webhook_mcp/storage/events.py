@@ -50,31 +50,39 @@ def _delivery_rows(event_id: str, targets: Sequence[int], now: float) -> list[di
     ]
 
 
-def _recent_keys(conn: Connection, keys: list[str], since: float) -> dict[str, Any]:
+# An idempotency key is its tenant's own: (tenant_id, key).
+TenantKey = tuple[int, str]
+
+
+def _recent_keys(conn: Connection, keys: set[TenantKey], since: float) -> dict[TenantKey, Any]:
     """The events already published with these idempotency keys within the window; keys older
     than the window are released, so they can be used again."""
-    seen: dict[str, Any] = {}
+    seen: dict[TenantKey, Any] = {}
     if not keys:
         return seen
     e = events.c
-    rows = conn.execute(select(e.id, e.type, e.idempotency_key, e.created_at).where(e.idempotency_key.in_(keys)))
+    query = select(e.id, e.type, e.tenant_id, e.idempotency_key, e.created_at)
+    rows = conn.execute(query.where(e.idempotency_key.in_({key for _, key in keys})))
     expired = []
     for row in rows:
+        if (row.tenant_id, row.idempotency_key) not in keys:
+            continue  # another tenant's key
         if row.created_at >= since:
-            seen[row.idempotency_key] = row
+            seen[row.tenant_id, row.idempotency_key] = row
         else:
-            expired.append(row.idempotency_key)
+            expired.append(row.id)
     if expired:
-        conn.execute(update(events).where(e.idempotency_key.in_(expired)).values(idempotency_key=None))
+        conn.execute(update(events).where(e.id.in_(expired)).values(idempotency_key=None))
     return seen
 
 
-def _subscribers(conn: Connection) -> dict[str, list[int]]:
-    """Enabled webhooks by the event types they subscribe to."""
-    subscribers: dict[str, list[int]] = defaultdict(list)
-    for hook in conn.execute(select(webhooks.c.id, webhooks.c.events).where(webhooks.c.enabled.is_(True))):
+def _subscribers(conn: Connection) -> dict[tuple[int, str], list[int]]:
+    """Enabled webhooks by their tenant and the event types they subscribe to."""
+    subscribers: dict[tuple[int, str], list[int]] = defaultdict(list)
+    w = webhooks.c
+    for hook in conn.execute(select(w.id, w.tenant_id, w.events).where(w.enabled.is_(True))):
         for event_type in hook.events:
-            subscribers[event_type].append(hook.id)
+            subscribers[hook.tenant_id, event_type].append(hook.id)
     return subscribers
 
 
@@ -84,19 +92,21 @@ class EventQueries(StoreBase):
         can be lost, and an idempotency key seen within the window returns the first event."""
 
         def work(conn: Connection) -> list[StoredEvent]:
-            seen = _recent_keys(conn, [e.idempotency_key for e in new_events if e.idempotency_key], idempotency_since)
+            keys = {(e.tenant_id, e.idempotency_key) for e in new_events if e.idempotency_key}
+            seen = _recent_keys(conn, keys, idempotency_since)
             subscribers = _subscribers(conn)
             results: list[StoredEvent] = []
             event_rows: list[dict[str, Any]] = []
             delivery_rows: list[dict[str, Any]] = []
-            batch_keys: dict[str, StoredEvent] = {}
+            batch_keys: dict[TenantKey, StoredEvent] = {}
             for new in new_events:
                 key = new.idempotency_key
-                if key and key in batch_keys:
-                    first_in_batch = batch_keys[key]
+                if key and (new.tenant_id, key) in batch_keys:
+                    first_in_batch = batch_keys[new.tenant_id, key]
                     results.append(StoredEvent(first_in_batch.id, first_in_batch.type, first_in_batch.queued, True))
                     continue
-                event_row = {"id": new.id, "type": new.type, "body": new.body, "created_at": now}
+                event_row = {"id": new.id, "tenant_id": new.tenant_id, "type": new.type, "body": new.body}
+                event_row["created_at"] = now
                 event_row |= {"idempotency_key": key, "problems": new.problems}
                 duplicate = self._earlier_with_key(conn, key, event_row, seen) if key else None
                 if duplicate is not None:
@@ -104,11 +114,11 @@ class EventQueries(StoreBase):
                     continue
                 if not key:
                     event_rows.append(event_row)
-                targets = subscribers.get(new.type, ())
+                targets = subscribers.get((new.tenant_id, new.type), ())
                 delivery_rows.extend(_delivery_rows(new.id, targets, now))
                 stored = StoredEvent(new.id, new.type, len(targets), False)
                 if key:
-                    batch_keys[key] = stored
+                    batch_keys[new.tenant_id, key] = stored
                 results.append(stored)
             if event_rows:
                 conn.execute(insert(events), event_rows)
@@ -120,13 +130,15 @@ class EventQueries(StoreBase):
         return await self._write(work)
 
     def _earlier_with_key(
-        self, conn: Connection, key: str, event_row: dict[str, Any], seen: dict[str, Any]
+        self, conn: Connection, key: str, event_row: dict[str, Any], seen: dict[TenantKey, Any]
     ) -> StoredEvent | None:
         """The earlier event with this idempotency key, or None once ``event_row`` is inserted
         under it (a concurrent publisher of the same key may win the insert: its event is returned)."""
-        first = seen.get(key)
+        tenant_id = event_row["tenant_id"]
+        first = seen.get((tenant_id, key))
         if first is None and not self._insert_keyed(conn, event_row):
-            first = conn.execute(select(events.c.id, events.c.type).where(events.c.idempotency_key == key)).one()
+            e = events.c
+            first = conn.execute(select(e.id, e.type).where(e.tenant_id == tenant_id, e.idempotency_key == key)).one()
         if first is None:
             return None
         queued = conn.scalar(select(func.count()).select_from(deliveries).where(deliveries.c.event_id == first.id))
@@ -139,7 +151,7 @@ class EventQueries(StoreBase):
         statement = (
             dialect_insert(events)
             .values(**row)
-            .on_conflict_do_nothing(index_elements=["idempotency_key"])
+            .on_conflict_do_nothing(index_elements=["tenant_id", "idempotency_key"])
             .returning(events.c.id)
         )
         return conn.execute(statement).first() is not None

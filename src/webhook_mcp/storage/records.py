@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from webhook_mcp.core.tenancy import DEFAULT_TENANT_ID
+
 
 @dataclass(frozen=True, slots=True)
 class NewEvent:
@@ -14,6 +16,7 @@ class NewEvent:
     body: str
     idempotency_key: str | None = None
     problems: str | None = None
+    tenant_id: int = DEFAULT_TENANT_ID  # it reaches this tenant's webhooks only
 
 
 @dataclass(frozen=True, slots=True)

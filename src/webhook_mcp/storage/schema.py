@@ -23,6 +23,8 @@ from sqlalchemy import (
     true,
 )
 
+from webhook_mcp.core.tenancy import DEFAULT_TENANT_ID, MAX_TENANT_NAME_LENGTH
+
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -39,10 +41,40 @@ MAX_URL_LENGTH = 2048
 MAX_DESCRIPTION_LENGTH = 500
 MAX_ERROR_LENGTH = 1000
 
+# Each shop a deployment serves. Tenant 1, "default", owns everything in a deployment that never
+# names one. A tenant being deleted keeps its row (``deleted_at`` set, invisible to everyone)
+# until the last batch of its data is gone.
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(MAX_TENANT_NAME_LENGTH), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("deleted_at", Float),
+    UniqueConstraint("name"),
+)
+
+# Tokens that reach one tenant's data only; stored as SHA-256 of the token (shown once, at issue).
+tenant_tokens = Table(
+    "tenant_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", Integer, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("token_hash", String(64), nullable=False),
+    Column("label", String(MAX_DESCRIPTION_LENGTH), nullable=False, server_default=""),
+    Column("created_at", Float, nullable=False),
+    Column("last_used_at", Float),
+    UniqueConstraint("token_hash"),
+    Index("ix_tenant_tokens_tenant_id", "tenant_id"),
+)
+
 webhooks = Table(
     "webhooks",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
+    # No foreign key: SQLite cannot add a column with one to an existing table; deleting a tenant
+    # deletes its webhooks first.
+    Column("tenant_id", Integer, nullable=False, server_default=str(DEFAULT_TENANT_ID)),
     Column("url", String(MAX_URL_LENGTH), nullable=False),
     Column("description", String(MAX_DESCRIPTION_LENGTH), nullable=False, server_default=""),
     Column("events", JSON, nullable=False),
@@ -63,12 +95,15 @@ webhooks = Table(
     Column("failing_since", Float),
     Column("last_success_at", Float),
     Column("last_failure_at", Float),
+    Index("ix_webhooks_tenant_id", "tenant_id"),
 )
 
 events = Table(
     "events",
     metadata,
     Column("id", String(40), primary_key=True),
+    # Whose event it is: it reaches only that tenant's webhooks.
+    Column("tenant_id", Integer, nullable=False, server_default=str(DEFAULT_TENANT_ID)),
     Column("type", String(200), nullable=False),
     # The exact bytes that are signed and sent, so every retry carries the same body.
     Column("body", Text, nullable=False),
@@ -77,7 +112,8 @@ events = Table(
     # JSON list of what the type's schema did not accept, when validation only warns; else NULL.
     Column("problems", Text),
     Index("ix_events_created_at", "created_at"),
-    UniqueConstraint("idempotency_key"),
+    # Keys are the tenant's own: two shops may both send "ord_1".
+    UniqueConstraint("tenant_id", "idempotency_key"),
 )
 
 # state: pending (due at next_attempt_at; a claim pushes next_attempt_at forward by the lease),

@@ -12,6 +12,7 @@ from webhook_mcp.storage.monitoring import MonitoringQueries
 from webhook_mcp.storage.queue import QueueQueries
 from webhook_mcp.storage.results import ResultQueries
 from webhook_mcp.storage.retention import RetentionQueries
+from webhook_mcp.storage.tenants import TenantQueries
 from webhook_mcp.storage.webhooks import WebhookQueries
 
 
@@ -25,5 +26,6 @@ class Store(
     RetentionQueries,
     MonitoringQueries,
     LivenessQueries,
+    TenantQueries,
 ):
-    """Webhooks and secrets, events and idempotency, the delivery queue, results, logs and stats."""
+    """Tenants, webhooks and secrets, events and idempotency, the delivery queue, results, logs and stats."""

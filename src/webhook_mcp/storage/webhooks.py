@@ -20,6 +20,10 @@ from webhook_mcp.storage.schema import (
 
 class WebhookQueries(StoreBase):
     async def insert_webhook(self, values: Mapping[str, Any]) -> Row[Any]:
+        """A view for one tenant registers the webhook for that tenant, whatever ``values`` say."""
+        if self.tenant_id is not None:
+            values = {**values, "tenant_id": self.tenant_id}
+
         def work(conn: Connection) -> Any:
             row = (conn.execute(insert(webhooks).values(**values).returning(*webhooks.c))).one()
             return row
@@ -31,13 +35,15 @@ class WebhookQueries(StoreBase):
             return None
 
         def work(conn: Connection) -> Any:
-            return (conn.execute(select(webhooks).where(webhooks.c.id == webhook_id))).one_or_none()
+            query = select(webhooks).where(webhooks.c.id == webhook_id, self._in_scope(webhooks.c.tenant_id))
+            return (conn.execute(query)).one_or_none()
 
         return await self._read(work)
 
     async def list_webhooks(self) -> list[Row[Any]]:
         def work(conn: Connection) -> Any:
-            return list((conn.execute(select(webhooks).order_by(webhooks.c.id))).all())
+            query = select(webhooks).where(self._in_scope(webhooks.c.tenant_id)).order_by(webhooks.c.id)
+            return list((conn.execute(query)).all())
 
         return await self._read(work)
 
@@ -48,7 +54,10 @@ class WebhookQueries(StoreBase):
         def work(conn: Connection) -> Any:
             return (
                 conn.execute(
-                    update(webhooks).where(webhooks.c.id == webhook_id).values(**values).returning(*webhooks.c)
+                    update(webhooks)
+                    .where(webhooks.c.id == webhook_id, self._in_scope(webhooks.c.tenant_id))
+                    .values(**values)
+                    .returning(*webhooks.c)
                 )
             ).one_or_none()
 
@@ -64,7 +73,7 @@ class WebhookQueries(StoreBase):
             row = (
                 conn.execute(
                     update(webhooks)
-                    .where(webhooks.c.id == webhook_id)
+                    .where(webhooks.c.id == webhook_id, self._in_scope(webhooks.c.tenant_id))
                     .values(
                         enabled=enabled,
                         disabled_reason=None if enabled else reason,
@@ -99,7 +108,8 @@ class WebhookQueries(StoreBase):
 
         def work(conn: Connection) -> Any:
             # Locked first, as result writers lock it before its deliveries (no deadlock with them).
-            row = conn.execute(select(webhooks).where(webhooks.c.id == webhook_id).with_for_update()).one_or_none()
+            mine = select(webhooks).where(webhooks.c.id == webhook_id, self._in_scope(webhooks.c.tenant_id))
+            row = conn.execute(mine.with_for_update()).one_or_none()
             if row is None:
                 return None
             attempts = conn.execute(delete(delivery_attempts).where(delivery_attempts.c.webhook_id == webhook_id))
@@ -123,7 +133,9 @@ class WebhookQueries(StoreBase):
 
         def work(conn: Connection) -> Any:
             before = conn.execute(
-                select(w.previous_secret_expires_at).where(w.id == webhook_id).with_for_update()
+                select(w.previous_secret_expires_at)
+                .where(w.id == webhook_id, self._in_scope(w.tenant_id))
+                .with_for_update()
             ).one_or_none()
             if before is None:
                 return None
