@@ -39,8 +39,7 @@ from aiohttp import web
 
 from webhook_mcp.interfaces.cli import run
 
-# Targets from the issue.
-# Delivery targets: issue 3 (SQLite) and issue 4 (PostgreSQL, one worker process).
+# Targets: SQLite end to end, and PostgreSQL with one worker process.
 TARGET_DELIVERIES_PER_S = {"sqlite": 3500.0, "postgresql": 5000.0}
 TARGET_PUBLISH_SECONDS_FOR_20K = 2.0
 TARGET_RSS_MB = 150.0

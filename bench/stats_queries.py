@@ -1,6 +1,6 @@
 """Latency of get_webhook_logs and get_webhook_stats on a large attempt log.
 
-Target (issue 4): with 1,000,000 attempt rows, the first page of get_webhook_logs and
+Target: with 1,000,000 attempt rows, the first page of get_webhook_logs and
 get_webhook_stats for one webhook each answer in under 50 ms, on SQLite and on PostgreSQL.
 
     .venv/bin/python bench/stats_queries.py                      # SQLite in a temp dir, 1,000,000 rows
