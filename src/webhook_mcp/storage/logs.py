@@ -6,14 +6,13 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, case, delete, func, literal, select
+from sqlalchemy import Connection, Row, case, delete, func, literal, select, text
 
 from webhook_mcp.storage.base import StoreBase
 from webhook_mcp.storage.schema import (
     HISTOGRAM_COLUMNS,
     LATENCY_BUCKETS_MS,
     attempt_rollups,
-    deliveries,
     delivery_attempts,
     delivery_counts,
 )
@@ -101,15 +100,22 @@ def _delivery_states(conn: Connection, webhook_id: int) -> dict[str, int]:
     return {row.state: int(row.n) for row in conn.execute(query)}
 
 
+# The condition spelled as ix_deliveries_retrying's, literally: a planner matches a partial index
+# only to the same terms with the same constants. SQLite is told the index: without statistics its
+# planner prefers the queue index, and walks the backlog never tried yet.
+_NEXT_RETRY = (
+    "SELECT next_attempt_at FROM deliveries{hint} WHERE webhook_id = :webhook_id "
+    "AND state = 'pending' AND attempts > 0 ORDER BY webhook_id, next_attempt_at LIMIT 1"
+)
+_NEXT_RETRY_BY_DIALECT = {
+    "sqlite": text(_NEXT_RETRY.format(hint=" INDEXED BY ix_deliveries_retrying")),
+    "postgresql": text(_NEXT_RETRY.format(hint="")),
+}
+
+
 def _next_retry(conn: Connection, webhook_id: int) -> float | None:
-    """The webhook's queue index in due order: the first row tried before."""
-    d = deliveries.c
-    return conn.scalar(  # type: ignore[no-any-return]
-        select(d.next_attempt_at)
-        .where(d.webhook_id == webhook_id, d.state == "pending", d.attempts > 0)
-        .order_by(d.webhook_id, d.state, d.next_attempt_at)
-        .limit(1)
-    )
+    """When the webhook's next retry is due: one probe of ix_deliveries_retrying."""
+    return conn.scalar(_NEXT_RETRY_BY_DIALECT[conn.dialect.name], {"webhook_id": webhook_id})  # type: ignore[no-any-return]
 
 
 class LogQueries(StoreBase):

@@ -215,6 +215,17 @@ attempt_rollups = Table(
     *(Column(name, Integer, nullable=False, server_default="0") for name in HISTOGRAM_COLUMNS),
 )
 
+# Deliveries waiting to be tried again, per webhook in due order: the "next retry" of a webhook's
+# stats is one probe here, instead of a walk past a backlog never tried yet (which comes first in
+# due order). Partial: it holds only what failed and waits, a few rows even when a million queue.
+Index(
+    "ix_deliveries_retrying",
+    deliveries.c.webhook_id,
+    deliveries.c.next_attempt_at,
+    postgresql_where=(deliveries.c.state == "pending") & (deliveries.c.attempts > 0),
+    sqlite_where=(deliveries.c.state == "pending") & (deliveries.c.attempts > 0),
+)
+
 # Deliveries leased right now, counted per webhook when claiming, so the per-endpoint limit holds
 # across every worker; partial, so it stays as small as the work in flight.
 Index(
