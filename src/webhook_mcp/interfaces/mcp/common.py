@@ -13,6 +13,7 @@ from mcp_types import ToolAnnotations
 from pydantic import AfterValidator, BeforeValidator, Field
 
 from webhook_mcp.core.errors import WebhookError
+from webhook_mcp.interfaces.acting import service_for_caller
 from webhook_mcp.service.hub import Hub
 from webhook_mcp.service.operations import WebhookService
 from webhook_mcp.storage.base import MAX_WEBHOOK_ID
@@ -113,7 +114,8 @@ class HubSlot:
         return self.hub
 
     def service(self) -> WebhookService:
-        return self.get().service
+        """The service as the calling request may see it (one tenant's, for a tenant's caller)."""
+        return service_for_caller(self.get().service)
 
 
 ServiceGetter = Callable[[], WebhookService]
