@@ -7,20 +7,22 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterable, Mapping
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from webhook_mcp.core.catalog import Catalog, load_catalog
 from webhook_mcp.core.models import PublishedEvent
 from webhook_mcp.core.settings import Settings
-from webhook_mcp.delivery.dispatcher import Dispatcher
+from webhook_mcp.delivery.deferred import DeferredSender, SendsDeliveries
 from webhook_mcp.delivery.inbox import Inboxes
-from webhook_mcp.delivery.sender import Sender
 from webhook_mcp.service.operations import WebhookService
 from webhook_mcp.service.secrets_at_rest import check_key_source, open_secrets
 from webhook_mcp.storage import engine as database
 from webhook_mcp.storage.store import Store
+
+if TYPE_CHECKING:
+    import httpx
+
+    from webhook_mcp.delivery.dispatcher import Dispatcher
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +37,7 @@ class Hub:
         settings: Settings,
         store: Store,
         catalog: Catalog,
-        sender: Sender,
+        sender: SendsDeliveries,
         dispatcher: Dispatcher | None,
         inboxes: Inboxes | None = None,
     ) -> None:
@@ -45,15 +47,29 @@ class Hub:
         self.catalog = catalog
         self.sender = sender
         self.dispatcher = dispatcher
+        self.dispatches = dispatcher is not None  # whether this process delivers (once started)
         self.dispatcher_task: asyncio.Task[None] | None = None  # set while the dispatcher runs
-        self.service = WebhookService(
-            store,
-            catalog,
-            sender,
-            settings,
-            on_publish=dispatcher.wake if dispatcher else None,
-            on_change=dispatcher.forget_queued if dispatcher else None,
-        )
+        self.service = WebhookService(store, catalog, sender, settings, on_publish=self._wake, on_change=self._forget)
+
+    def _wake(self) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.wake()
+
+    async def _forget(self, webhook_id: int) -> None:
+        if self.dispatcher is not None:
+            await self.dispatcher.forget_queued(webhook_id)
+
+    def start_dispatcher(self) -> None:
+        """Start delivering in this process (once; later calls do nothing). ``Hub.open(...,
+        defer_dispatcher=True)`` leaves this to the caller: the stdio server calls it after its
+        first answer, so the dispatcher's imports are not paid before it."""
+        if self.dispatcher_task is not None:
+            return
+        if self.dispatcher is None:
+            from webhook_mcp.delivery.dispatcher import Dispatcher
+
+            self.dispatcher = Dispatcher(self.store, self.sender, self.settings)
+        self.dispatcher_task = asyncio.create_task(self.dispatcher.run(), name="webhook-mcp-dispatcher")
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -63,6 +79,7 @@ class Hub:
         *,
         migrate: bool = True,
         dispatch: bool | None = None,
+        defer_dispatcher: bool = False,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> AsyncIterator[Hub]:
         """Open the database (migrating it to the newest schema), the HTTP sender and, unless
@@ -70,7 +87,9 @@ class Hub:
         secrets are encrypted (plaintext ones now) with ``secret_key``, or on SQLite without one with
         the key in ``secret_key_file`` (created if missing; ``hub.settings`` then carries it); a
         missing or wrong key is a ConfigurationError before anything starts (see
-        :mod:`webhook_mcp.service.secrets_at_rest`)."""
+        :mod:`webhook_mcp.service.secrets_at_rest`). With ``defer_dispatcher``, the dispatcher
+        starts when the caller calls ``hub.start_dispatcher()``; the HTTP sender is always made
+        at its first use."""
         settings = settings or Settings()
         catalog = load_catalog(settings.event_types_file)
         check_key_source(settings)
@@ -84,19 +103,18 @@ class Hub:
             await store.close()
             raise
         inboxes = new_inboxes(settings)
-        sender = Sender(
+        sender = DeferredSender(
             timeout=settings.delivery_timeout,
             allowed_networks=settings.allowed_private_networks,
             max_connections=settings.max_concurrency,
             transport=transport,
             own_urls=inboxes.owns,
         )
-        run_dispatcher = settings.run_dispatcher if dispatch is None else dispatch
-        dispatcher = Dispatcher(store, sender, settings) if run_dispatcher else None
-        hub = cls(settings, store, catalog, sender, dispatcher, inboxes)
+        hub = cls(settings, store, catalog, sender, None, inboxes)
+        hub.dispatches = settings.run_dispatcher if dispatch is None else dispatch
         try:
-            if dispatcher is not None:
-                hub.dispatcher_task = asyncio.create_task(dispatcher.run(), name="webhook-mcp-dispatcher")
+            if hub.dispatches and not defer_dispatcher:
+                hub.start_dispatcher()
             yield hub
         finally:
             try:

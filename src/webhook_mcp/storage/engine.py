@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.resources
 import logging
 import re
@@ -106,6 +107,11 @@ def _alembic_config() -> Config:
 
 
 def head_revision() -> str | None:
+    """The newest migration this code knows: read from the revision files' text when they declare
+    one head (no Alembic import, which is a third of a cold start), else asked of Alembic."""
+    declared = _declared_head()
+    if declared is not None:
+        return declared
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(_alembic_config()).get_current_head()
@@ -126,6 +132,7 @@ _REVISION = re.compile(r"^revision\b[^=]*=\s*[\"']([^\"']+)[\"']", re.M)
 _DOWN_REVISION = re.compile(r"^down_revision\b[^=]*=\s*[\"']([^\"']+)[\"']", re.M)
 
 
+@functools.cache
 def _declared_head() -> str | None:
     """The one head of the migration chain, read from the revision files' text (no Alembic
     import); None when the files do not declare exactly one, and Alembic must decide."""
