@@ -12,10 +12,10 @@ from webhook_mcp.core.catalog import (
     TEST_EVENT,
     Catalog,
     EventType,
-    _Order,
     builtin_event_types,
     load_catalog,
 )
+from webhook_mcp.core.builtin_events import _Order
 from webhook_mcp.core.errors import (
     ConfigurationError,
     InvalidArgumentError,
