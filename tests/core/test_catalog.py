@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
+from webhook_mcp.core.builtin_events import _Order
 from webhook_mcp.core.catalog import (
     TEST_EVENT,
     Catalog,
@@ -15,7 +16,6 @@ from webhook_mcp.core.catalog import (
     builtin_event_types,
     load_catalog,
 )
-from webhook_mcp.core.builtin_events import _Order
 from webhook_mcp.core.errors import (
     ConfigurationError,
     InvalidArgumentError,

@@ -49,6 +49,7 @@ class Hub:
         self.dispatcher = dispatcher
         self.dispatches = dispatcher is not None  # whether this process delivers (once started)
         self.dispatcher_task: asyncio.Task[None] | None = None  # set while the dispatcher runs
+        self._stopped = False
         self.service = WebhookService(store, catalog, sender, settings, on_publish=self._wake, on_change=self._forget)
 
     def _wake(self) -> None:
@@ -60,10 +61,10 @@ class Hub:
             await self.dispatcher.forget_queued(webhook_id)
 
     def start_dispatcher(self) -> None:
-        """Start delivering in this process (once; later calls do nothing). ``Hub.open(...,
-        defer_dispatcher=True)`` leaves this to the caller: the stdio server calls it after its
-        first answer, so the dispatcher's imports are not paid before it."""
-        if self.dispatcher_task is not None:
+        """Start delivering in this process (once; later calls, and calls after ``stop_dispatcher``,
+        do nothing). ``Hub.open(..., defer_dispatcher=True)`` leaves this to the caller: the stdio
+        server calls it after its first answer, so the dispatcher's imports are not paid before it."""
+        if self.dispatcher_task is not None or self._stopped:
             return
         if self.dispatcher is None:
             from webhook_mcp.delivery.dispatcher import Dispatcher
@@ -131,6 +132,7 @@ class Hub:
         """Stop delivering: claiming stops at once, what was claimed but not started is handed back,
         sends in flight get the shutdown grace period, results are written. Bounded: a dispatcher
         still busy a second after the grace period is cancelled."""
+        self._stopped = True  # a start still scheduled (see start_dispatcher) does nothing now
         task, dispatcher = self.dispatcher_task, self.dispatcher
         if task is None or dispatcher is None:
             return
