@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Literal
 
 from webhook_mcp import __version__
 from webhook_mcp.core.settings import Settings
+from webhook_mcp.interfaces.console import resume_gc
 from webhook_mcp.service.hub import Hub
 from webhook_mcp.storage import engine as database
 
@@ -142,21 +143,28 @@ async def serve_http(
         await _stop(hub, monitor, server, serving)
 
 
-# The dispatcher starts this long after the first tool answer (time for the answer to be written
-# out), or this long after the session opens if no tool is called by then.
+# The first answer's follow-up (see ``_after_first_answer``) runs this long after it (time for it
+# to be written out), or this long after the session opens if no tool is called by then.
 AFTER_FIRST_ANSWER = 0.05
 AT_THE_LATEST = 1.0
 
 
-def _start_dispatcher_after_first_answer(hub: Hub, server: WebhookServer) -> None:
-    """A client spawning the server waits for its first answer; the dispatcher's imports and first
-    claims come right after it, so deliveries still start within a second."""
+def _after_first_answer(hub: Hub, server: WebhookServer) -> None:
+    """A client spawning the server waits for its first answer; the garbage collector (paused by
+    the console script) resumes and the dispatcher's imports and first claims come right after
+    it, so deliveries still start within a second."""
     loop = asyncio.get_running_loop()
-    latest = loop.call_later(AT_THE_LATEST, hub.start_dispatcher)
+
+    def settle() -> None:
+        resume_gc()
+        if hub.dispatches:
+            hub.start_dispatcher()
+
+    latest = loop.call_later(AT_THE_LATEST, settle)
 
     def answered() -> None:
         latest.cancel()
-        loop.call_later(AFTER_FIRST_ANSWER, hub.start_dispatcher)
+        loop.call_later(AFTER_FIRST_ANSWER, settle)
 
     server.after_first_answer = answered
 
@@ -171,8 +179,7 @@ async def serve_stdio(settings: Settings, dispatch: bool) -> None:
     async with Hub.open(settings, dispatch=dispatch, defer_dispatcher=True) as hub:
         log_startup(hub, "MCP server (stdio)", [])
         server = create_server(hub=hub)
-        if hub.dispatches:
-            _start_dispatcher_after_first_answer(hub, server)
+        _after_first_answer(hub, server)
         session = asyncio.create_task(server.run_stdio_async(), name="webhook-mcp-stdio")
         stop = asyncio.create_task(signals.wait())
         await asyncio.wait([session, stop], return_when=asyncio.FIRST_COMPLETED)
