@@ -94,10 +94,16 @@ class Hub:
         settings = settings or Settings()
         catalog = load_catalog(settings.event_types_file)
         check_key_source(settings)
-        if migrate:
-            await asyncio.to_thread(database.upgrade, settings.database_url)
         pool = settings.database_pool_size
-        store = Store(database.create_sync(settings.database_url, pool), pool)
+        engine = database.create_sync(settings.database_url, pool)
+        # At head (every start after the first), the check is one query on the store's own engine.
+        if migrate and not await asyncio.to_thread(database.at_head, engine):
+            try:
+                await asyncio.to_thread(database.upgrade, settings.database_url)
+            except BaseException:
+                engine.dispose()
+                raise
+        store = Store(engine, pool)
         try:
             settings = await open_secrets(settings, store)
         except BaseException:

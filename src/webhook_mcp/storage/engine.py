@@ -151,14 +151,15 @@ def _declared_head() -> str | None:
     return heads.pop() if len(heads) == 1 else None
 
 
-def _at_head(engine: Engine) -> bool:
+def at_head(engine: Engine) -> bool:
     """One query: is the schema already at the newest revision? (Then nothing needs Alembic.)"""
     head = _declared_head()
     if head is None:
         return False
     try:
         with engine.connect() as conn:
-            stamped = [row[0] for row in conn.execute(text("SELECT version_num FROM alembic_version"))]
+            reading = conn.execution_options(**{READ_ONLY_OPTION: True})  # no write lock on SQLite
+            stamped = [row[0] for row in reading.execute(text("SELECT version_num FROM alembic_version"))]
     except DBAPIError:
         return False  # no version table yet: a new database
     return stamped == [head]
@@ -192,7 +193,7 @@ def upgrade(url: str) -> None:
     A database already at the newest revision costs one query."""
     engine = create_migration_engine(url)
     try:
-        if not _at_head(engine):
+        if not at_head(engine):
             _alembic_upgrade(engine)
     finally:
         engine.dispose()
