@@ -31,6 +31,20 @@ def new_inboxes(settings: Settings) -> Inboxes:
     return Inboxes(limit=settings.inbox_limit, ttl=settings.inbox_ttl, max_body_bytes=settings.max_payload_bytes)
 
 
+async def _open_store(settings: Settings, migrate: bool) -> Store:
+    """The store, its schema migrated first if ``migrate``. At the newest schema (every start
+    after the first) that costs one query on the store's own engine, and Alembic is not imported."""
+    pool = settings.database_pool_size
+    engine = database.create_sync(settings.database_url, pool)
+    try:
+        if migrate and not await asyncio.to_thread(database.at_head, engine):
+            await asyncio.to_thread(database.upgrade, settings.database_url)
+    except BaseException:
+        engine.dispose()
+        raise
+    return Store(engine, pool)
+
+
 class Hub:
     def __init__(
         self,
@@ -94,16 +108,7 @@ class Hub:
         settings = settings or Settings()
         catalog = load_catalog(settings.event_types_file)
         check_key_source(settings)
-        pool = settings.database_pool_size
-        engine = database.create_sync(settings.database_url, pool)
-        # At head (every start after the first), the check is one query on the store's own engine.
-        if migrate and not await asyncio.to_thread(database.at_head, engine):
-            try:
-                await asyncio.to_thread(database.upgrade, settings.database_url)
-            except BaseException:
-                engine.dispose()
-                raise
-        store = Store(engine, pool)
+        store = await _open_store(settings, migrate)
         try:
             settings = await open_secrets(settings, store)
         except BaseException:
