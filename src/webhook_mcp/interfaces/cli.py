@@ -20,6 +20,7 @@ from webhook_mcp.core.errors import WebhookError
 from webhook_mcp.core.jsonsafe import loads_strict
 from webhook_mcp.core.logs import configure_logging
 from webhook_mcp.core.settings import Settings, describe_settings
+from webhook_mcp.interfaces.console import resume_gc
 from webhook_mcp.service.hub import Hub
 from webhook_mcp.storage import engine as database
 
@@ -245,6 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings()
         configure_logging(settings)
+        if args.command != "serve" or args.transport != "stdio":
+            resume_gc()  # the stdio server resumes it after its first answer
         if args.command == "serve":
             _serve(settings, args)
         elif args.command == "worker":

@@ -6,21 +6,23 @@ exits at once (what is still leased comes due again when its lease ends)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
-from collections.abc import Generator
-from typing import Literal
-
-import uvicorn
-from starlette.types import ASGIApp
+from typing import TYPE_CHECKING, Literal
 
 from webhook_mcp import __version__
 from webhook_mcp.core.settings import Settings
+from webhook_mcp.interfaces.console import resume_gc
 from webhook_mcp.service.hub import Hub
-from webhook_mcp.service.monitoring import Monitor, head_revision
 from webhook_mcp.storage import engine as database
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+
+    from webhook_mcp.interfaces.http.server import SignalFreeServer
+    from webhook_mcp.interfaces.mcp.server import WebhookServer
+    from webhook_mcp.service.monitoring import Monitor
 
 logger = logging.getLogger("webhook_mcp")
 
@@ -48,16 +50,8 @@ class StopSignals:
         await self.requested.wait()
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handlers: ``StopSignals`` decides when to stop."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
-def _http_server(settings: Settings, app: ASGIApp, host: str, port: int) -> _Server:
-    from webhook_mcp.interfaces.http.server import uvicorn_config
+def _http_server(settings: Settings, app: ASGIApp, host: str, port: int) -> SignalFreeServer:
+    from webhook_mcp.interfaces.http.server import SignalFreeServer, uvicorn_config
 
     config = uvicorn_config(
         app,
@@ -68,18 +62,20 @@ def _http_server(settings: Settings, app: ASGIApp, host: str, port: int) -> _Ser
         log_config=None,  # uvicorn's records go through our handler and format
         timeout_graceful_shutdown=max(1, round(settings.shutdown_grace)),
     )
-    return _Server(config)
+    return SignalFreeServer(config)
 
 
 def log_startup(hub: Hub, role: str, listening: list[str]) -> None:
     """One line per fact, so each can be found with grep and parsed as JSON."""
     cfg = hub.settings
     logger.info("webhook-mcp %s starting as %s", __version__, role)
-    logger.info("%s running on %s at schema revision %s", role, database.sync_url(cfg.database_url), head_revision())
-    if hub.dispatcher is not None:
+    logger.info(
+        "%s running on %s at schema revision %s", role, database.sync_url(cfg.database_url), database.head_revision()
+    )
+    if hub.dispatches:
         logger.info(
             "dispatcher %s: up to %d deliveries in flight, %d per endpoint, lease %g s",
-            hub.dispatcher.worker_id,
+            hub.dispatcher.worker_id if hub.dispatcher is not None else "(starting after the first answer)",
             cfg.max_concurrency,
             cfg.per_endpoint_concurrency,
             cfg.lease_seconds,
@@ -97,7 +93,9 @@ def log_startup(hub: Hub, role: str, listening: list[str]) -> None:
     logger.info("SIGTERM or SIGINT stops cleanly within %g s; a second signal exits at once", cfg.shutdown_grace + 2)
 
 
-async def _stop(hub: Hub, monitor: Monitor, server: _Server | None, serving: asyncio.Task[None] | None) -> None:
+async def _stop(
+    hub: Hub, monitor: Monitor, server: SignalFreeServer | None, serving: asyncio.Task[None] | None
+) -> None:
     monitor.draining = True
     if server is not None:
         server.should_exit = True
@@ -107,10 +105,11 @@ async def _stop(hub: Hub, monitor: Monitor, server: _Server | None, serving: asy
 
 
 async def run_worker(settings: Settings, host: str, port: int | None) -> None:
+    from webhook_mcp.interfaces.http.operations import create_worker_app
+    from webhook_mcp.service.monitoring import Monitor
+
     signals = StopSignals(settings)
     async with Hub.open(settings, dispatch=True) as hub:
-        from webhook_mcp.interfaces.http.operations import create_worker_app
-
         monitor = Monitor(hub)
         server = serving = None
         listening = []
@@ -127,6 +126,7 @@ async def serve_http(
     settings: Settings, transport: Literal["sse", "streamable-http"], host: str, port: int, dispatch: bool
 ) -> None:
     from webhook_mcp.interfaces.http.app import create_http_app
+    from webhook_mcp.service.monitoring import Monitor
 
     signals = StopSignals(settings)
     async with Hub.open(settings, dispatch=dispatch) as hub:
@@ -143,6 +143,32 @@ async def serve_http(
         await _stop(hub, monitor, server, serving)
 
 
+# The first answer's follow-up (see ``_after_first_answer``) runs this long after it (time for it
+# to be written out), or this long after the session opens if no tool is called by then.
+AFTER_FIRST_ANSWER = 0.05
+AT_THE_LATEST = 1.0
+
+
+def _after_first_answer(hub: Hub, server: WebhookServer) -> None:
+    """A client spawning the server waits for its first answer; the garbage collector (paused by
+    the console script) resumes and the dispatcher's imports and first claims come right after
+    it, so deliveries still start within a second."""
+    loop = asyncio.get_running_loop()
+
+    def settle() -> None:
+        resume_gc()
+        if hub.dispatches:
+            hub.start_dispatcher()
+
+    latest = loop.call_later(AT_THE_LATEST, settle)
+
+    def answered() -> None:
+        latest.cancel()
+        loop.call_later(AFTER_FIRST_ANSWER, settle)
+
+    server.after_first_answer = answered
+
+
 async def serve_stdio(settings: Settings, dispatch: bool) -> None:
     """MCP over stdio until the client closes stdin or a signal arrives; the hub is opened here,
     outside the MCP session's task group, so stopping it is never cut short by that group's
@@ -150,9 +176,11 @@ async def serve_stdio(settings: Settings, dispatch: bool) -> None:
     from webhook_mcp.interfaces.mcp.server import create_server
 
     signals = StopSignals(settings)
-    async with Hub.open(settings, dispatch=dispatch) as hub:
+    async with Hub.open(settings, dispatch=dispatch, defer_dispatcher=True) as hub:
         log_startup(hub, "MCP server (stdio)", [])
-        session = asyncio.create_task(create_server(hub=hub).run_stdio_async(), name="webhook-mcp-stdio")
+        server = create_server(hub=hub)
+        _after_first_answer(hub, server)
+        session = asyncio.create_task(server.run_stdio_async(), name="webhook-mcp-stdio")
         stop = asyncio.create_task(signals.wait())
         await asyncio.wait([session, stop], return_when=asyncio.FIRST_COMPLETED)
         stop.cancel()

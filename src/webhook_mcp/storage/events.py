@@ -9,9 +9,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, Executable, func, insert, select, update
 
 from webhook_mcp.storage.base import StoreBase
 from webhook_mcp.storage.records import (
@@ -147,11 +145,22 @@ class EventQueries(StoreBase):
     def _insert_keyed(self, conn: Connection, row: dict[str, Any]) -> bool:
         """Insert an event with an idempotency key unless the key is taken; on PostgreSQL a
         concurrent publisher of the same key waits for ours to commit, then yields."""
-        dialect_insert = pg_insert if self.is_postgres else sqlite_insert
-        statement = (
-            dialect_insert(events)
-            .values(**row)
-            .on_conflict_do_nothing(index_elements=["tenant_id", "idempotency_key"])
-            .returning(events.c.id)
-        )
+        if self.is_postgres:  # each dialect's module is imported only where it runs
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            statement: Executable = (
+                pg_insert(events)
+                .values(**row)
+                .on_conflict_do_nothing(index_elements=["tenant_id", "idempotency_key"])
+                .returning(events.c.id)
+            )
+        else:
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            statement = (
+                sqlite_insert(events)
+                .values(**row)
+                .on_conflict_do_nothing(index_elements=["tenant_id", "idempotency_key"])
+                .returning(events.c.id)
+            )
         return conn.execute(statement).first() is not None

@@ -7,7 +7,6 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import psycopg
 from sqlalchemy import Connection, Row, func, select, update
 
 from webhook_mcp.storage.base import MAX_ROW_ID, WORK_CHANNEL, StoreBase
@@ -101,6 +100,8 @@ class QueueQueries(StoreBase):
         until cancelled and outlives database restarts; SQLite has no notifications (returns)."""
         if not self.is_postgres:
             return
+        import psycopg  # only on PostgreSQL: a SQLite server never pays for the driver
+
         url = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         delay = retry_delay
         while True:

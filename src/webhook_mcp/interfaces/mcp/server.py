@@ -55,6 +55,8 @@ class WebhookServer(MCPServer[Any]):
         self.withheld: set[str] = set()
         # Resources that come and go with the data (one per webhook, per event type).
         self.extra_resources: Callable[[], Awaitable[list[MCPResource]]] | None = None
+        # Called once, after the first tool call returns (the stdio server starts its dispatcher then).
+        self.after_first_answer: Callable[[], None] | None = None
         super().__init__(*args, **kwargs)
 
     async def list_resources(self) -> list[MCPResource]:
@@ -80,6 +82,16 @@ class WebhookServer(MCPServer[Any]):
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        try:
+            return await self._call_tool(name, arguments, context)
+        finally:
+            hook, self.after_first_answer = self.after_first_answer, None
+            if hook is not None:
+                hook()
+
+    async def _call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None
     ) -> CallToolResult | InputRequiredResult:
         if name in self.withheld:
             raise ToolError(
