@@ -4,21 +4,40 @@ the tools see and publish for that tenant only, and an unknown name stops the st
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
+from mcp_types import CallToolResult
 
 from conftest import make_settings
-from test_stdio import call, console_script, text_of
 from webhook_mcp import Hub
 
 pytestmark = pytest.mark.anyio
 EVENT = "order.created"
+
+
+def console_script() -> str:
+    beside_python = Path(sys.executable).parent / "webhook-mcp"
+    return str(beside_python) if beside_python.exists() else shutil.which("webhook-mcp") or "webhook-mcp"
+
+
+def text_of(result: CallToolResult) -> str:
+    return "\n".join(getattr(block, "text", "") for block in result.content)
+
+
+async def call(client: Client, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    result = await client.call_tool(name, arguments)
+    assert not result.is_error, f"{name}({arguments}) failed: {text_of(result)}"
+    assert isinstance(result.structured_content, dict)
+    return result.structured_content
 
 
 def serve_for(database: Path, *args: str, **extra_env: str) -> StdioServerParameters:
