@@ -84,7 +84,7 @@ class QueueQueries(StoreBase):
         if not delivery_ids:
             return
         d = deliveries.c
-        query = update(deliveries).where(d.id.in_(delivery_ids))
+        query = update(deliveries).where(d.id.in_(delivery_ids), self._hooks_in_scope(d.webhook_id))
         if owner is not None:
             query = query.where(d.lease_owner == owner)
 
