@@ -64,16 +64,7 @@ class UsageError(Exception):
     """A command-line mistake: printed as is, exit status 2."""
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="webhook-mcp",
-        description="Self-hosted webhook management and delivery, driven by AI assistants over MCP.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--version", action="version", version=f"webhook-mcp {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-
+def _add_serve(commands: Any) -> None:
     serve = commands.add_parser(
         "serve",
         help="run the MCP server (migrates the database, runs the dispatcher)",
@@ -97,6 +88,19 @@ def _build_parser() -> argparse.ArgumentParser:
         help="act for this tenant (shop) only: its webhooks, deliveries, logs and stats, and events published "
         "for it (default: WEBHOOK_MCP_TENANT; unset: every tenant)",
     )
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="webhook-mcp",
+        description="Self-hosted webhook management and delivery, driven by AI assistants over MCP.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"webhook-mcp {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    _add_serve(commands)
 
     worker = commands.add_parser("worker", help="run a delivery dispatcher on its own (several may share a database)")
     worker.add_argument(
