@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp_types import CallToolResult
 
-from conftest import make_settings
+from conftest import make_settings, wait_until
 from webhook_mcp import Hub
 
 pytestmark = pytest.mark.anyio
@@ -110,3 +111,37 @@ def test_a_bad_tenant_name_is_a_usage_error(tmp_path: Path) -> None:
         [parameters.command, *parameters.args], env=parameters.env, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 2 and "tenant name 'Not A Name' is not valid" in result.stderr
+
+
+def _start(parameters: StdioServerParameters) -> subprocess.Popen[bytes]:
+    command = [parameters.command, *parameters.args]
+    return subprocess.Popen(command, env=parameters.env, cwd=parameters.cwd, stderr=subprocess.PIPE)
+
+
+async def test_serve_over_streamable_http_for_one_tenant_sees_it_only(tmp_path: Path) -> None:
+    database = tmp_path / "shops.db"
+    ours, _theirs = await _two_shops(database)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    parameters = serve_for(database, "--transport", "streamable-http", "--port", str(port), "--tenant", "acme")
+    process = _start(parameters)
+
+    async def listening() -> bool:
+        assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+        try:
+            stream = await anyio.connect_tcp("127.0.0.1", port)
+        except OSError:
+            return False
+        await stream.aclose()
+        return True
+
+    try:
+        await wait_until(listening, timeout=30)
+        with anyio.fail_after(30):
+            async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+                listed = await call(client, "list_webhooks", {})
+                assert [w["id"] for w in listed["webhooks"]] == [ours]
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
