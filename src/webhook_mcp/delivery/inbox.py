@@ -4,8 +4,10 @@
 An inbox URL is ``<base>/inbox/<id>`` with an unguessable id. ``base`` is the HTTP server's own
 address when ``serve`` runs one (the route sits on the same app), else a loopback listener opened
 on demand. The sender's address guard lets exactly these URLs through although they are local
-(:meth:`Inboxes.owns`); nothing else is opened by that exception. Inboxes expire, their number is
-bounded (opening one more drops the oldest), and so are the requests and body bytes each keeps."""
+(:meth:`Inboxes.owns`); nothing else is opened by that exception. An inbox belongs to the tenant
+whose caller opened it, and only that tenant's callers find it. Inboxes expire, their number is
+bounded per tenant (opening one more drops that tenant's oldest), and so are the requests and
+body bytes each keeps."""
 
 from __future__ import annotations
 
