@@ -20,6 +20,7 @@ from webhook_mcp.core.errors import WebhookError
 from webhook_mcp.core.jsonsafe import loads_strict
 from webhook_mcp.core.logs import configure_logging
 from webhook_mcp.core.settings import Settings, describe_settings
+from webhook_mcp.core.tenancy import check_tenant_name
 from webhook_mcp.interfaces.console import resume_gc
 from webhook_mcp.service.hub import Hub
 from webhook_mcp.storage import engine as database
@@ -37,6 +38,7 @@ examples:
   webhook-mcp worker                                 a delivery worker on its own
   webhook-mcp publish order.created --data '{{"id": "ord_1", "total": 1999, "currency": "EUR"}}'
   webhook-mcp publish --file events.ndjson         one event per line, in batches (- reads stdin)
+  webhook-mcp serve --tenant acme                    MCP over stdio for the tenant (shop) acme only
   webhook-mcp claude-config                          a claude_desktop_config.json entry for this install
   WEBHOOK_MCP_API_TOKEN=... webhook-mcp serve --transport streamable-http --host 0.0.0.0
 
@@ -63,16 +65,7 @@ class UsageError(Exception):
     """A command-line mistake: printed as is, exit status 2."""
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="webhook-mcp",
-        description="Self-hosted webhook management and delivery, driven by AI assistants over MCP.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--version", action="version", version=f"webhook-mcp {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-
+def _add_serve(commands: Any) -> None:
     serve = commands.add_parser(
         "serve",
         help="run the MCP server (migrates the database, runs the dispatcher)",
@@ -89,6 +82,26 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--no-dispatcher", action="store_true", help="do not deliver in this process (separate workers do)"
     )
+    serve.add_argument(
+        "--tenant",
+        metavar="NAME",
+        default=None,
+        help="act for this tenant (shop) only: its webhooks, deliveries, logs and stats, and events published "
+        "for it (default: WEBHOOK_MCP_TENANT; unset: every tenant)",
+    )
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="webhook-mcp",
+        description="Self-hosted webhook management and delivery, driven by AI assistants over MCP.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"webhook-mcp {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    _add_serve(commands)
 
     worker = commands.add_parser("worker", help="run a delivery dispatcher on its own (several may share a database)")
     worker.add_argument(
@@ -118,7 +131,8 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     publish.add_argument("--batch-size", type=int, default=500, help="events per transaction with --file")
 
-    commands.add_parser("claude-config", help="print a claude_desktop_config.json entry for this install")
+    config = commands.add_parser("claude-config", help="print a claude_desktop_config.json entry for this install")
+    config.add_argument("--tenant", metavar="NAME", default=None, help="an entry that serves this tenant (shop) only")
     return parser
 
 
@@ -203,6 +217,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
     from webhook_mcp.interfaces import lifecycle
 
     dispatch = settings.run_dispatcher and not args.no_dispatcher
+    if args.tenant is not None:
+        settings = settings.model_copy(update={"tenant": check_tenant_name(args.tenant)})
     if args.transport == "stdio":
         run(lifecycle.serve_stdio(settings, dispatch))
     else:
@@ -212,13 +228,13 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
         run(lifecycle.serve_http(settings, args.transport, args.host, args.port, dispatch))
 
 
-def _claude_config(settings: Settings) -> None:
+def _claude_config(settings: Settings, tenant: str | None) -> None:
     command = shutil.which("webhook-mcp") or str(Path(sys.argv[0]).resolve())
     entry = {
         "mcpServers": {
-            "webhook-mcp": {
+            "webhook-mcp" if tenant is None else f"webhook-mcp-{check_tenant_name(tenant)}": {
                 "command": str(Path(command).resolve()),
-                "args": ["serve"],
+                "args": ["serve"] if tenant is None else ["serve", "--tenant", tenant],
                 "env": {"WEBHOOK_MCP_DATABASE_URL": settings.database_url},
             }
         }
@@ -263,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             data = _read_data(args.data)
             run(_publish(settings, args.event_type, data, args.idempotency_key))
         elif args.command == "claude-config":
-            _claude_config(settings)
+            _claude_config(settings, args.tenant)
     except ValidationError as exc:
         print(f"webhook-mcp: {_settings_error(exc)}", file=sys.stderr)
         return 2

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Literal
 
 from webhook_mcp import __version__
 from webhook_mcp.core.settings import Settings
+from webhook_mcp.interfaces.acting import acting_for, serving_tenant
 from webhook_mcp.interfaces.console import resume_gc
 from webhook_mcp.service.hub import Hub
 from webhook_mcp.storage import engine as database
@@ -93,6 +94,11 @@ def log_startup(hub: Hub, role: str, listening: list[str]) -> None:
     logger.info("SIGTERM or SIGINT stops cleanly within %g s; a second signal exits at once", cfg.shutdown_grace + 2)
 
 
+def _acting_line(hub: Hub) -> list[str]:
+    name = hub.settings.tenant
+    return [] if name is None else [f"acting for tenant {name!r} only: its webhooks, deliveries and events"]
+
+
 async def _stop(
     hub: Hub, monitor: Monitor, server: SignalFreeServer | None, serving: asyncio.Task[None] | None
 ) -> None:
@@ -130,13 +136,15 @@ async def serve_http(
 
     signals = StopSignals(settings)
     async with Hub.open(settings, dispatch=dispatch) as hub:
+        tenant_id = await serving_tenant(hub)
         monitor = Monitor(hub)
-        server = _http_server(settings, create_http_app(hub, transport, host, port, monitor), host, port)
-        serving = asyncio.create_task(server.serve(), name="webhook-mcp-http")
+        app = create_http_app(hub, transport, host, port, monitor, tenant_id=tenant_id)
+        server = _http_server(settings, app, host, port)
+        with acting_for(tenant_id):  # every request's task starts from this context
+            serving = asyncio.create_task(server.serve(), name="webhook-mcp-http")
         path = "/sse" if transport == "sse" else "/mcp"
-        log_startup(
-            hub, f"MCP server ({transport})", [f"MCP at http://{host}:{port}{path}; /healthz, /readyz, /metrics"]
-        )
+        listening = [f"MCP at http://{host}:{port}{path}; /healthz, /readyz, /metrics", *_acting_line(hub)]
+        log_startup(hub, f"MCP server ({transport})", listening)
         stop = asyncio.create_task(signals.wait())
         await asyncio.wait([serving, stop], return_when=asyncio.FIRST_COMPLETED)
         stop.cancel()
@@ -177,10 +185,12 @@ async def serve_stdio(settings: Settings, dispatch: bool) -> None:
 
     signals = StopSignals(settings)
     async with Hub.open(settings, dispatch=dispatch, defer_dispatcher=True) as hub:
-        log_startup(hub, "MCP server (stdio)", [])
-        server = create_server(hub=hub)
-        _after_first_answer(hub, server)
-        session = asyncio.create_task(server.run_stdio_async(), name="webhook-mcp-stdio")
+        tenant_id = await serving_tenant(hub)
+        log_startup(hub, "MCP server (stdio)", _acting_line(hub))
+        with acting_for(tenant_id):  # the session's task, and the handlers it starts, act for it
+            server = create_server(hub=hub, tenant_id=tenant_id)
+            _after_first_answer(hub, server)
+            session = asyncio.create_task(server.run_stdio_async(), name="webhook-mcp-stdio")
         stop = asyncio.create_task(signals.wait())
         await asyncio.wait([session, stop], return_when=asyncio.FIRST_COMPLETED)
         stop.cancel()

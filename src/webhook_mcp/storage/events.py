@@ -7,6 +7,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Connection, Executable, func, insert, select, update
@@ -87,7 +88,10 @@ def _subscribers(conn: Connection) -> dict[tuple[int, str], list[int]]:
 class EventQueries(StoreBase):
     async def publish(self, new_events: Sequence[NewEvent], now: float, idempotency_since: float) -> list[StoredEvent]:
         """The outbox: events and their deliveries are committed together, so nothing published
-        can be lost, and an idempotency key seen within the window returns the first event."""
+        can be lost, and an idempotency key seen within the window returns the first event. A
+        view for one tenant publishes for that tenant, whatever the events say."""
+        if self.tenant_id is not None:
+            new_events = [replace(e, tenant_id=self.tenant_id) for e in new_events]
 
         def work(conn: Connection) -> list[StoredEvent]:
             keys = {(e.tenant_id, e.idempotency_key) for e in new_events if e.idempotency_key}

@@ -22,14 +22,20 @@ logger = logging.getLogger(__name__)
 
 
 def create_http_app(
-    hub: Hub, transport: Literal["sse", "streamable-http"], host: str, port: int, monitor: Monitor | None = None
+    hub: Hub,
+    transport: Literal["sse", "streamable-http"],
+    host: str,
+    port: int,
+    monitor: Monitor | None = None,
+    *,
+    tenant_id: int | None = None,
 ) -> ASGIApp:
     """The MCP transport, ``POST /v1/events`` and ``/metrics`` for a server bound to ``host:port``,
     behind one guard: Host/Origin checks on every route, and the bearer token on every route when one
     is set; ``/healthz`` and ``/readyz`` answer before it."""
     settings = hub.settings
     check_bind(settings, host)
-    server = create_server(hub=hub)
+    server = create_server(hub=hub, tenant_id=tenant_id)  # a server started for one tenant acts for it
     monitor = monitor or Monitor(hub)
     server.custom_route(METRICS_PATH, methods=["GET"])(metrics_endpoint(monitor))
     events: EventsEndpoint | None = None

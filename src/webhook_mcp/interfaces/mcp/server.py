@@ -107,14 +107,19 @@ class WebhookServer(MCPServer[Any]):
             raise ToolError(argument_error(name, tool.parameters, exc.__cause__)) from exc.__cause__
 
 
-def create_server(settings: Settings | None = None, *, hub: Hub | None = None) -> WebhookServer:
+def create_server(
+    settings: Settings | None = None, *, hub: Hub | None = None, tenant_id: int | None = None
+) -> WebhookServer:
     """Build the MCP server. Without ``hub`` its lifespan opens one (database, sender,
     dispatcher) from ``settings``; with one, the caller owns it (HTTP transports do).
-    ``read_only`` in the settings registers only the tools that change nothing."""
+    ``read_only`` in the settings registers only the tools that change nothing. With
+    ``tenant_id`` every tool, resource and completion acts for that tenant unless the request's
+    door (an HTTP token) names one."""
     from webhook_mcp.interfaces.mcp import completions, prompts, resources
     from webhook_mcp.interfaces.mcp.tools import deliveries, events, inbox, secrets, webhooks
 
     slot = HubSlot()
+    slot.tenant_id = tenant_id
     config = hub.settings if hub is not None else settings or Settings()
 
     @contextlib.asynccontextmanager
