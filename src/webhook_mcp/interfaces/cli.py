@@ -20,6 +20,7 @@ from webhook_mcp.core.errors import WebhookError
 from webhook_mcp.core.jsonsafe import loads_strict
 from webhook_mcp.core.logs import configure_logging
 from webhook_mcp.core.settings import Settings, describe_settings
+from webhook_mcp.interfaces import tenant_cli
 from webhook_mcp.service.hub import Hub
 from webhook_mcp.storage import engine as database
 
@@ -37,6 +38,7 @@ examples:
   webhook-mcp publish order.created --data '{{"id": "ord_1", "total": 1999, "currency": "EUR"}}'
   webhook-mcp publish --file events.ndjson         one event per line, in batches (- reads stdin)
   webhook-mcp claude-config                          a claude_desktop_config.json entry for this install
+  webhook-mcp tenants create acme                    another shop; then: webhook-mcp tokens issue acme
   WEBHOOK_MCP_API_TOKEN=... webhook-mcp serve --transport streamable-http --host 0.0.0.0
 
 HTTP transports (sse, streamable-http) bind 127.0.0.1 by default. Any other --host needs
@@ -116,8 +118,12 @@ def _build_parser() -> argparse.ArgumentParser:
         "--file", help='NDJSON: one {"type": ..., "data": {...}, "idempotency_key": ...} per line; - for stdin'
     )
     publish.add_argument("--batch-size", type=int, default=500, help="events per transaction with --file")
+    publish.add_argument(
+        "--tenant", metavar="NAME", default=None, help="publish for this tenant (default: the default tenant)"
+    )
 
     commands.add_parser("claude-config", help="print a claude_desktop_config.json entry for this install")
+    tenant_cli.add_commands(commands)
     return parser
 
 
@@ -167,14 +173,16 @@ def _worker(settings: Settings, args: argparse.Namespace) -> None:
     run(run_worker(settings, args.http_host, port))
 
 
-async def _publish(settings: Settings, event_type: str, data: Any, key: str | None) -> None:
+async def _publish(settings: Settings, event_type: str, data: Any, key: str | None, tenant: str | None) -> None:
     # Refuse bad input before the database is touched (or created).
     catalog = load_catalog(settings.event_types_file)
     kind = catalog.require_subscribable(event_type)
     if settings.event_validation == "reject":
         catalog.validate(kind.name, data)
     async with Hub.open(settings, dispatch=False) as hub:
-        published = await hub.publish(event_type, data, idempotency_key=key)
+        tenant_id = await tenant_cli.tenant_id_for(hub, tenant)
+        service = hub.service if tenant_id is None else hub.service.for_tenant(tenant_id)
+        published = await service.publish(event_type, data, key)
     note = " (duplicate idempotency key: the first event, nothing new queued)" if published.duplicate else ""
     print(f"{published.event_id} queued for {published.queued} webhook(s){note}")
     for warning in published.warnings:
@@ -191,7 +199,7 @@ def _publish_file(settings: Settings, args: argparse.Namespace) -> int:
             f"--batch-size must be between 1 and {settings.max_batch_events} (WEBHOOK_MCP_MAX_BATCH_EVENTS)"
         )
     try:
-        tally = run(publish_file(settings, args.file, args.batch_size))
+        tally = run(publish_file(settings, args.file, args.batch_size, args.tenant))
     except FileError as exc:
         raise UsageError(str(exc)) from exc
     print(tally.summary("stdin" if args.file == "-" else args.file))
@@ -258,9 +266,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.event_type is None or args.data is None:
                 raise UsageError("publish needs EVENT_TYPE and --data (or --file events.ndjson)")
             data = _read_data(args.data)
-            run(_publish(settings, args.event_type, data, args.idempotency_key))
+            run(_publish(settings, args.event_type, data, args.idempotency_key, args.tenant))
         elif args.command == "claude-config":
             _claude_config(settings)
+        elif args.command in ("tenants", "tokens"):
+            tenant_cli.run_command(settings, args, run)
     except ValidationError as exc:
         print(f"webhook-mcp: {_settings_error(exc)}", file=sys.stderr)
         return 2
