@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from webhook_mcp.core.errors import ConfigurationError
 from webhook_mcp.core.settings import Settings
 from webhook_mcp.interfaces.acting import acting_for
-from webhook_mcp.interfaces.http.callers import OPERATOR, Caller, TokenDoor
+from webhook_mcp.interfaces.http.callers import OPERATOR, Caller, SessionOwners, TokenDoor
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +120,7 @@ class HttpGuard:
         self.signs_in_itself = signs_in_itself
         self.door = door
         self.operator_only = operator_only
+        self.sessions = SessionOwners()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -128,7 +129,7 @@ class HttpGuard:
         admitted = await self._admit(scope)
         if isinstance(admitted, Caller):
             with acting_for(admitted.tenant_id):
-                await self.app(scope, receive, send)
+                await self.app(scope, receive, send if self.door is None else self.sessions.wrap(send, admitted))
         elif scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
         else:
@@ -147,6 +148,9 @@ class HttpGuard:
             tenant_caller = isinstance(caller, Caller) and caller.tenant_id is not None
             if tenant_caller and any(self._under(path, prefix) for prefix in self.operator_only):
                 return _error(403, "operator_only", OPERATOR_ONLY_MESSAGE)
+            if isinstance(caller, Caller) and not self.sessions.allows(request.headers, caller):
+                message = "this MCP session was started with another token; start a new session with this one"
+                return _error(403, "session_not_yours", message)
             return caller
         if self.token is not None:
             return token_refusal(request.headers, self.token) or OPERATOR

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import hmac
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse, Response
+from starlette.types import Message, Send
 
 from webhook_mcp.core.errors import InvalidArgumentError
 from webhook_mcp.core.tenancy import check_tenant_name
@@ -118,3 +120,40 @@ class TokenDoor:
         """Drop cached answers (after this server revoked a token or deleted or renamed a tenant)."""
         self._by_hash.clear()
         self._by_name.clear()
+
+
+MCP_SESSION_HEADER = "mcp-session-id"
+MAX_SESSIONS = 100_000
+
+
+class SessionOwners:
+    """Which caller started each MCP session (streamable HTTP hands out its id in a response
+    header), so a session is only ever continued by callers acting for the same tenant."""
+
+    def __init__(self) -> None:
+        self._owners: OrderedDict[str, int | None] = OrderedDict()
+
+    def allows(self, headers: Headers, caller: Caller) -> bool:
+        session = headers.get(MCP_SESSION_HEADER)
+        if session is None or session not in self._owners:
+            return True
+        return self._owners[session] == caller.tenant_id
+
+    def wrap(self, send: Send, caller: Caller) -> Send:
+        """``send``, noting the owner of a session id the response hands out."""
+
+        async def noting(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                for name, value in message.get("headers", ()):
+                    if name.lower() == MCP_SESSION_HEADER.encode():
+                        self._note(value.decode("latin-1"), caller.tenant_id)
+            await send(message)
+
+        return noting
+
+    def _note(self, session: str, tenant_id: int | None) -> None:
+        if session in self._owners:
+            return
+        if len(self._owners) >= MAX_SESSIONS:
+            self._owners.popitem(last=False)
+        self._owners[session] = tenant_id
