@@ -138,3 +138,17 @@ async def test_purge_goes_in_batches_while_another_tenant_is_delivered(
     assert await hub.store.scalar(select(func.count()).select_from(tenants).where(tenants.c.id == doomed.id)) == 0
     assert len(doomed_rx.requests) == 60  # nothing more went to the deleted tenant's endpoint
     assert await purge_deleted_tenants(hub.store) == 0  # nothing left for the retention loop
+
+
+async def test_the_retention_pass_removes_what_deleted_tenants_left(hub: Hub, ops: TenantOperations) -> None:
+    from webhook_mcp.delivery.retention import Retention
+
+    doomed = await ops.create("doomed")
+    shop = hub.service.for_tenant(doomed.id)
+    await shop.create_webhook("https://doomed.example/in", [EVENT])
+    await shop.publish_events([{"type": EVENT, "data": {"id": f"o{i}"}} for i in range(5)])
+    await ops.delete("doomed")
+    await Retention(hub.store, hub.settings, batch=2).upkeep()
+    assert await hub.store.deleted_tenants() == []
+    assert await _count(hub, events, doomed.id) == 0
+    assert await hub.store.scalar(select(func.count()).select_from(webhooks)) == 0

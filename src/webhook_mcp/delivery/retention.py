@@ -48,12 +48,16 @@ class Retention:
         """Prune now and every ``PRUNE_INTERVAL`` until cancelled; a failure is logged and retried."""
         while not stopping():
             try:
-                await self.prune(stopping)
-                await self.store.forget_expired_secrets(self.clock())
-                await purge_deleted_tenants(self.store, self.batch, stopping)
+                await self.upkeep(stopping)
             except Exception as exc:
                 logger.warning("pruning old rows failed (%s); trying again later", brief(exc))
             await asyncio.sleep(PRUNE_INTERVAL)
+
+    async def upkeep(self, stopping: Callable[[], bool] = lambda: False) -> None:
+        """One pass: old rows pruned, expired secrets forgotten, deleted tenants' rows removed."""
+        await self.prune(stopping)
+        await self.store.forget_expired_secrets(self.clock())
+        await purge_deleted_tenants(self.store, self.batch, stopping)
 
     async def prune(self, stopping: Callable[[], bool] = lambda: False) -> Pruned:
         """One pass over each table, batch by batch, yielding to the event loop between batches."""

@@ -118,9 +118,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--file", help='NDJSON: one {"type": ..., "data": {...}, "idempotency_key": ...} per line; - for stdin'
     )
     publish.add_argument("--batch-size", type=int, default=500, help="events per transaction with --file")
-    publish.add_argument(
-        "--tenant", metavar="NAME", default=None, help="publish for this tenant (default: the default tenant)"
-    )
+    tenant_cli.add_tenant_option(publish, "publish for this tenant (default: the default tenant)")
 
     commands.add_parser("claude-config", help="print a claude_desktop_config.json entry for this install")
     tenant_cli.add_commands(commands)

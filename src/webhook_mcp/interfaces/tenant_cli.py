@@ -67,6 +67,11 @@ def add_commands(commands: Any) -> None:
     )
 
 
+def add_tenant_option(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--tenant NAME`` on a command that acts for one tenant."""
+    parser.add_argument("--tenant", metavar="NAME", default=None, help=help)
+
+
 async def _with_operations(settings: Settings, work: Callable[[TenantOperations], Awaitable[T]]) -> T:
     async with Hub.open(settings, dispatch=False) as hub:
         return await work(TenantOperations(hub.store))
