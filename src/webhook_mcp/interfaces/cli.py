@@ -46,7 +46,9 @@ WEBHOOK_MCP_API_TOKEN, and with a token every route (the MCP endpoints, POST /v1
 wants 'Authorization: Bearer <token>'; /healthz and /readyz are open, /ui/ signs in with the token
 into a session cookie, and an inbox's /inbox/<id> is reached by its unguessable id. Host and Origin
 headers are checked on every request (DNS-rebinding protection; WEBHOOK_MCP_ALLOWED_HOSTS and
-WEBHOOK_MCP_ALLOWED_ORIGINS add to the bind address).
+WEBHOOK_MCP_ALLOWED_ORIGINS add to the bind address). A tenant's token (webhook-mcp tokens issue
+TENANT) is accepted too and reaches that tenant's data only; /v1/tenants and /metrics are the admin
+token's.
 WEBHOOK_MCP_READ_ONLY=1 serves only the tools that change nothing (not get_webhook_secret either)
 and turns POST /v1/events off.
 """
