@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, insert, select
+from sqlalchemy import Connection, Row, delete, insert, or_, select, update
 
 from webhook_mcp.storage.base import MAX_WEBHOOK_ID, StoreBase
 from webhook_mcp.storage.schema import tenant_tokens, tenants
@@ -60,3 +60,11 @@ class TokenQueries(StoreBase):
             select(t.tenant_id).join(tenants, tenants.c.id == t.tenant_id).where(match, tenants.c.deleted_at.is_(None))
         )
         return await self._read(lambda conn: conn.scalar(query))
+
+    async def touch_token(self, token_hash: str, now: float, every: float = 60.0) -> None:
+        """Note that the token was used (at most once per ``every`` seconds, so it costs a write
+        only now and then)."""
+        t = tenant_tokens.c
+        stale = or_(t.last_used_at.is_(None), t.last_used_at < now - every)
+        statement = update(tenant_tokens).where(t.token_hash == token_hash, stale).values(last_used_at=now)
+        await self._write(lambda conn: conn.execute(statement))

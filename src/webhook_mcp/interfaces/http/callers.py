@@ -100,8 +100,16 @@ class TokenDoor:
         return unauthorized(f"the bearer token is wrong: {TOKEN_HINT}", wrong=True)
 
     async def tenant_of_hash(self, hashed: str) -> int | None:
-        """The live tenant of the token with this SHA-256 (cached)."""
-        return await self._by_hash.get(hashed, lambda: self.tenants.store.token_tenant(token_hash=hashed))
+        """The live tenant of the token with this SHA-256 (cached; a lookup notes the token's use)."""
+
+        async def lookup() -> int | None:
+            store = self.tenants.store
+            tenant_id = await store.token_tenant(token_hash=hashed)
+            if tenant_id is not None:
+                await store.touch_token(hashed, time.time())
+            return tenant_id
+
+        return await self._by_hash.get(hashed, lookup)
 
     async def tenant_named(self, name: str) -> int | None:
         """The id of the live tenant named ``name`` (cached); None for no such tenant or no valid name."""
