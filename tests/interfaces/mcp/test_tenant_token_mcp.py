@@ -35,17 +35,17 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def serving(database_url: str) -> Iterator[str]:
+def serving(database_url: str, transport: str = "streamable-http") -> Iterator[str]:
     port = _free_port()
     env = process_env(database_url, WEBHOOK_MCP_API_TOKEN=ADMIN, WEBHOOK_MCP_LOG_LEVEL="WARNING")
-    command = [sys.executable, "-m", "webhook_mcp.interfaces.cli", "serve", "--transport", "streamable-http"]
+    command = [sys.executable, "-m", "webhook_mcp.interfaces.cli", "serve", "--transport", transport]
     process = subprocess.Popen(
         [*command, "--port", str(port), "--no-dispatcher"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     try:
         with anyio.from_thread.start_blocking_portal() as portal:
             portal.call(_wait_until_listening, port, process)
-        yield f"http://127.0.0.1:{port}/mcp"
+        yield f"http://127.0.0.1:{port}/" + ("mcp" if transport == "streamable-http" else "sse")
     finally:
         process.terminate()
         try:
@@ -150,3 +150,21 @@ async def test_a_session_started_with_one_token_cannot_be_used_with_another(data
             assert other.status_code == 403 and "started with another token" in other.text
             admin = await _rpc(http, url, ADMIN, session, call)
             assert admin.status_code == 403 and "shop-a.example" not in admin.text
+
+
+async def test_a_tenant_token_is_scoped_over_sse_too(database_url: str) -> None:
+    from mcp.client.session import ClientSession
+    from mcp.client.sse import sse_client
+
+    seeded = await _seed(database_url)
+    a, b = seeded["shop-a"], seeded["shop-b"]
+    with serving(database_url, "sse") as url, anyio.fail_after(30):
+        async with (
+            sse_client(url, headers={"authorization": f"Bearer {a['token']}"}) as (read, write),
+            ClientSession(read, write) as session,
+        ):
+            await session.initialize()
+            listed = await session.call_tool("list_webhooks", {})
+            assert [w["id"] for w in listed.structured_content["webhooks"]] == [a["hook"]]  # type: ignore[index]
+            theirs = await session.call_tool("get_webhook", {"id": b["hook"]})
+            assert theirs.is_error and f"no webhook with id {b['hook']}" in _text(theirs)
