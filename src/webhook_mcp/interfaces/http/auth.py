@@ -88,6 +88,7 @@ def token_refusal(headers: Headers, token: str) -> Response | None:
     return _error(401, "unauthorized", f"the bearer token is wrong: {TOKEN_HINT}", {"www-authenticate": challenge})
 
 
+API_PREFIX = "/v1/"
 OPERATOR_ONLY_MESSAGE = (
     "this route is the operator's: send the admin token (WEBHOOK_MCP_API_TOKEN); a tenant token reaches its "
     "own tenant's tools, dashboard and POST /v1/events only"
@@ -128,8 +129,11 @@ class HttpGuard:
             return
         admitted = await self._admit(scope)
         if isinstance(admitted, Caller):
+            # The HTTP API's routes (publishing among them) never hand out an MCP session.
+            if self.door is not None and not scope["path"].startswith(API_PREFIX):
+                send = self.sessions.wrap(send, admitted)
             with acting_for(admitted.tenant_id):
-                await self.app(scope, receive, send if self.door is None else self.sessions.wrap(send, admitted))
+                await self.app(scope, receive, send)
         elif scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
         else:
