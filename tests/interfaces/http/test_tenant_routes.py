@@ -4,17 +4,21 @@ in with one tenant's token finds another tenant's ids exactly as it finds ids th
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import httpx
 import pytest
+from sqlalchemy import insert, select, update
 
 from conftest import make_settings
 from webhook_mcp import Hub
 from webhook_mcp.interfaces.http.app import create_http_app
 from webhook_mcp.service.tenants import TenantOperations
+from webhook_mcp.storage.schema import deliveries, delivery_attempts
 
 pytestmark = pytest.mark.anyio
 
@@ -143,7 +147,7 @@ def csrf_of(page: httpx.Response) -> str:
 
 def same_shape(text: str, given: int) -> str:
     """A page or notice with the id asked for replaced, so two answers can be compared."""
-    return re.sub(rf"(with id |/|=){given}\b", r"\1<id>", text)
+    return re.sub(rf"(with id |/|webhook=){given}\b", r"\1<id>", text)
 
 
 async def test_the_dashboard_signed_in_with_a_tenant_token_sees_only_its_tenant(world: World) -> None:
@@ -152,13 +156,7 @@ async def test_the_dashboard_signed_in_with_a_tenant_token_sees_only_its_tenant(
     assert signed_in.status_code == 303
     home = await http.get("/ui/")
     assert "a.example" in home.text and "b.example" not in home.text
-    pages = ["/ui/webhooks/{id}"] + (["/ui/attempts/{id}", "/ui/log?webhook={id}"] if STORE_SCOPES_DELIVERIES else [])
-    for page in pages:
-        theirs = await http.get(page.format(id=world.b_hook))
-        missing = await http.get(page.format(id=MISSING))
-        assert theirs.status_code == missing.status_code, page
-        assert same_shape(theirs.text, world.b_hook) == same_shape(missing.text, MISSING), page
-        assert "b.example" not in theirs.text
+    await assert_found_as_missing(http, "/ui/webhooks/{id}", world.b_hook)
     csrf = csrf_of(home)
     actions = ["enable", "disable", "test", "rotate", "secret"]
     for action in actions:
@@ -170,6 +168,62 @@ async def test_the_dashboard_signed_in_with_a_tenant_token_sees_only_its_tenant(
             answers.append(re.findall(r'class="notice[^"]*"[^>]*>([^<]*)<', same_shape(shown.text, hook_id)))
         assert answers[0] == answers[1] and answers[0], (action, answers)
     assert (await world.hub.service.get_webhook(world.b_hook)).enabled  # untouched
+
+
+async def assert_found_as_missing(http: httpx.AsyncClient, page: str, theirs_id: int) -> None:
+    theirs = await http.get(page.format(id=theirs_id))
+    missing = await http.get(page.format(id=MISSING))
+    assert theirs.status_code == missing.status_code, page
+    assert same_shape(theirs.text, theirs_id) == same_shape(missing.text, MISSING), page
+    assert "b.example" not in theirs.text and "ord_b" not in theirs.text
+
+
+async def _b_delivery_and_attempt(world: World) -> tuple[int, int]:
+    """A dead delivery of shop B's webhook and an attempt of it, as the dispatcher leaves them."""
+    b = await world.ops.require("shop-b")
+    await world.hub.service.for_tenant(b.id).publish(EVENT, {"id": "ord_b"})
+    d, now = deliveries.c, time.time()
+
+    def seed() -> tuple[int, int]:
+        with world.hub.store.engine.begin() as conn:
+            delivery_id, event_id = conn.execute(select(d.id, d.event_id).where(d.webhook_id == world.b_hook)).one()
+            conn.execute(update(deliveries).where(d.id == delivery_id).values(state="failed", completed_at=now))
+            attempt = {
+                "webhook_id": world.b_hook,
+                "delivery_id": delivery_id,
+                "event_id": event_id,
+                "event_type": EVENT,
+                "attempt_number": 1,
+                "is_test": False,
+                "created_at": now,
+                "status_code": 500,
+                "response_ms": 12.0,
+                "success": False,
+                "error": "HTTP 500 from ord_b",
+            }
+            attempt_id = conn.execute(insert(delivery_attempts).values(**attempt)).inserted_primary_key[0]
+            return int(delivery_id), int(attempt_id)
+
+    return await asyncio.to_thread(seed)
+
+
+@pytest.mark.skipif(not STORE_SCOPES_DELIVERIES, reason="deliveries and attempt logs are scoped by another change")
+async def test_the_dashboards_delivery_routes_find_another_tenants_ids_as_missing(world: World) -> None:
+    delivery_id, attempt_id = await _b_delivery_and_attempt(world)
+    http = world.http
+    await http.post("/ui/login", data={"token": world.a_token, "next": "/ui/"})
+    await assert_found_as_missing(http, "/ui/attempts/{id}", attempt_id)
+    await assert_found_as_missing(http, "/ui/log?webhook={id}", world.b_hook)
+    csrf = csrf_of(await http.get("/ui/"))
+    answers = []
+    for target in (delivery_id, MISSING):
+        done = await http.post(f"/ui/deliveries/{target}/retry", data={"csrf": csrf, "back": "/ui/"})
+        assert done.status_code == 303
+        shown = await http.get("/ui/")
+        answers.append(re.findall(r'class="notice[^"]*"[^>]*>([^<]*)<', same_shape(shown.text, target)))
+    assert answers[0] == answers[1] and answers[0], answers
+    state = await world.hub.store.scalar(select(deliveries.c.state).where(deliveries.c.id == delivery_id))
+    assert state == "failed"  # not revived by another tenant
 
 
 async def test_a_revoked_tokens_dashboard_session_ends(world: World) -> None:
