@@ -21,6 +21,7 @@ from webhook_mcp.core.jsonsafe import loads_strict
 from webhook_mcp.core.logs import configure_logging
 from webhook_mcp.core.settings import Settings, describe_settings
 from webhook_mcp.core.tenancy import check_tenant_name
+from webhook_mcp.interfaces import tenant_cli
 from webhook_mcp.interfaces.console import resume_gc
 from webhook_mcp.service.hub import Hub
 from webhook_mcp.storage import engine as database
@@ -40,6 +41,7 @@ examples:
   webhook-mcp publish --file events.ndjson         one event per line, in batches (- reads stdin)
   webhook-mcp serve --tenant acme                    MCP over stdio for the tenant (shop) acme only
   webhook-mcp claude-config                          a claude_desktop_config.json entry for this install
+  webhook-mcp tenants create acme                    another shop; then: webhook-mcp tokens issue acme
   WEBHOOK_MCP_API_TOKEN=... webhook-mcp serve --transport streamable-http --host 0.0.0.0
 
 HTTP transports (sse, streamable-http) bind 127.0.0.1 by default. Any other --host needs
@@ -47,7 +49,9 @@ WEBHOOK_MCP_API_TOKEN, and with a token every route (the MCP endpoints, POST /v1
 wants 'Authorization: Bearer <token>'; /healthz and /readyz are open, /ui/ signs in with the token
 into a session cookie, and an inbox's /inbox/<id> is reached by its unguessable id. Host and Origin
 headers are checked on every request (DNS-rebinding protection; WEBHOOK_MCP_ALLOWED_HOSTS and
-WEBHOOK_MCP_ALLOWED_ORIGINS add to the bind address).
+WEBHOOK_MCP_ALLOWED_ORIGINS add to the bind address). A tenant's token (webhook-mcp tokens issue
+TENANT) is accepted too and reaches that tenant's data only; /v1/tenants and /metrics are the admin
+token's.
 WEBHOOK_MCP_READ_ONLY=1 serves only the tools that change nothing (not get_webhook_secret either)
 and turns POST /v1/events off.
 """
@@ -130,9 +134,11 @@ def _build_parser() -> argparse.ArgumentParser:
         "--file", help='NDJSON: one {"type": ..., "data": {...}, "idempotency_key": ...} per line; - for stdin'
     )
     publish.add_argument("--batch-size", type=int, default=500, help="events per transaction with --file")
+    tenant_cli.add_tenant_option(publish, "publish for this tenant (default: the default tenant)")
 
     config = commands.add_parser("claude-config", help="print a claude_desktop_config.json entry for this install")
-    config.add_argument("--tenant", metavar="NAME", default=None, help="an entry that serves this tenant (shop) only")
+    tenant_cli.add_tenant_option(config, "an entry that serves this tenant (shop) only")
+    tenant_cli.add_commands(commands)
     return parser
 
 
@@ -182,14 +188,16 @@ def _worker(settings: Settings, args: argparse.Namespace) -> None:
     run(run_worker(settings, args.http_host, port))
 
 
-async def _publish(settings: Settings, event_type: str, data: Any, key: str | None) -> None:
+async def _publish(settings: Settings, event_type: str, data: Any, key: str | None, tenant: str | None) -> None:
     # Refuse bad input before the database is touched (or created).
     catalog = load_catalog(settings.event_types_file)
     kind = catalog.require_subscribable(event_type)
     if settings.event_validation == "reject":
         catalog.validate(kind.name, data)
     async with Hub.open(settings, dispatch=False) as hub:
-        published = await hub.publish(event_type, data, idempotency_key=key)
+        tenant_id = await tenant_cli.tenant_id_for(hub, tenant)
+        service = hub.service if tenant_id is None else hub.service.for_tenant(tenant_id)
+        published = await service.publish(event_type, data, key)
     note = " (duplicate idempotency key: the first event, nothing new queued)" if published.duplicate else ""
     print(f"{published.event_id} queued for {published.queued} webhook(s){note}")
     for warning in published.warnings:
@@ -206,7 +214,7 @@ def _publish_file(settings: Settings, args: argparse.Namespace) -> int:
             f"--batch-size must be between 1 and {settings.max_batch_events} (WEBHOOK_MCP_MAX_BATCH_EVENTS)"
         )
     try:
-        tally = run(publish_file(settings, args.file, args.batch_size))
+        tally = run(publish_file(settings, args.file, args.batch_size, args.tenant))
     except FileError as exc:
         raise UsageError(str(exc)) from exc
     print(tally.summary("stdin" if args.file == "-" else args.file))
@@ -277,9 +285,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.event_type is None or args.data is None:
                 raise UsageError("publish needs EVENT_TYPE and --data (or --file events.ndjson)")
             data = _read_data(args.data)
-            run(_publish(settings, args.event_type, data, args.idempotency_key))
+            run(_publish(settings, args.event_type, data, args.idempotency_key, args.tenant))
         elif args.command == "claude-config":
             _claude_config(settings, args.tenant)
+        elif args.command in ("tenants", "tokens"):
+            tenant_cli.run_command(settings, args, run)
     except ValidationError as exc:
         print(f"webhook-mcp: {_settings_error(exc)}", file=sys.stderr)
         return 2

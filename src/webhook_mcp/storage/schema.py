@@ -80,6 +80,8 @@ tenant_tokens = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("tenant_id", Integer, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
     Column("token_hash", String(64), nullable=False),
+    # The token's first characters ("wmt_" and a few more), so an operator can tell tokens apart.
+    Column("hint", String(16), nullable=False, server_default=""),
     Column("label", String(MAX_DESCRIPTION_LENGTH), nullable=False, server_default=""),
     Column("created_at", Float, nullable=False),
     Column("last_used_at", Float),
