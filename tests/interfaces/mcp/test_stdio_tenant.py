@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult
 
 from conftest import make_settings, wait_until
@@ -23,6 +25,7 @@ from webhook_mcp import Hub
 
 pytestmark = pytest.mark.anyio
 EVENT = "order.created"
+ADMIN = "admin-token"
 
 
 def console_script() -> str:
@@ -119,13 +122,15 @@ def _start(parameters: StdioServerParameters) -> subprocess.Popen[bytes]:
 
 
 async def test_serve_over_streamable_http_for_one_tenant_sees_it_only(tmp_path: Path) -> None:
+    """The admin token on a server started for one tenant acts for that tenant too: its tools see
+    that tenant's webhooks, and its events (no X-Webhook-Tenant) are published for it."""
     database = tmp_path / "shops.db"
-    ours, _theirs = await _two_shops(database)
+    ours, theirs = await _two_shops(database)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    parameters = serve_for(database, "--transport", "streamable-http", "--port", str(port), "--tenant", "acme")
-    process = _start(parameters)
+    args = ("--transport", "streamable-http", "--port", str(port), "--tenant", "acme", "--no-dispatcher")
+    process = _start(serve_for(database, *args, WEBHOOK_MCP_API_TOKEN=ADMIN))
 
     async def listening() -> bool:
         assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
@@ -136,12 +141,23 @@ async def test_serve_over_streamable_http_for_one_tenant_sees_it_only(tmp_path: 
         await stream.aclose()
         return True
 
+    headers = {"authorization": f"Bearer {ADMIN}"}
     try:
         await wait_until(listening, timeout=30)
         with anyio.fail_after(30):
-            async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+            async with (
+                httpx2.AsyncClient(headers=headers, timeout=30) as http,
+                Client(streamable_http_client(f"http://127.0.0.1:{port}/mcp", http_client=http)) as client,
+            ):
                 listed = await call(client, "list_webhooks", {})
                 assert [w["id"] for w in listed["webhooks"]] == [ours]
+                event = {"type": EVENT, "data": {"id": "ord_2"}}
+                posted = await http.post(f"http://127.0.0.1:{port}/v1/events", json=event)
+                assert posted.status_code == 202, posted.text
+                assert posted.json()["queued"] == 1
     finally:
         process.terminate()
         process.wait(timeout=15)
+    async with Hub.open(make_settings(f"sqlite:///{database}"), dispatch=False) as hub:
+        assert (await hub.service.get_stats(ours)).pending_deliveries == 1
+        assert (await hub.service.get_stats(theirs)).pending_deliveries == 0

@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from webhook_mcp.core.errors import ConfigurationError
 from webhook_mcp.core.settings import Settings
-from webhook_mcp.interfaces.acting import acting_for
+from webhook_mcp.interfaces.acting import acting_for, acting_tenant
 from webhook_mcp.interfaces.http.callers import OPERATOR, Caller, SessionOwners, TokenDoor
 
 logger = logging.getLogger(__name__)
@@ -132,7 +132,9 @@ class HttpGuard:
             # The HTTP API's routes (publishing among them) never hand out an MCP session.
             if self.door is not None and not scope["path"].startswith(API_PREFIX):
                 send = self.sessions.wrap(send, admitted)
-            with acting_for(admitted.tenant_id):
+            # A tenant's token acts for its tenant; the admin's keeps what the server acts for
+            # (every tenant, or the one it was started for).
+            with acting_for(admitted.tenant_id if admitted.tenant_id is not None else acting_tenant()):
                 await self.app(scope, receive, send)
         elif scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})

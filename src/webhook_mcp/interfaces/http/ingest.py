@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from webhook_mcp.core.errors import BatchTooLargeError, InvalidArgumentError, InvalidBatchError, WebhookError
 from webhook_mcp.core.jsonsafe import loads_strict
+from webhook_mcp.interfaces.acting import acting_tenant
 from webhook_mcp.interfaces.http.callers import Caller, TokenDoor
 from webhook_mcp.interfaces.http.media import json_content_type_refusal
 from webhook_mcp.service.hub import Hub
@@ -145,8 +146,8 @@ class EventsEndpoint:
     and middleware objects (the guard in front still checks Host, Origin and the token). It checks
     the token itself too, so it is never open wherever it is mounted.
 
-    Events are published for the token's tenant; the admin token publishes for the default tenant,
-    or for the one its ``X-Webhook-Tenant`` header names."""
+    Events are published for the token's tenant; the admin token publishes for the tenant its
+    ``X-Webhook-Tenant`` header names, else the one the server was started for, else the default."""
 
     def __init__(self, hub: Hub, token: str, door: TokenDoor | None = None) -> None:
         self.hub = hub
@@ -198,8 +199,9 @@ class EventsEndpoint:
 
     async def _service_for(self, caller: Caller, named: str | None) -> WebhookService | Response:
         """The service publishing for the caller's tenant (a tenant token's own; the one an admin names)."""
-        if named is None:
-            return self.hub.service if caller.tenant_id is None else self._service(caller.tenant_id)
+        if named is None:  # the token's tenant, else the one the server acts for, else the default
+            own = caller.tenant_id if caller.tenant_id is not None else acting_tenant()
+            return self.hub.service if own is None else self._service(own)
         tenant_id = await self.door.tenant_named(named)
         if caller.tenant_id is not None:
             if tenant_id != caller.tenant_id:
