@@ -124,6 +124,7 @@ class Claim:
             tx.after_commit(sql.unlock)
         params = self._params() | {
             "until": r.now + r.lease,
+            "deeper": r.look_past_full,
             "limit": r.limit,
             "ahead_limit": r.ahead_limit if self.limited else 0,
         }
