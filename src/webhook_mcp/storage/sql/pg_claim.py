@@ -70,7 +70,7 @@ _WINDOW = (
     "count(*) FILTER (WHERE k <= %(per_hook)s) AS n FROM win GROUP BY webhook_id) AS g "
     "JOIN webhooks AS w ON w.id = g.id CROSS JOIN LATERAL (SELECT CASE WHEN %(lock)s THEN "
     + _BUSY
-    + " ELSE 0 END AS busy) AS x LEFT JOIN own AS o ON o.id = g.id), "
+    + " ELSE 0 END AS busy OFFSET 0) AS x LEFT JOIN own AS o ON o.id = g.id), "
     "crowded AS MATERIALIZED (SELECT tenant_id, busy FROM ("
     + _TENANTS.format(hooks="seen")
     + ") AS t WHERE room <= 0), "
@@ -142,7 +142,7 @@ _PICK = (
     "%(cap)s - coalesce(own.n, 0) - x.busy AS room, least(%(ahead)s, greatest(0, %(cap)s - x.busy)) AS ahead "
     "FROM webhooks AS w CROSS JOIN LATERAL (SELECT CASE WHEN %(lock)s THEN "
     + _BUSY
-    + " ELSE 0 END AS busy) AS x LEFT JOIN own ON own.id = w.id WHERE w.id IN (SELECT webhook_id FROM c)), "
+    + " ELSE 0 END AS busy OFFSET 0) AS x LEFT JOIN own ON own.id = w.id WHERE w.id IN (SELECT webhook_id FROM c)), "
     "t AS MATERIALIZED (" + _TENANTS.format(hooks="h") + "), "
     "e AS MATERIALIZED (SELECT c.id, c.webhook_id, c.n, h.tenant_id, row_number() OVER (PARTITION BY h.tenant_id "
     "ORDER BY c.n) AS tk FROM c JOIN h ON h.id = c.webhook_id WHERE h.enabled AND c.k <= h.room), "
