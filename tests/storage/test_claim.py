@@ -146,3 +146,18 @@ async def test_queued_ahead_counts_against_the_cap(database_url: str) -> None:
         )
         assert len(claimed) == 6
         assert sum((await _leased_per_tenant(hub, time.time())).values()) == 6
+
+
+async def test_a_tenant_with_little_room_left_does_not_hide_the_others(database_url: str) -> None:
+    """The window is all one tenant's, with room for two more: the claim takes those two and
+    still reaches the other tenant's newer work in the same claim."""
+    async with Hub.open(make_settings(database_url), dispatch=False) as hub:
+        noisy = await _tenant(hub, "noisy", 3)
+        (quiet,) = await _tenant(hub, "quiet", 1)
+        now = time.time()
+        for hook in noisy:
+            await _fill(hub, hook, 200, now - 600)
+        await _fill(hub, quiet, 3, now - 10)
+        assert sum((await _claim(hub, "other", 8, 10)).values()) == 8
+        taken = await _claim(hub, "me", 10, 10)
+        assert taken[quiet] == 3 and sum(taken[hook] for hook in noisy) == 2

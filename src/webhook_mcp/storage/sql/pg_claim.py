@@ -71,15 +71,21 @@ _WINDOW = (
     "JOIN webhooks AS w ON w.id = g.id CROSS JOIN LATERAL (SELECT CASE WHEN %(lock)s THEN "
     + _BUSY
     + " ELSE 0 END AS busy OFFSET 0) AS x LEFT JOIN own AS o ON o.id = g.id), "
-    "crowded AS MATERIALIZED (SELECT tenant_id, busy FROM ("
-    + _TENANTS.format(hooks="seen")
-    + ") AS t WHERE room <= 0), "
-    "stuck AS MATERIALIZED (SELECT s.id, s.busy > 0 OR coalesce(c.busy, 0) > 0 AS blocked FROM seen AS s "
-    "LEFT JOIN crowded AS c ON c.tenant_id = s.tenant_id WHERE s.room + s.extra <= 0 OR c.tenant_id IS NOT NULL), "
+    "tenants AS MATERIALIZED (" + _TENANTS.format(hooks="seen") + "), "
+    # Webhooks at their limit or whose tenant is at its cap; tenants whose rows in the window
+    # fill their room (so the window serves them, and a deeper look skips them).
+    "stuck AS MATERIALIZED (SELECT s.id, s.room + s.extra <= 0 AND s.busy > 0 OR t.room <= 0 AND t.busy > 0 "
+    "AS blocked FROM seen AS s JOIN tenants AS t ON t.tenant_id = s.tenant_id "
+    "WHERE s.room + s.extra <= 0 OR t.room <= 0), "
+    "sendable AS MATERIALIZED (SELECT t.tenant_id, least(t.room, sum(least(s.n, greatest(0, s.room)))) AS n, "
+    "t.room <= sum(least(s.n, greatest(0, s.room))) AS filled FROM seen AS s "
+    "JOIN tenants AS t ON t.tenant_id = s.tenant_id WHERE s.id NOT IN (SELECT id FROM stuck) "
+    "GROUP BY t.tenant_id, t.room), "
+    "crowded AS MATERIALIZED (SELECT tenant_id FROM tenants WHERE room <= 0 "
+    "UNION SELECT tenant_id FROM sendable WHERE filled), "
     "need AS MATERIALIZED (SELECT %(deeper)s AND (SELECT count(*) FROM win) >= %(window)s "
-    "AND EXISTS (SELECT FROM stuck) "
-    "AND coalesce((SELECT sum(least(n, greatest(0, room))) FROM seen WHERE id NOT IN (SELECT id FROM stuck)), 0) "
-    "< %(enough)s AS yes), "
+    "AND EXISTS (SELECT FROM stuck UNION ALL SELECT FROM crowded) "
+    "AND coalesce((SELECT sum(n) FROM sendable), 0) < %(enough)s AS yes), "
     "deeper AS MATERIALIZED ("
     # (``need`` as a one-time filter: when false, nothing below it runs.)
     + probe(
@@ -87,10 +93,12 @@ _WINDOW = (
         "AND w.tenant_id NOT IN (SELECT tenant_id FROM crowded)"
     )
     + "), "
+    # Looking deeper, the window still serves the tenants whose room it fills.
     "due AS MATERIALIZED (SELECT id, webhook_id, next_attempt_at FROM win WHERE k <= %(per_hook)s "
-    "AND NOT (SELECT yes FROM need) UNION ALL SELECT id, webhook_id, next_attempt_at FROM deeper)"
+    "AND (NOT (SELECT yes FROM need) OR webhook_id IN (SELECT s.id FROM seen AS s JOIN sendable AS t "
+    "ON t.tenant_id = s.tenant_id WHERE t.filled AND s.id NOT IN (SELECT id FROM stuck))) "
+    "UNION ALL SELECT id, webhook_id, next_attempt_at FROM deeper)"
 )
-
 _LOCK_KEY = "CASE WHEN %(tcap)s::integer IS NULL THEN {fn}(" + str(CLAIM_LOCK_SPACE) + ", id) ELSE {fn}("
 _LOCK_KEY += str(TENANT_LOCK_SPACE) + ", tenant_id) END"
 
@@ -103,10 +111,15 @@ SCAN = (
     "WITH " + _OWN + ", " + _WINDOW + ", "
     # n: the rows this worker could send (its own held deliveries count against the endpoint's
     # limit); m: the rows it could take, queued ones included. Only n counts towards ``enough``.
-    "usable AS (SELECT g.id, g.tenant_id, g.first, greatest(0, least(g.n, %(cap)s - coalesce(own.n, 0))) AS n, "
-    "least(g.n, %(cap)s + %(ahead)s - coalesce(own.n, 0)) AS m FROM (SELECT due.webhook_id AS id, w.tenant_id, "
+    # A tenant's webhooks share its room (as far as the window told it), oldest first.
+    "usable AS (SELECT u.id, u.tenant_id, u.first, greatest(0, least(u.n, u.room - coalesce(sum(u.n) OVER "
+    "(PARTITION BY u.tenant_id ORDER BY u.first, u.id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0))) "
+    "AS n, u.m FROM (SELECT g.id, g.tenant_id, g.first, greatest(0, least(g.n, %(cap)s - coalesce(own.n, 0))) AS n, "
+    "least(g.n, %(cap)s + %(ahead)s - coalesce(own.n, 0)) AS m, coalesce(t.room, " + str(NO_CAP) + ") AS room "
+    "FROM (SELECT due.webhook_id AS id, w.tenant_id, "
     "count(*) AS n, min(due.next_attempt_at) AS first FROM due JOIN webhooks AS w ON w.id = due.webhook_id "
-    "GROUP BY due.webhook_id, w.tenant_id) AS g LEFT JOIN own ON own.id = g.id), "
+    "GROUP BY due.webhook_id, w.tenant_id) AS g LEFT JOIN own ON own.id = g.id "
+    "LEFT JOIN tenants AS t ON t.tenant_id = g.tenant_id) AS u), "
     "tried AS MATERIALIZED (SELECT id, tenant_id, n, first, CASE WHEN m > 0 THEN NOT %(lock)s OR "
     + _LOCK_KEY.format(fn="pg_try_advisory_lock")
     + " END AS ok FROM usable), "
