@@ -127,8 +127,8 @@ async def test_a_tenant_at_its_cap_does_not_hide_the_others(database_url: str) -
         now = time.time()
         for hook in noisy:
             await _fill(hub, hook, 200, now - 600)
-        await _fill(hub, quiet, 3, now - 10)
         assert sum((await _claim(hub, "other", 10, 10)).values()) == 10
+        await _fill(hub, quiet, 3, now - 10)
         taken = await _claim(hub, "me", 10, 10)
         assert taken == Counter({quiet: 3})
         # And with the look past full endpoints turned off, it stops at the window.
@@ -157,7 +157,24 @@ async def test_a_tenant_with_little_room_left_does_not_hide_the_others(database_
         now = time.time()
         for hook in noisy:
             await _fill(hub, hook, 200, now - 600)
-        await _fill(hub, quiet, 3, now - 10)
         assert sum((await _claim(hub, "other", 8, 10)).values()) == 8
+        await _fill(hub, quiet, 3, now - 10)
         taken = await _claim(hub, "me", 10, 10)
         assert taken[quiet] == 3 and sum(taken[hook] for hook in noisy) == 2
+
+
+async def test_tenants_take_turns_within_a_claim(database_url: str) -> None:
+    """With a cap, a claim smaller than the flood still serves the other tenant: tenants' rows
+    are taken in turns (each one's oldest first), not all of the oldest tenant's first. (PostgreSQL:
+    SQLite's claim takes the oldest first, and other tenants' rows once the flood is at its cap.)"""
+    if database_url.startswith("sqlite"):
+        pytest.skip("SQLite's claim takes the oldest rows first")
+    async with Hub.open(make_settings(database_url), dispatch=False) as hub:
+        noisy = await _tenant(hub, "noisy", 2)
+        (quiet,) = await _tenant(hub, "quiet", 1)
+        now = time.time()
+        for hook in noisy:
+            await _fill(hub, hook, 300, now - 600)
+        await _fill(hub, quiet, 2, now - 10)
+        taken = await _claim(hub, "me", 10, 15)
+        assert taken[quiet] == 2 and sum(taken.values()) == 10

@@ -85,7 +85,7 @@ _WINDOW = (
     "UNION SELECT tenant_id FROM sendable WHERE filled), "
     "need AS MATERIALIZED (SELECT %(deeper)s AND (SELECT count(*) FROM win) >= %(window)s "
     "AND EXISTS (SELECT FROM stuck UNION ALL SELECT FROM crowded) "
-    "AND coalesce((SELECT sum(n) FROM sendable), 0) < %(enough)s AS yes), "
+    "AND (coalesce((SELECT sum(n) FROM sendable), 0) < %(enough)s OR %(tcap)s::integer IS NOT NULL) AS yes), "
     "deeper AS MATERIALIZED ("
     # (``need`` as a one-time filter: when false, nothing below it runs.)
     + probe(
@@ -124,7 +124,8 @@ SCAN = (
     + _LOCK_KEY.format(fn="pg_try_advisory_lock")
     + " END AS ok FROM usable), "
     "ranked AS MATERIALIZED (SELECT id, tenant_id, ok, coalesce(sum(n) FILTER (WHERE ok) OVER (ORDER BY first, id "
-    "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) < %(enough)s AS wanted FROM tried), "
+    "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) < %(enough)s OR %(tcap)s::integer IS NOT NULL "
+    "AS wanted FROM tried), "
     "spare AS MATERIALIZED (SELECT count(*) AS n FROM ranked WHERE %(lock)s AND ok AND NOT wanted AND "
     + _LOCK_KEY.format(fn="pg_advisory_unlock")
     + ") "
@@ -160,7 +161,7 @@ _PICK = (
     "e AS MATERIALIZED (SELECT c.id, c.webhook_id, c.n, h.tenant_id, row_number() OVER (PARTITION BY h.tenant_id "
     "ORDER BY c.n) AS tk FROM c JOIN h ON h.id = c.webhook_id WHERE h.enabled AND c.k <= h.room), "
     "to_send AS MATERIALIZED (SELECT e.id, e.webhook_id, e.tenant_id, 0 AS ahead FROM e "
-    "JOIN t ON t.tenant_id = e.tenant_id WHERE e.tk <= t.room ORDER BY e.n LIMIT %(limit)s), "
+    "JOIN t ON t.tenant_id = e.tenant_id WHERE e.tk <= t.room ORDER BY e.tk, e.n LIMIT %(limit)s), "
     "filled AS MATERIALIZED (SELECT h.id, h.room, h.ahead FROM h LEFT JOIN (SELECT webhook_id, count(*) AS n "
     "FROM to_send GROUP BY webhook_id) AS s ON s.webhook_id = h.id "
     "WHERE %(ahead_limit)s > 0 AND h.enabled AND h.ahead > 0 AND h.room <= coalesce(s.n, 0)), "
