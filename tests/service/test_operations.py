@@ -480,8 +480,11 @@ async def test_concurrent_claimers_take_different_webhooks(postgres_url: str) ->
         scanned, go = threading.Event(), threading.Event()
 
         def first_claimer(tx: HotTransaction) -> list[tuple[Any, ...]]:
-            params = {"now": now, "window": 100, "full": "{}", "per_hook": 10, "lock": True, "enough": 10}
-            rows = tx.fetch(POSTGRES.scan, params | {"own_ids": "{}", "own_n": "{}", "cap": 64, "ahead": 0})
+            params = {"now": now, "window": 100, "per_hook": 10, "lock": True, "enough": 10, "owner": "a"}
+            params |= {"own_ids": "{}", "own_n": "{}", "cap": 64, "ahead": 0, "tcap": None, "deeper": True}
+            tx.send(POSTGRES.scan, params)
+            # The webhooks whose rows the scan handed on, their claim locks kept.
+            rows = tx.fetch("SELECT unnest(current_setting('webhook_mcp.claim_hooks')::integer[])", {})
             tx.after_commit(POSTGRES.unlock or "")
             scanned.set()
             go.wait(10)
@@ -495,7 +498,7 @@ async def test_concurrent_claimers_take_different_webhooks(postgres_url: str) ->
         finally:
             go.set()
         rows = await holding
-        mine = {hook_id for _id, hook_id, _scanned, locked in rows if locked}
+        mine = {hook_id for (hook_id,) in rows}
         assert len(mine) == 1  # ten rows were enough: one webhook's lock kept, the others let go
         assert {d.webhook_id for d in second} == {h.id for h in hooks} - mine
         assert len(second) == 30 and blocked == list(mine)

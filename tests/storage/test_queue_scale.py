@@ -169,6 +169,7 @@ async def test_looking_past_a_full_endpoint_does_not_read_its_backlog(database_u
             "now": now,
             "window": 400,
             "full": sql.ids([big.id]),
+            "crowded": sql.ids([]),
             "per_hook": 100,
             "lock": False,
             "enough": 100,

@@ -115,6 +115,13 @@ class Settings(BaseSettings):
         le=10_000,
         description="Deliveries in flight at once to one webhook, across all workers (counted in the database).",
     )
+    tenant_max_in_flight: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        description="Deliveries in flight at once for one tenant, across all its webhooks and all workers (counted "
+        "in the database), so one tenant's flood cannot take every worker; no cap when unset.",
+    )
     poll_interval: float = Field(
         1.0, gt=0, le=60, description="Seconds between polls for due deliveries when nothing wakes the dispatcher."
     )

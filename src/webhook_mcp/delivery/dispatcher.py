@@ -114,6 +114,7 @@ class Dispatcher(LivenessWatch):
                     ahead_limit=ahead_limit,
                     blocked=blocked,
                     others=others,
+                    tenant_cap=cfg.tenant_max_in_flight,
                 )
             except Exception as exc:
                 # Whatever was claimed comes due again when its lease ends.

@@ -40,6 +40,7 @@ class QueueQueries(StoreBase):
         look_past_full: bool = True,
         blocked: list[int] | None = None,
         others: dict[int, int] | None = None,
+        tenant_cap: int | None = None,
     ) -> list[ClaimedDelivery]:
         """Take up to ``limit`` due deliveries atomically; a claim is a lease that pushes the
         delivery's due time forward, so a crashed worker's deliveries come due again by themselves.
@@ -49,9 +50,12 @@ class QueueQueries(StoreBase):
         (PostgreSQL: an advisory lock, taken with try so claimers never wait on each other, and
         kept only for the webhooks this claim needs; SQLite: the single writer), this worker's own
         from ``in_flight`` (its exact count of deliveries queued or being sent, which unlike its
-        leases drops the moment a send ends, before the result is written). On PostgreSQL the
-        claim is two round trips: the scan, which takes the locks, then one statement that counts,
-        picks and leases (``QueueSql.take``).
+        leases drops the moment a send ends, before the result is written). ``tenant_cap`` holds
+        the same way for all of one tenant's webhooks: no tenant has more deliveries leased than
+        that (its claim lock, on PostgreSQL, then stands for its webhooks' locks). On PostgreSQL the
+        claim is one round trip: two statements, the scan, which takes the locks, and the one
+        that counts, picks and leases, sent together with the transaction's begin and commit
+        (``sql.pg_claim``).
 
         ``ahead`` lets the worker lease up to that many more of a webhook than it may send at once
         (and no more than it may send), to queue behind its own sends, so that a claim's round
@@ -67,11 +71,12 @@ class QueueQueries(StoreBase):
         soon, or a worker that claims only when it polls would rarely get its share.
 
         The claim looks at a bounded window of the oldest due rows; when that window is all
-        endpoints at their limit, ``look_past_full`` allows a second look past them, which reads
-        the next due rows of each other webhook from its own queue: its cost grows with the
-        number of webhooks, not with the backlog of the full ones (see ``storage.claim``)."""
+        endpoints (or tenants) at their limit, ``look_past_full`` allows a deeper look past them,
+        which reads the next due rows of each other webhook from its own queue: its cost grows
+        with the number of webhooks, not with the backlog of the full ones (SQLite: a second
+        pass; PostgreSQL: within the same statement, see ``sql.pg_claim``)."""
         request = ClaimRequest(
-            owner, limit, now, lease, per_endpoint, in_flight or {}, ahead, ahead_limit, look_past_full
+            owner, limit, now, lease, per_endpoint, in_flight or {}, ahead, ahead_limit, look_past_full, tenant_cap
         )
         return await self._hot(Claim(self._queue_sql, request, blocked, others).run)
 

@@ -55,11 +55,14 @@ def ranked(window: str, per_hook: str) -> str:
 
 @dataclass(frozen=True)
 class PickSql:
-    """SQLite's claim after the scan: the webhooks (with other workers' leases, ``busy``), then
-    ``Store.claim`` picks in Python, holds, leases and reads the bodies."""
+    """SQLite's claim after the scan: the webhooks (with other workers' leases, ``busy``, and
+    their tenant), the tenants (with other workers' leases), then ``Store.claim`` picks in
+    Python, holds, leases and reads the bodies."""
 
     hooks: str
     hooks_limited: str
+    tenants: str
+    tenant_of: str
     hold: str
     lease: str
     bodies: str
@@ -69,26 +72,18 @@ class PickSql:
 class QueueSql:
     """``ids(values)`` turns a list into the dialect's list parameter."""
 
-    # (id, webhook_id, scanned, locked): the due window; ``locked`` is true for webhooks this
-    # claim may take from (their claim lock held when ``lock``), false for webhooks another claimer
-    # holds, null for webhooks not needed this time. Whoever held a lock before has committed
-    # before ``hooks_limited`` counts the leases.
+    # SQLite: (id, webhook_id, scanned, 1), the due window. PostgreSQL: the first statement of
+    # the claim, which finds the due rows (looking past full endpoints with ``probe`` when it must)
+    # and takes the claim locks, and hands what it found to ``take`` (see ``sql.pg_claim``).
     scan: str
-    # The same rows and locks, but from each webhook's own queue (its next ``per_hook`` due rows
-    # through ``ix_deliveries_webhook_queue``), skipping ``full``: how a claim looks past endpoints
-    # at their limit at a cost that grows with the number of webhooks, not with their backlog.
+    # Each webhook's own next ``per_hook`` due rows (through ``ix_deliveries_webhook_queue``),
+    # skipping ``full`` (and on SQLite the webhooks of ``crowded`` tenants): how a claim looks
+    # past endpoints at their limit at a cost that grows with the number of webhooks, not with
+    # their backlog. SQLite runs it as a second pass; PostgreSQL's ``scan`` holds it.
     probe: str
     unlock: str | None  # after the commit
-    # PostgreSQL picks and leases in one statement, the rule ``Store.claim`` applies in Python on
-    # SQLite: per webhook, the oldest candidates up to its room (its limit less this worker's own
-    # held deliveries and the other workers' leases, counted after the scan took the locks), then
-    # up to ``ahead`` more to queue behind its sends (no more than it may send: its limit less the
-    # other workers' leases), only where it filled the room; at most ``limit`` to send and
-    # ``ahead_limit`` to queue in all, oldest first; candidates of disabled webhooks are held.
-    # Rows: the leases
-    # (id, webhook_id, event_id, attempts, type, body, url, secret, previous_secret,
-    # previous_secret_expires_at, 1 if queued ahead else 0, NULL), then per webhook (NULL, id,
-    # NULL x 8, room left with ``ahead``, busy).
+    # PostgreSQL counts, picks and leases in one statement after ``scan``, the rule ``Claim``
+    # applies in Python on SQLite (see ``sql.pg_claim``).
     take: str | None
     pick: PickSql | None  # SQLite's way, where a statement costs no round trip
     # PostgreSQL logs the attempts and finishes their deliveries in one statement over arrays;

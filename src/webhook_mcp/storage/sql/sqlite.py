@@ -35,15 +35,25 @@ SQLITE = QueueSql(
         "SELECT d.id, d.webhook_id, d.next_attempt_at FROM webhooks AS w JOIN deliveries AS d ON d.id IN "
         "(SELECT x.id FROM deliveries AS x WHERE x.webhook_id = w.id AND x.state = 'pending' "
         "AND x.next_attempt_at <= :now ORDER BY x.next_attempt_at LIMIT :per_hook) "
-        f"WHERE w.id NOT IN {_SQLITE_LIST.format(':full')} ORDER BY d.next_attempt_at LIMIT :window"
+        f"WHERE w.id NOT IN {_SQLITE_LIST.format(':full')} AND w.tenant_id NOT IN {_SQLITE_LIST.format(':crowded')} "
+        "ORDER BY d.next_attempt_at LIMIT :window"
     ),
     pick=PickSql(
-        hooks=f"SELECT {HOOK_COLUMNS}, 0 AS busy FROM webhooks AS w WHERE w.id IN {_SQLITE_LIST.format(':ids')}",
+        hooks=(
+            f"SELECT {HOOK_COLUMNS}, 0 AS busy, w.tenant_id FROM webhooks AS w "
+            f"WHERE w.id IN {_SQLITE_LIST.format(':ids')}"
+        ),
         hooks_limited=(
             f"SELECT {HOOK_COLUMNS}, "
             + BUSY_ELSEWHERE.format(hint=" INDEXED BY ix_deliveries_leased", owner=":owner", now=":now")
-            + f" FROM webhooks AS w WHERE w.id IN {_SQLITE_LIST.format(':ids')}"
+            + f", w.tenant_id FROM webhooks AS w WHERE w.id IN {_SQLITE_LIST.format(':ids')}"
         ),
+        tenants=(
+            "SELECT t.value, (SELECT count(*) FROM webhooks AS tw JOIN deliveries AS b INDEXED BY ix_deliveries_leased "
+            "ON b.webhook_id = tw.id WHERE tw.tenant_id = t.value AND b.lease_owner IS NOT NULL "
+            "AND b.lease_owner <> :owner AND b.next_attempt_at > :now) FROM json_each(:ids) AS t"
+        ),
+        tenant_of=f"SELECT id, tenant_id FROM webhooks WHERE id IN {_SQLITE_LIST.format(':ids')}",
         hold=(
             "UPDATE deliveries SET state = 'held', lease_owner = NULL, updated_at = :now "
             f"WHERE id IN {_SQLITE_LIST.format(':ids')}"
