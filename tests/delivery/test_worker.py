@@ -389,6 +389,8 @@ async def test_sqlite_worker_paused_keeps_its_leases_killed_loses_them_at_once(
             # Killed: its leases end within a second or so, not when they run out a minute later.
             doomed.proc.send_signal(signal.SIGKILL)
             assert await doomed.proc.wait() == -signal.SIGKILL
+            # What it held as it died (a loaded machine may catch it between claims, holding none).
+            held_at_death = await _leases_of(hub, doomed_id)
             received_before = Counter(log.ids)
             # (Within a second when the machine is not loaded: bench/worker_takeover.py measures it.)
             await wait_until(lambda: _none_left(hub, doomed_id), timeout=5, interval=0.02)
@@ -396,4 +398,4 @@ async def test_sqlite_worker_paused_keeps_its_leases_killed_loses_them_at_once(
             assert set(log.ids) == set(ids), "every event must reach the receiver"
             assert set(log.duplicates()) <= set(received_before), "only what the dead worker had sent may repeat"
             assert await terminate(survivor) == 0, survivor.output()
-        assert "took over" in survivor.output()
+        assert "took over" in survivor.output() or not held_at_death
