@@ -116,12 +116,11 @@ async def test_a_failing_shared_commit_gives_each_caller_its_own_outcome() -> No
     assert calls == [["first"], ["a", "b", "poison", "c"], ["a", "b"], ["poison"], ["c"]]
 
 
-def test_event_ids_do_not_repeat_when_the_shared_generator_is_seeded() -> None:
-    import random
+async def test_published_events_get_time_ordered_ids(hub: Hub) -> None:
+    import uuid
 
-    from webhook_mcp.service.publishing import new_event_id
-
-    random.seed(0)
-    first = new_event_id()
-    random.seed(0)
-    assert new_event_id() != first
+    first = await hub.publish("order.created", {"id": "ord_1"})
+    batch = await hub.publish_many([{"type": "order.created", "data": {"id": n}} for n in range(3)])
+    ids = [first.event_id, *(p.event_id for p in batch)]
+    assert all(uuid.UUID(i.removeprefix("evt_")).version == 7 for i in ids)
+    assert [i[4:16] for i in ids] == sorted(i[4:16] for i in ids)

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import random
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -23,6 +21,7 @@ from webhook_mcp.core.errors import (
     InvalidPayloadError,
     UnknownEventTypeError,
 )
+from webhook_mcp.core.ids import new_event_id
 from webhook_mcp.core.settings import Settings
 from webhook_mcp.core.tenancy import DEFAULT_TENANT_ID
 from webhook_mcp.service.committer import GroupCommitter
@@ -34,18 +33,6 @@ logger = logging.getLogger(__name__)
 
 MAX_IDEMPOTENCY_KEY = 200
 EVENT_FIELDS = ("type", "data", "idempotency_key")
-
-
-# A generator of our own, seeded from the OS (and again in a forked child): the module's shared
-# one may be seeded by anyone (random.seed(0), a test framework), which would repeat ids.
-_ids = random.Random(os.urandom(32))
-os.register_at_fork(after_in_child=lambda: _ids.seed(os.urandom(32)))
-
-
-def new_event_id() -> str:
-    """128 random bits, as uuid4 has, without a system call per event (os.urandom costs more than
-    the rest of the id's share of a publish). Event ids are not secrets: every receiver sees them."""
-    return f"evt_{_ids.getrandbits(128):032x}"
 
 
 @dataclass

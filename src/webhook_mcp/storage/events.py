@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
-import time
-import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -23,16 +20,6 @@ from webhook_mcp.storage.schema import (
     events,
     webhooks,
 )
-
-
-def new_event_id() -> str:
-    """``evt_`` and a UUIDv7 in hex: milliseconds since the epoch first, then random bits, so ids
-    sort by creation time and new rows land at the end of the indexes that hold them, instead of
-    at random places in indexes that stop fitting the cache as the tables grow."""
-    value = (time.time_ns() // 1_000_000) << 80 | secrets.randbits(80)
-    value = value & ~(0xF << 76) | 0x7 << 76  # version 7
-    value = value & ~(0x3 << 62) | 0x2 << 62  # RFC 4122 variant
-    return "evt_" + uuid.UUID(int=value).hex
 
 
 def _delivery_rows(event_id: str, targets: Sequence[int], now: float) -> list[dict[str, Any]]:
