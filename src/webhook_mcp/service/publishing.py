@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 MAX_IDEMPOTENCY_KEY = 200
 EVENT_FIELDS = ("type", "data", "idempotency_key")
+# PostgreSQL commits concurrently; a commit mostly waits for the server (and its WAL flush).
+COMMITS_IN_FLIGHT_POSTGRES = 4
 
 
 @dataclass
@@ -118,7 +120,8 @@ class Publisher:
         self.settings = settings
         self._on_publish = on_publish
         self._clock = clock
-        self.committer: GroupCommitter[NewEvent, StoredEvent] = GroupCommitter(self._commit)
+        in_flight = COMMITS_IN_FLIGHT_POSTGRES if store.is_postgres else 1
+        self.committer: GroupCommitter[NewEvent, StoredEvent] = GroupCommitter(self._commit, in_flight=in_flight)
 
     async def _commit(self, new: list[NewEvent]) -> list[StoredEvent]:
         now = self._clock()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -10,7 +11,8 @@ from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from webhook_mcp.storage.base import StoreBase
+from webhook_mcp.storage import outbox
+from webhook_mcp.storage.base import WORK_CHANNEL, StoreBase
 from webhook_mcp.storage.records import (
     NewEvent,
     StoredEvent,
@@ -77,6 +79,8 @@ class EventQueries(StoreBase):
     async def publish(self, new_events: Sequence[NewEvent], now: float, idempotency_since: float) -> list[StoredEvent]:
         """The outbox: events and their deliveries are committed together, so nothing published
         can be lost, and an idempotency key seen within the window returns the first event."""
+        if not any(new.idempotency_key for new in new_events):
+            return await self._publish_unkeyed(new_events, now)
 
         def work(conn: Connection) -> list[StoredEvent]:
             keys = {(e.tenant_id, e.idempotency_key) for e in new_events if e.idempotency_key}
@@ -115,6 +119,15 @@ class EventQueries(StoreBase):
             return results
 
         return await self._write(work)
+
+    async def _publish_unkeyed(self, new_events: Sequence[NewEvent], now: float) -> list[StoredEvent]:
+        """The common case, on the driver's own cursor (see ``storage.outbox``)."""
+        if self._pipelined is None:
+            return await self._write(lambda conn: outbox.write_sqlite(conn, new_events, now))
+        pipelined = self._pipelined
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, pipelined.run, lambda tx: outbox.write_postgres(tx, new_events, now, WORK_CHANNEL)
+        )
 
     def _earlier_with_key(
         self, conn: Connection, key: str, event_row: dict[str, Any], seen: dict[TenantKey, Any]
