@@ -6,7 +6,7 @@ nothing in one transaction."""
 
 from __future__ import annotations
 
-import re
+import hmac
 from typing import Any
 
 import orjson
@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from webhook_mcp.core.errors import BatchTooLargeError, InvalidArgumentError, InvalidBatchError, WebhookError
 from webhook_mcp.core.jsonsafe import loads_strict
 from webhook_mcp.interfaces.http.auth import token_refusal
-from webhook_mcp.interfaces.http.media import json_content_type_refusal
+from webhook_mcp.interfaces.http.media import JSON_MEDIA_TYPE, json_content_type_refusal
 from webhook_mcp.service.hub import Hub
 from webhook_mcp.service.publishing import event_fields, item_problems
 
@@ -43,7 +43,10 @@ def error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
     return FastJSONResponse({"error": {"code": code, "message": message, **extra}}, status_code=status)
 
 
-_LONG_NUMBER = re.compile(rb"[0-9]{19}")
+# Digits to "0", everything else to " ": a run of 19 digits is then a plain substring search,
+# ten times cheaper than a regular expression over a 1 KB body.
+_DIGITS = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
+_LONG_NUMBER = b"0" * 19
 
 
 def parse_json(body: bytes) -> Any:
@@ -51,7 +54,7 @@ def parse_json(body: bytes) -> Any:
     path). orjson parses several times faster than json and is strict too, but turns integers
     beyond 64 bits into floats, so a body with a run of 19 digits anywhere, and any body orjson
     refuses (to word the refusal), takes the exact strict path instead."""
-    if _LONG_NUMBER.search(body) is None:
+    if _LONG_NUMBER not in body.translate(_DIGITS):
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -100,7 +103,17 @@ async def _publish_one(hub: Hub, payload: dict[str, Any], header_key: str | None
         return error(422, "invalid_event", str(exc), problems=item_problems(exc))
     except WebhookError as exc:
         return error(400, "rejected", str(exc))
-    return FastJSONResponse(published.model_dump(mode="json"), status_code=202)
+    return _Accepted(orjson.dumps(published.model_dump(mode="json")))
+
+
+class _Accepted(Response):
+    """A 202 with a body already rendered, its headers built without Starlette's per-response work."""
+
+    def __init__(self, body: bytes) -> None:
+        self.status_code = 202
+        self.body = body
+        self.background = None
+        self.raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
 
 
 async def _publish_batch(hub: Hub, payload: dict[str, Any], header_key: str | None) -> Response:
@@ -145,6 +158,7 @@ class EventsEndpoint:
     def __init__(self, hub: Hub, token: str) -> None:
         self.hub = hub
         self.token = token
+        self.bearer = f"Bearer {token}".encode()
         settings = hub.settings
         self.single_limit = settings.max_payload_bytes
         self.batch_limit = settings.max_batch_bytes
@@ -152,14 +166,23 @@ class EventsEndpoint:
         batch_bigger = self.batch_limit >= self.single_limit
         self.limit_setting = "WEBHOOK_MCP_MAX_BATCH_BYTES" if batch_bigger else "WEBHOOK_MCP_MAX_PAYLOAD_BYTES"
 
+    def _plainly_allowed(self, headers: Headers) -> bool:
+        """The common request, told in two lookups: exactly ``Bearer <token>`` (compared in
+        constant time) and ``application/json``; anything else takes the checks that word refusals."""
+        given = headers.get("authorization", "")
+        return headers.get("content-type") == JSON_MEDIA_TYPE and hmac.compare_digest(
+            given.encode("latin-1"), self.bearer
+        )
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = await self.respond(Headers(scope=scope), receive)
         await response(scope, receive, send)
 
     async def respond(self, headers: Headers, receive: Receive) -> Response:
-        refusal = token_refusal(headers, self.token) or json_content_type_refusal(headers)
-        if refusal is not None:
-            return refusal
+        if not self._plainly_allowed(headers):
+            refusal = token_refusal(headers, self.token) or json_content_type_refusal(headers)
+            if refusal is not None:
+                return refusal
         try:
             body = await read_body(receive, headers, self.body_limit, self.limit_setting)
             payload = decode(body)
