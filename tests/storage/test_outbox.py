@@ -72,6 +72,13 @@ async def test_a_group_stores_its_events_and_one_delivery_per_subscribed_enabled
         (paid.id, group[1].id),
         (theirs.id, group[3].id),
     }
+    in_order = [(d.event_id, d.webhook_id) for d in sorted(queued, key=lambda d: d.id)]
+    assert in_order == [
+        (group[0].id, both.id),
+        (group[1].id, both.id),
+        (group[1].id, paid.id),
+        (group[3].id, theirs.id),
+    ]  # ids in the events' order: claims take the oldest first
     assert all(
         (d.state, d.attempts, d.next_attempt_at, d.created_at, d.updated_at, d.lease_owner)
         == ("pending", 0, now, now, now, None)

@@ -21,7 +21,7 @@ from sqlalchemy import Connection
 from webhook_mcp.storage.pipeline import HotTransaction
 from webhook_mcp.storage.records import NewEvent, StoredEvent
 
-SQLITE_SUBSCRIBERS = "SELECT id, tenant_id, events FROM webhooks WHERE enabled = 1 AND tenant_id IN ({})"
+SQLITE_SUBSCRIBERS = "SELECT id, tenant_id, events FROM webhooks WHERE enabled = 1 AND tenant_id IN ({}) ORDER BY id"
 SQLITE_EVENTS = "INSERT INTO events (id, tenant_id, type, body, created_at, problems) VALUES (?, ?, ?, ?, ?, ?)"
 SQLITE_DELIVERIES = (
     "INSERT INTO deliveries (webhook_id, event_id, state, attempts, next_attempt_at, created_at, updated_at)"
@@ -34,13 +34,16 @@ SELECT id, tenant_id, type, body, %(now)s, problems
 FROM unnest(%(ids)s::text[], %(tenants)s::int[], %(types)s::text[], %(bodies)s::text[], %(problems)s::text[])
     AS new (id, tenant_id, type, body, problems)
 """
+# Deliveries get their ids in the events' order, as one by one (claims take the oldest first).
 # pg_notify runs once per event with deliveries; PostgreSQL folds the repeats into one notification.
 POSTGRES_DELIVERIES = """
 WITH queued AS (
     INSERT INTO deliveries (webhook_id, event_id, state, attempts, next_attempt_at, created_at, updated_at)
     SELECT w.id, new.id, 'pending', 0, %(now)s, %(now)s, %(now)s
-    FROM unnest(%(ids)s::text[], %(tenants)s::int[], %(types)s::text[]) AS new (id, tenant_id, type)
+    FROM unnest(%(ids)s::text[], %(tenants)s::int[], %(types)s::text[]) WITH ORDINALITY
+        AS new (id, tenant_id, type, position)
     JOIN webhooks w ON w.tenant_id = new.tenant_id AND w.enabled AND w.events::jsonb ? new.type
+    ORDER BY new.position, w.id
     RETURNING event_id
 )
 SELECT event_id, count(*), pg_notify(%(channel)s, '') IS NULL FROM queued GROUP BY event_id
