@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection
 
 from webhook_mcp.storage.pipeline import HotTransaction
@@ -28,11 +29,18 @@ SQLITE_DELIVERIES = (
     " VALUES (?, ?, 'pending', 0, ?, ?, ?)"
 )
 
+# The bodies travel as one JSON array of strings: orjson escapes them in C, where psycopg would
+# quote each element of a text[] (a body's every '"') with a regular expression, in Python.
 POSTGRES_EVENTS = """
 INSERT INTO events (id, tenant_id, type, body, created_at, problems)
 SELECT id, tenant_id, type, body, %(now)s, problems
-FROM unnest(%(ids)s::text[], %(tenants)s::int[], %(types)s::text[], %(bodies)s::text[], %(problems)s::text[])
-    AS new (id, tenant_id, type, body, problems)
+FROM unnest(
+    %(ids)s::text[],
+    %(tenants)s::int[],
+    %(types)s::text[],
+    ARRAY(SELECT body FROM json_array_elements_text(%(bodies)s::json) WITH ORDINALITY AS b (body, n) ORDER BY n),
+    %(problems)s::text[]
+) AS new (id, tenant_id, type, body, problems)
 """
 # Deliveries get their ids in the events' order, as one by one (claims take the oldest first).
 # pg_notify runs once per event with deliveries; PostgreSQL folds the repeats into one notification.
@@ -96,7 +104,11 @@ def write_postgres(
     }
     transaction.send(
         POSTGRES_EVENTS,
-        arrays | {"bodies": [new.body for new in new_events], "problems": [new.problems for new in new_events]},
+        arrays
+        | {
+            "bodies": orjson.dumps([new.body for new in new_events]).decode(),
+            "problems": [n.problems for n in new_events],
+        },
     )
     queued = {
         event_id: int(count)
