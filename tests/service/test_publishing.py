@@ -124,3 +124,29 @@ async def test_published_events_get_time_ordered_ids(hub: Hub) -> None:
     ids = [first.event_id, *(p.event_id for p in batch)]
     assert all(uuid.UUID(i.removeprefix("evt_")).version == 7 for i in ids)
     assert [i[4:16] for i in ids] == sorted(i[4:16] for i in ids)
+
+
+async def test_commits_in_flight_run_side_by_side_and_the_rest_wait_together() -> None:
+    gates = {name: asyncio.Event() for name in ("a", "b")}
+    calls: list[list[str]] = []
+
+    async def commit(items: list[str]) -> list[str]:
+        calls.append(items)
+        if items[0] in gates:
+            await gates[items[0]].wait()
+        return [item.upper() for item in items]
+
+    committer: GroupCommitter[str, str] = GroupCommitter(commit, in_flight=2)
+    first = asyncio.create_task(committer.submit(["a"]))
+    await wait_until(lambda: calls == [["a"]])
+    second = asyncio.create_task(committer.submit(["b"]))  # a second commit starts at once
+    await wait_until(lambda: calls == [["a"], ["b"]])
+    later = [asyncio.create_task(committer.submit([item])) for item in ("c", "d")]
+    await wait_until(lambda: all(not task.done() for task in later) and len(committer._waiting) == 2)
+    gates["b"].set()  # the first commit to end takes everything that waited, in one group
+    assert await asyncio.gather(second, *later) == [["B"], ["C"], ["D"]]
+    assert calls == [["a"], ["b"], ["c", "d"]]
+    assert not first.done()
+    gates["a"].set()
+    assert await first == ["A"]
+    await committer.aclose()
