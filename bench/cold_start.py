@@ -59,7 +59,16 @@ async def first_answer(parameters: StdioServerParameters) -> float:
     return elapsed
 
 
-OTHER_SOURCE = "import sys; sys.path.insert(0, sys.argv.pop(1)); from webhook_mcp.interfaces.cli import main; main()"
+# The other tree's console entry point: interfaces/console.py where it has one, else interfaces/cli.py.
+OTHER_SOURCE = """\
+import sys
+sys.path.insert(0, sys.argv.pop(1))
+try:
+    from webhook_mcp.interfaces.console import main
+except ImportError:
+    from webhook_mcp.interfaces.cli import main
+sys.exit(main())
+"""
 
 
 def parameters(workdir: Path, also_src: str | None = None) -> dict[str, StdioServerParameters]:

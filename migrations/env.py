@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from alembic import context
 
-from webhook_mcp.storage.schema import metadata
+from webhook_mcp.storage.schema import partial_indexes
 
 config = context.config
-target_metadata = metadata
+target_metadata = partial_indexes()
 
 
 def run_migrations_online() -> None:

@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
+from webhook_mcp.core.builtin_events import _Order
 from webhook_mcp.core.catalog import (
     TEST_EVENT,
     Catalog,
     EventType,
-    _Order,
     builtin_event_types,
     load_catalog,
 )

@@ -59,6 +59,18 @@ async def test_inboxes_expire_and_are_bounded_in_number() -> None:
     assert inboxes.record(third.id, "POST", [], b"{}") is None
 
 
+async def test_each_tenant_has_its_own_inboxes_and_its_own_bound() -> None:
+    inboxes = Inboxes(limit=2, ttl=60, max_body_bytes=100)
+    inboxes.serve_at("http://127.0.0.1:9")
+    acme = [await inboxes.open(owner=2) for _ in range(3)]
+    globex = await inboxes.open(owner=3)
+    assert inboxes.find(acme[0].id) is None  # acme's oldest made room for acme's third...
+    assert inboxes.find_for(globex.id, 3) is globex  # ...and globex's was never at stake
+    assert inboxes.find_for(acme[1].id, 2) is acme[1] and inboxes.find_for(acme[1].id, None) is acme[1]
+    assert inboxes.find_for(acme[1].id, 3) is None  # another tenant's caller cannot see it
+    assert inboxes.owns(acme[1].url)  # deliveries still reach it, whoever's webhook sends
+
+
 async def test_the_sender_reaches_an_inbox_and_nothing_that_looks_like_one(inboxes: Inboxes) -> None:
     inbox = await inboxes.open()
     other = await inboxes.open()

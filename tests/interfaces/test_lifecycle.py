@@ -193,3 +193,26 @@ def test_migration_docstrings_become_one_line() -> None:
     assert record.getMessage() == "migrating the database schema 0001 -> 0002 (Scale-out)"
     chatter = logging.LogRecord("alembic.runtime.migration", logging.INFO, "", 0, "Context impl SQLiteImpl.", (), None)
     assert not MigrationLines().filter(chatter)
+
+
+async def test_stdio_dispatcher_starts_after_the_first_answer(
+    sqlite_url: str, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mcp import Client
+
+    from webhook_mcp.interfaces import lifecycle
+    from webhook_mcp.interfaces.mcp.server import create_server
+
+    monkeypatch.setattr(lifecycle, "AT_THE_LATEST", 3600.0)
+    async with Hub.open(make_settings(sqlite_url), dispatch=True, defer_dispatcher=True) as hub:
+        server = create_server(hub=hub)
+        lifecycle._after_first_answer(hub, server)
+        assert hub.dispatcher is None and hub.dispatches
+        async with Client(server) as client:
+            await client.call_tool("create_webhook", {"url": receiver.url, "events": [EVENT]})
+            await wait_until(lambda: hub.dispatcher_task is not None, timeout=10)
+            await client.call_tool("send_event", {"event": EVENT, "data": hub.catalog.get(EVENT).example})
+            await receiver.wait_for(1, timeout=30)
+        await hub.stop_dispatcher()
+        hub.start_dispatcher()  # a start still scheduled when the hub stops does nothing
+        assert hub.dispatcher_task is not None and hub.dispatcher_task.done()

@@ -11,6 +11,14 @@ class NotFoundError(WebhookError):
     """The thing named by an id does not exist."""
 
 
+class ConflictError(WebhookError):
+    """The change clashes with what exists (e.g. a name another tenant has)."""
+
+
+class ForbiddenError(WebhookError):
+    """The caller may not do this (e.g. a tenant's token asking for an operator's operation)."""
+
+
 class InvalidArgumentError(WebhookError):
     """An argument is malformed or not allowed."""
 

@@ -8,8 +8,6 @@ import logging
 import sys
 from typing import TextIO
 
-from pythonjsonlogger.json import JsonFormatter
-
 from webhook_mcp.core.settings import Settings
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -35,6 +33,8 @@ def log_handler(settings: Settings, stream: TextIO | None = None) -> logging.Han
     """A handler writing to ``stream`` (stderr: stdout carries MCP over stdio) in the chosen format."""
     handler = logging.StreamHandler(stream or sys.stderr)
     if settings.log_format == "json":
+        from pythonjsonlogger.json import JsonFormatter
+
         handler.setFormatter(
             JsonFormatter(
                 "%(asctime)s %(levelname)s %(name)s %(message)s",

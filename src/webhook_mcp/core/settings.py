@@ -12,6 +12,9 @@ from platformdirs import user_config_dir, user_data_dir
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from webhook_mcp.core.errors import InvalidArgumentError
+from webhook_mcp.core.tenancy import check_tenant_name
+
 DEFAULT_RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -194,7 +197,8 @@ class Settings(BaseSettings):
         20,
         ge=1,
         le=1_000,
-        description="Temporary inboxes (open_inbox) kept open at once per process; opening one more closes the oldest.",
+        description="Temporary inboxes (open_inbox) kept open at once per process and tenant; opening one more "
+        "closes that tenant's oldest.",
     )
     inbox_ttl: float = Field(
         3600.0, gt=0, le=7 * 86400, description="Seconds an inbox lives; after that its URL answers 404."
@@ -216,6 +220,25 @@ class Settings(BaseSettings):
         description="Without WEBHOOK_MCP_SECRET_KEY, store signing secrets unencrypted instead (no key file on "
         "SQLite; on PostgreSQL, start instead of refusing). Warned about at every start.",
     )
+
+    tenant: str | None = Field(
+        None,
+        description="The tenant (shop) `serve` acts for, by name: its tools, resources and events published "
+        "through it are that tenant's only (also `serve --tenant NAME`). Unset: every tenant's (one shop: the "
+        "default tenant).",
+    )
+
+    @field_validator("tenant", mode="before")
+    @classmethod
+    def _check_tenant(cls, value: object) -> object:
+        if value == "":
+            return None
+        if value is not None:
+            try:
+                check_tenant_name(value)
+            except InvalidArgumentError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
     @field_validator("allowed_private_networks", mode="before")
     @classmethod

@@ -4,8 +4,10 @@
 An inbox URL is ``<base>/inbox/<id>`` with an unguessable id. ``base`` is the HTTP server's own
 address when ``serve`` runs one (the route sits on the same app), else a loopback listener opened
 on demand. The sender's address guard lets exactly these URLs through although they are local
-(:meth:`Inboxes.owns`); nothing else is opened by that exception. Inboxes expire, their number is
-bounded (opening one more drops the oldest), and so are the requests and body bytes each keeps."""
+(:meth:`Inboxes.owns`); nothing else is opened by that exception. An inbox belongs to the tenant
+whose caller opened it, and only that tenant's callers find it. Inboxes expire, their number is
+bounded per tenant (opening one more drops that tenant's oldest), and so are the requests and
+body bytes each keeps."""
 
 from __future__ import annotations
 
@@ -45,6 +47,7 @@ class Inbox:
     requests: deque[ReceivedRequest] = field(default_factory=lambda: deque(maxlen=KEPT_REQUESTS))
     received: int = 0
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    owner: int | None = None  # the tenant whose caller opened it (None: a caller of every tenant)
 
 
 class Inboxes:
@@ -64,20 +67,29 @@ class Inboxes:
         """The HTTP server this process runs serves the inbox route at ``base_url``."""
         self._base_url = base_url.rstrip("/")
 
-    async def open(self, status: int = 200) -> Inbox:
+    async def open(self, status: int = 200, owner: int | None = None) -> Inbox:
+        """A new inbox for ``owner``'s callers; each owner keeps up to ``limit`` open (its oldest
+        closes), so one tenant opening many never closes another's."""
         base = self._base_url or await self._listen()
         self._prune()
-        while len(self._open) >= self.limit:
-            self._open.pop(next(iter(self._open)))
+        owned = [key for key, inbox in self._open.items() if inbox.owner == owner]
+        for key in owned[: max(0, len(owned) - self.limit + 1)]:
+            del self._open[key]
         inbox_id = secrets.token_urlsafe(18)
         now = self._clock()
-        inbox = Inbox(inbox_id, f"{base}{INBOX_PREFIX}{inbox_id}", status, now, now + self.ttl)
+        inbox = Inbox(inbox_id, f"{base}{INBOX_PREFIX}{inbox_id}", status, now, now + self.ttl, owner=owner)
         self._open[inbox_id] = inbox
         return inbox
 
     def find(self, inbox_id: str) -> Inbox | None:
+        """Any live inbox (what the inbox route records into, and the address guard lets through)."""
         self._prune()
         return self._open.get(inbox_id)
+
+    def find_for(self, inbox_id: str, tenant_id: int | None) -> Inbox | None:
+        """A live inbox as a caller of ``tenant_id`` may see it: only its own tenant's (None: any)."""
+        inbox = self.find(inbox_id)
+        return inbox if inbox is not None and (tenant_id is None or inbox.owner == tenant_id) else None
 
     def owns(self, url: str) -> bool:
         """True only for the exact URL of a live inbox: the one exception to the address guard."""

@@ -1,6 +1,7 @@
 """Upkeep every dispatcher runs in the background: old attempt logs, finished deliveries and the
 events they were for leave the database after their retention periods, a small batch per
-transaction so the queue is never locked for long; expired rotated-out secrets are forgotten."""
+transaction so the queue is never locked for long; expired rotated-out secrets are forgotten, and
+deleted tenants' rows removed (see ``delivery.purge``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 
 from webhook_mcp.core import metrics
 from webhook_mcp.core.settings import Settings
+from webhook_mcp.delivery.purge import purge_deleted_tenants
 from webhook_mcp.delivery.state import brief
 from webhook_mcp.storage.store import Store
 
@@ -46,11 +48,16 @@ class Retention:
         """Prune now and every ``PRUNE_INTERVAL`` until cancelled; a failure is logged and retried."""
         while not stopping():
             try:
-                await self.prune(stopping)
-                await self.store.forget_expired_secrets(self.clock())
+                await self.upkeep(stopping)
             except Exception as exc:
                 logger.warning("pruning old rows failed (%s); trying again later", brief(exc))
             await asyncio.sleep(PRUNE_INTERVAL)
+
+    async def upkeep(self, stopping: Callable[[], bool] = lambda: False) -> None:
+        """One pass: old rows pruned, expired secrets forgotten, deleted tenants' rows removed."""
+        await self.prune(stopping)
+        await self.store.forget_expired_secrets(self.clock())
+        await purge_deleted_tenants(self.store, self.batch, stopping)
 
     async def prune(self, stopping: Callable[[], bool] = lambda: False) -> Pruned:
         """One pass over each table, batch by batch, yielding to the event loop between batches."""

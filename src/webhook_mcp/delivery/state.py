@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 from webhook_mcp.core.settings import Settings
 from webhook_mcp.core.vault import Vault
+from webhook_mcp.delivery.deferred import SendsDeliveries
 from webhook_mcp.delivery.retries import RetryPolicy
-from webhook_mcp.delivery.sender import Sender
 from webhook_mcp.storage.records import AttemptRecord, ClaimedDelivery, HealthPolicy
 from webhook_mcp.storage.store import Store
 
@@ -47,7 +47,7 @@ class DispatcherState:
     def __init__(
         self,
         store: Store,
-        sender: Sender,
+        sender: SendsDeliveries,
         settings: Settings,
         *,
         worker_id: str | None = None,

@@ -8,6 +8,8 @@ import contextlib
 from collections.abc import Iterator
 from contextvars import ContextVar
 
+from webhook_mcp.core.errors import ConfigurationError
+from webhook_mcp.service.hub import Hub
 from webhook_mcp.service.operations import WebhookService
 
 # None: the caller sees every tenant (an admin token, a server started for no tenant).
@@ -33,3 +35,17 @@ def service_for_caller(service: WebhookService) -> WebhookService:
     """The service as the current caller may see it: scoped to its tenant when it has one."""
     tenant_id = _ACTING_FOR.get()
     return service if tenant_id is None else service.for_tenant(tenant_id)
+
+
+async def serving_tenant(hub: Hub) -> int | None:
+    """The tenant a server started for one (setting ``tenant``, ``serve --tenant``) acts for; None
+    when it was started for every tenant. An unknown name stops the start with how to create it."""
+    name = hub.settings.tenant
+    if name is None:
+        return None
+    found = await hub.store.find_tenant(name)
+    if found is None:
+        raise ConfigurationError(
+            f"no tenant named {name!r} (WEBHOOK_MCP_TENANT or --tenant); `webhook-mcp tenants create {name}` creates it"
+        )
+    return int(found.id)

@@ -18,7 +18,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from webhook_mcp.core.settings import Settings
+from webhook_mcp.interfaces.tenant_cli import tenant_id_for
 from webhook_mcp.service.hub import Hub
+from webhook_mcp.service.operations import WebhookService
 
 
 class FileError(Exception):
@@ -62,8 +64,8 @@ def _open(source: str) -> Iterator[tuple[IO[bytes], int | None]]:
         yield stream, os.fstat(stream.fileno()).st_size
 
 
-async def _flush(hub: Hub, batch: list[tuple[int, Any]], tally: Tally) -> None:
-    outcome = await hub.service.publish_valid([item for _number, item in batch])
+async def _flush(service: WebhookService, batch: list[tuple[int, Any]], tally: Tally) -> None:
+    outcome = await service.publish_valid([item for _number, item in batch])
     for index, problems in outcome.invalid.items():
         tally.bad.append((batch[index][0], "; ".join(problems)))
     for event in outcome.events:
@@ -72,8 +74,9 @@ async def _flush(hub: Hub, batch: list[tuple[int, Any]], tally: Tally) -> None:
             tally.published += not event.duplicate
 
 
-async def publish_file(settings: Settings, source: str, batch_size: int) -> Tally:
-    """Publish every valid line of ``source`` (a path, or - for stdin) in batches of ``batch_size``."""
+async def publish_file(settings: Settings, source: str, batch_size: int, tenant: str | None = None) -> Tally:
+    """Publish every valid line of ``source`` (a path, or - for stdin) in batches of ``batch_size``,
+    for ``tenant`` (a name; None: the default tenant)."""
     err = Console(stderr=True)
     tally = Tally()
     with _open(source) as (stream, size):
@@ -87,6 +90,8 @@ async def publish_file(settings: Settings, source: str, batch_size: int) -> Tall
             transient=True,
         )
         async with Hub.open(settings, dispatch=False) as hub:
+            tenant_id = await tenant_id_for(hub, tenant)
+            service = hub.service if tenant_id is None else hub.service.for_tenant(tenant_id)
             with progress:
                 task = progress.add_task("publishing", total=size)
                 batch: list[tuple[int, Any]] = []
@@ -98,10 +103,10 @@ async def publish_file(settings: Settings, source: str, batch_size: int) -> Tall
                         tally.bad.append((number, f"not valid JSON: {exc}"))
                         continue
                     if len(batch) >= batch_size:
-                        await _flush(hub, batch, tally)
+                        await _flush(service, batch, tally)
                         batch = []
                 if batch:
-                    await _flush(hub, batch, tally)
+                    await _flush(service, batch, tally)
     tally.bad.sort()
     for number, reason in tally.bad:
         print(f"webhook-mcp: line {number}: {reason}", file=sys.stderr)

@@ -20,6 +20,9 @@ from webhook_mcp.core.errors import WebhookError
 from webhook_mcp.core.jsonsafe import loads_strict
 from webhook_mcp.core.logs import configure_logging
 from webhook_mcp.core.settings import Settings, describe_settings
+from webhook_mcp.core.tenancy import check_tenant_name
+from webhook_mcp.interfaces import tenant_cli
+from webhook_mcp.interfaces.console import resume_gc
 from webhook_mcp.service.hub import Hub
 from webhook_mcp.storage import engine as database
 
@@ -36,7 +39,9 @@ examples:
   webhook-mcp worker                                 a delivery worker on its own
   webhook-mcp publish order.created --data '{{"id": "ord_1", "total": 1999, "currency": "EUR"}}'
   webhook-mcp publish --file events.ndjson         one event per line, in batches (- reads stdin)
+  webhook-mcp serve --tenant acme                    MCP over stdio for the tenant (shop) acme only
   webhook-mcp claude-config                          a claude_desktop_config.json entry for this install
+  webhook-mcp tenants create acme                    another shop; then: webhook-mcp tokens issue acme
   WEBHOOK_MCP_API_TOKEN=... webhook-mcp serve --transport streamable-http --host 0.0.0.0
 
 HTTP transports (sse, streamable-http) bind 127.0.0.1 by default. Any other --host needs
@@ -44,7 +49,9 @@ WEBHOOK_MCP_API_TOKEN, and with a token every route (the MCP endpoints, POST /v1
 wants 'Authorization: Bearer <token>'; /healthz and /readyz are open, /ui/ signs in with the token
 into a session cookie, and an inbox's /inbox/<id> is reached by its unguessable id. Host and Origin
 headers are checked on every request (DNS-rebinding protection; WEBHOOK_MCP_ALLOWED_HOSTS and
-WEBHOOK_MCP_ALLOWED_ORIGINS add to the bind address).
+WEBHOOK_MCP_ALLOWED_ORIGINS add to the bind address). A tenant's token (webhook-mcp tokens issue
+TENANT) is accepted too and reaches that tenant's data only; /v1/tenants and /metrics are the admin
+token's.
 WEBHOOK_MCP_READ_ONLY=1 serves only the tools that change nothing (not get_webhook_secret either)
 and turns POST /v1/events off.
 """
@@ -62,16 +69,7 @@ class UsageError(Exception):
     """A command-line mistake: printed as is, exit status 2."""
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="webhook-mcp",
-        description="Self-hosted webhook management and delivery, driven by AI assistants over MCP.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--version", action="version", version=f"webhook-mcp {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-
+def _add_serve(commands: Any) -> None:
     serve = commands.add_parser(
         "serve",
         help="run the MCP server (migrates the database, runs the dispatcher)",
@@ -88,6 +86,26 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--no-dispatcher", action="store_true", help="do not deliver in this process (separate workers do)"
     )
+    serve.add_argument(
+        "--tenant",
+        metavar="NAME",
+        default=None,
+        help="act for this tenant (shop) only: its webhooks, deliveries, logs and stats, and events published "
+        "for it (default: WEBHOOK_MCP_TENANT; unset: every tenant)",
+    )
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="webhook-mcp",
+        description="Self-hosted webhook management and delivery, driven by AI assistants over MCP.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"webhook-mcp {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    _add_serve(commands)
 
     worker = commands.add_parser("worker", help="run a delivery dispatcher on its own (several may share a database)")
     worker.add_argument(
@@ -116,8 +134,11 @@ def _build_parser() -> argparse.ArgumentParser:
         "--file", help='NDJSON: one {"type": ..., "data": {...}, "idempotency_key": ...} per line; - for stdin'
     )
     publish.add_argument("--batch-size", type=int, default=500, help="events per transaction with --file")
+    tenant_cli.add_tenant_option(publish, "publish for this tenant (default: the default tenant)")
 
-    commands.add_parser("claude-config", help="print a claude_desktop_config.json entry for this install")
+    config = commands.add_parser("claude-config", help="print a claude_desktop_config.json entry for this install")
+    tenant_cli.add_tenant_option(config, "an entry that serves this tenant (shop) only")
+    tenant_cli.add_commands(commands)
     return parser
 
 
@@ -167,14 +188,16 @@ def _worker(settings: Settings, args: argparse.Namespace) -> None:
     run(run_worker(settings, args.http_host, port))
 
 
-async def _publish(settings: Settings, event_type: str, data: Any, key: str | None) -> None:
+async def _publish(settings: Settings, event_type: str, data: Any, key: str | None, tenant: str | None) -> None:
     # Refuse bad input before the database is touched (or created).
     catalog = load_catalog(settings.event_types_file)
     kind = catalog.require_subscribable(event_type)
     if settings.event_validation == "reject":
         catalog.validate(kind.name, data)
     async with Hub.open(settings, dispatch=False) as hub:
-        published = await hub.publish(event_type, data, idempotency_key=key)
+        tenant_id = await tenant_cli.tenant_id_for(hub, tenant)
+        service = hub.service if tenant_id is None else hub.service.for_tenant(tenant_id)
+        published = await service.publish(event_type, data, key)
     note = " (duplicate idempotency key: the first event, nothing new queued)" if published.duplicate else ""
     print(f"{published.event_id} queued for {published.queued} webhook(s){note}")
     for warning in published.warnings:
@@ -191,7 +214,7 @@ def _publish_file(settings: Settings, args: argparse.Namespace) -> int:
             f"--batch-size must be between 1 and {settings.max_batch_events} (WEBHOOK_MCP_MAX_BATCH_EVENTS)"
         )
     try:
-        tally = run(publish_file(settings, args.file, args.batch_size))
+        tally = run(publish_file(settings, args.file, args.batch_size, args.tenant))
     except FileError as exc:
         raise UsageError(str(exc)) from exc
     print(tally.summary("stdin" if args.file == "-" else args.file))
@@ -202,6 +225,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
     from webhook_mcp.interfaces import lifecycle
 
     dispatch = settings.run_dispatcher and not args.no_dispatcher
+    if args.tenant is not None:
+        settings = settings.model_copy(update={"tenant": check_tenant_name(args.tenant)})
     if args.transport == "stdio":
         run(lifecycle.serve_stdio(settings, dispatch))
     else:
@@ -211,13 +236,13 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
         run(lifecycle.serve_http(settings, args.transport, args.host, args.port, dispatch))
 
 
-def _claude_config(settings: Settings) -> None:
+def _claude_config(settings: Settings, tenant: str | None) -> None:
     command = shutil.which("webhook-mcp") or str(Path(sys.argv[0]).resolve())
     entry = {
         "mcpServers": {
-            "webhook-mcp": {
+            "webhook-mcp" if tenant is None else f"webhook-mcp-{check_tenant_name(tenant)}": {
                 "command": str(Path(command).resolve()),
-                "args": ["serve"],
+                "args": ["serve"] if tenant is None else ["serve", "--tenant", tenant],
                 "env": {"WEBHOOK_MCP_DATABASE_URL": settings.database_url},
             }
         }
@@ -245,6 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings()
         configure_logging(settings)
+        if args.command != "serve" or args.transport != "stdio":
+            resume_gc()  # the stdio server resumes it after its first answer
         if args.command == "serve":
             _serve(settings, args)
         elif args.command == "worker":
@@ -258,9 +285,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.event_type is None or args.data is None:
                 raise UsageError("publish needs EVENT_TYPE and --data (or --file events.ndjson)")
             data = _read_data(args.data)
-            run(_publish(settings, args.event_type, data, args.idempotency_key))
+            run(_publish(settings, args.event_type, data, args.idempotency_key, args.tenant))
         elif args.command == "claude-config":
-            _claude_config(settings)
+            _claude_config(settings, args.tenant)
+        elif args.command in ("tenants", "tokens"):
+            tenant_cli.run_command(settings, args, run)
     except ValidationError as exc:
         print(f"webhook-mcp: {_settings_error(exc)}", file=sys.stderr)
         return 2

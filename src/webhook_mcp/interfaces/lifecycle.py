@@ -6,21 +6,24 @@ exits at once (what is still leased comes due again when its lease ends)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
-from collections.abc import Generator
-from typing import Literal
-
-import uvicorn
-from starlette.types import ASGIApp
+from typing import TYPE_CHECKING, Literal
 
 from webhook_mcp import __version__
 from webhook_mcp.core.settings import Settings
+from webhook_mcp.interfaces.acting import acting_for, serving_tenant
+from webhook_mcp.interfaces.console import resume_gc
 from webhook_mcp.service.hub import Hub
-from webhook_mcp.service.monitoring import Monitor, head_revision
 from webhook_mcp.storage import engine as database
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+
+    from webhook_mcp.interfaces.http.server import SignalFreeServer
+    from webhook_mcp.interfaces.mcp.server import WebhookServer
+    from webhook_mcp.service.monitoring import Monitor
 
 logger = logging.getLogger("webhook_mcp")
 
@@ -48,16 +51,8 @@ class StopSignals:
         await self.requested.wait()
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handlers: ``StopSignals`` decides when to stop."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
-def _http_server(settings: Settings, app: ASGIApp, host: str, port: int) -> _Server:
-    from webhook_mcp.interfaces.http.server import uvicorn_config
+def _http_server(settings: Settings, app: ASGIApp, host: str, port: int) -> SignalFreeServer:
+    from webhook_mcp.interfaces.http.server import SignalFreeServer, uvicorn_config
 
     config = uvicorn_config(
         app,
@@ -68,18 +63,20 @@ def _http_server(settings: Settings, app: ASGIApp, host: str, port: int) -> _Ser
         log_config=None,  # uvicorn's records go through our handler and format
         timeout_graceful_shutdown=max(1, round(settings.shutdown_grace)),
     )
-    return _Server(config)
+    return SignalFreeServer(config)
 
 
 def log_startup(hub: Hub, role: str, listening: list[str]) -> None:
     """One line per fact, so each can be found with grep and parsed as JSON."""
     cfg = hub.settings
     logger.info("webhook-mcp %s starting as %s", __version__, role)
-    logger.info("%s running on %s at schema revision %s", role, database.sync_url(cfg.database_url), head_revision())
-    if hub.dispatcher is not None:
+    logger.info(
+        "%s running on %s at schema revision %s", role, database.sync_url(cfg.database_url), database.head_revision()
+    )
+    if hub.dispatches:
         logger.info(
             "dispatcher %s: up to %d deliveries in flight, %d per endpoint, lease %g s",
-            hub.dispatcher.worker_id,
+            hub.dispatcher.worker_id if hub.dispatcher is not None else "(starting after the first answer)",
             cfg.max_concurrency,
             cfg.per_endpoint_concurrency,
             cfg.lease_seconds,
@@ -97,7 +94,14 @@ def log_startup(hub: Hub, role: str, listening: list[str]) -> None:
     logger.info("SIGTERM or SIGINT stops cleanly within %g s; a second signal exits at once", cfg.shutdown_grace + 2)
 
 
-async def _stop(hub: Hub, monitor: Monitor, server: _Server | None, serving: asyncio.Task[None] | None) -> None:
+def _acting_line(hub: Hub) -> list[str]:
+    name = hub.settings.tenant
+    return [] if name is None else [f"acting for tenant {name!r} only: its webhooks, deliveries and events"]
+
+
+async def _stop(
+    hub: Hub, monitor: Monitor, server: SignalFreeServer | None, serving: asyncio.Task[None] | None
+) -> None:
     monitor.draining = True
     if server is not None:
         server.should_exit = True
@@ -107,10 +111,11 @@ async def _stop(hub: Hub, monitor: Monitor, server: _Server | None, serving: asy
 
 
 async def run_worker(settings: Settings, host: str, port: int | None) -> None:
+    from webhook_mcp.interfaces.http.operations import create_worker_app
+    from webhook_mcp.service.monitoring import Monitor
+
     signals = StopSignals(settings)
     async with Hub.open(settings, dispatch=True) as hub:
-        from webhook_mcp.interfaces.http.operations import create_worker_app
-
         monitor = Monitor(hub)
         server = serving = None
         listening = []
@@ -127,20 +132,49 @@ async def serve_http(
     settings: Settings, transport: Literal["sse", "streamable-http"], host: str, port: int, dispatch: bool
 ) -> None:
     from webhook_mcp.interfaces.http.app import create_http_app
+    from webhook_mcp.service.monitoring import Monitor
 
     signals = StopSignals(settings)
     async with Hub.open(settings, dispatch=dispatch) as hub:
+        tenant_id = await serving_tenant(hub)
         monitor = Monitor(hub)
-        server = _http_server(settings, create_http_app(hub, transport, host, port, monitor), host, port)
-        serving = asyncio.create_task(server.serve(), name="webhook-mcp-http")
+        app = create_http_app(hub, transport, host, port, monitor, tenant_id=tenant_id)
+        server = _http_server(settings, app, host, port)
+        with acting_for(tenant_id):  # every request's task starts from this context
+            serving = asyncio.create_task(server.serve(), name="webhook-mcp-http")
         path = "/sse" if transport == "sse" else "/mcp"
-        log_startup(
-            hub, f"MCP server ({transport})", [f"MCP at http://{host}:{port}{path}; /healthz, /readyz, /metrics"]
-        )
+        listening = [f"MCP at http://{host}:{port}{path}; /healthz, /readyz, /metrics", *_acting_line(hub)]
+        log_startup(hub, f"MCP server ({transport})", listening)
         stop = asyncio.create_task(signals.wait())
         await asyncio.wait([serving, stop], return_when=asyncio.FIRST_COMPLETED)
         stop.cancel()
         await _stop(hub, monitor, server, serving)
+
+
+# The first answer's follow-up (see ``_after_first_answer``) runs this long after it (time for it
+# to be written out), or this long after the session opens if no tool is called by then.
+AFTER_FIRST_ANSWER = 0.05
+AT_THE_LATEST = 1.0
+
+
+def _after_first_answer(hub: Hub, server: WebhookServer) -> None:
+    """A client spawning the server waits for its first answer; the garbage collector (paused by
+    the console script) resumes and the dispatcher's imports and first claims come right after
+    it, so deliveries still start within a second."""
+    loop = asyncio.get_running_loop()
+
+    def settle() -> None:
+        resume_gc()
+        if hub.dispatches:
+            hub.start_dispatcher()
+
+    latest = loop.call_later(AT_THE_LATEST, settle)
+
+    def answered() -> None:
+        latest.cancel()
+        loop.call_later(AFTER_FIRST_ANSWER, settle)
+
+    server.after_first_answer = answered
 
 
 async def serve_stdio(settings: Settings, dispatch: bool) -> None:
@@ -150,9 +184,13 @@ async def serve_stdio(settings: Settings, dispatch: bool) -> None:
     from webhook_mcp.interfaces.mcp.server import create_server
 
     signals = StopSignals(settings)
-    async with Hub.open(settings, dispatch=dispatch) as hub:
-        log_startup(hub, "MCP server (stdio)", [])
-        session = asyncio.create_task(create_server(hub=hub).run_stdio_async(), name="webhook-mcp-stdio")
+    async with Hub.open(settings, dispatch=dispatch, defer_dispatcher=True) as hub:
+        tenant_id = await serving_tenant(hub)
+        log_startup(hub, "MCP server (stdio)", _acting_line(hub))
+        with acting_for(tenant_id):  # the session's task, and the handlers it starts, act for it
+            server = create_server(hub=hub, tenant_id=tenant_id)
+            _after_first_answer(hub, server)
+            session = asyncio.create_task(server.run_stdio_async(), name="webhook-mcp-stdio")
         stop = asyncio.create_task(signals.wait())
         await asyncio.wait([session, stop], return_when=asyncio.FIRST_COMPLETED)
         stop.cancel()

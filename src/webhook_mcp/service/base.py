@@ -16,7 +16,7 @@ from webhook_mcp.core.settings import Settings
 from webhook_mcp.core.signing import mask_secret
 from webhook_mcp.core.tenancy import DEFAULT_TENANT_ID
 from webhook_mcp.core.vault import Vault
-from webhook_mcp.delivery.sender import Sender
+from webhook_mcp.delivery.deferred import SendsDeliveries
 from webhook_mcp.service.publishing import Publisher
 from webhook_mcp.storage.store import Store
 
@@ -59,7 +59,7 @@ class ServiceBase:
         self,
         store: Store,
         catalog: Catalog,
-        sender: Sender,
+        sender: SendsDeliveries,
         settings: Settings,
         *,
         on_publish: Callable[[], None] | None = None,

@@ -62,6 +62,8 @@ class DeliveryOperations(ServiceBase):
             raise InvalidArgumentError(f"window_hours must be between 0 and {24 * 366} hours, got {window_hours}")
         since = None if window_hours is None else self._clock() - window_hours * 3600
         s = await self.store.stats(webhook_id, since)
+        if s is None:  # the store refuses another tenant's webhook, whatever the check above said
+            raise NotFoundError(f"no webhook with id {webhook_id}; call list_webhooks to see the ids")
         states = s["states"]
         total = s["total"]
         return models.WebhookStats(

@@ -50,12 +50,15 @@ class InboxContents(BaseModel):
 
 
 class InboxService:
+    """Inboxes as the service's caller sees them: one opened for a tenant is that tenant's, and
+    another tenant's caller finds it no more than one that never existed."""
+
     def __init__(self, inboxes: Inboxes, service: WebhookService) -> None:
         self.inboxes = inboxes
         self.service = service
 
     def _find(self, inbox_id: str) -> Inbox:
-        inbox = self.inboxes.find(inbox_id)
+        inbox = self.inboxes.find_for(inbox_id, self.service.tenant_id)
         if inbox is None:
             raise NotFoundError(f"no open inbox {inbox_id!r} (inboxes expire); call open_inbox for a new one")
         return inbox
@@ -68,7 +71,7 @@ class InboxService:
             inbox.status = status
             steps = f"from now on it answers {status}; read_inbox shows what arrives"
         else:
-            inbox = await self.inboxes.open(status)
+            inbox = await self.inboxes.open(status, owner=self.service.tenant_id)
             steps = (
                 "create_webhook with this url (or update_webhook), then test_webhook or send_event; "
                 "read_inbox shows what arrived with the signature checked"

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from webhook_mcp.core import metrics, models
+from webhook_mcp.core import models
 from webhook_mcp.core.catalog import Catalog
 from webhook_mcp.core.errors import (
     BatchTooLargeError,
@@ -124,6 +124,8 @@ class Publisher:
         self.committer: GroupCommitter[NewEvent, StoredEvent] = GroupCommitter(self._commit, in_flight=in_flight)
 
     async def _commit(self, new: list[NewEvent]) -> list[StoredEvent]:
+        from webhook_mcp.core import metrics  # prometheus_client: not before the first publish
+
         now = self._clock()
         stored = await self.store.publish(new, now, now - self.settings.idempotency_ttl)
         metrics.published(s.type for s in stored if not s.duplicate)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Self, TypeVar
 
-from sqlalchemy import ColumnElement, Connection, Engine, Executable, Row, true
+from sqlalchemy import ColumnElement, Connection, Engine, Executable, Row, select, true
 
 from webhook_mcp.storage.engine import READ_ONLY_OPTION
 from webhook_mcp.storage.pipeline import ConnectionTransaction, HotTransaction, PipelinedRunner, driver_rows
+from webhook_mcp.storage.schema import webhooks
 from webhook_mcp.storage.sql import QueueSql
 from webhook_mcp.storage.sql.postgresql import POSTGRES
 from webhook_mcp.storage.sql.sqlite import SQLITE
@@ -53,6 +54,30 @@ class StoreBase:
     def _in_scope(self, tenant_column: Any) -> ColumnElement[bool]:
         """The condition that keeps a query inside this view's tenant (none for the full store)."""
         return true() if self.tenant_id is None else tenant_column == self.tenant_id
+
+    def _hooks_in_scope(self, webhook_id_column: ColumnElement[int]) -> ColumnElement[bool]:
+        """The same for rows that belong to a webhook (deliveries, attempts, rollups, counts): their
+        webhook is one of this view's tenant's. ``true()``, which SQLAlchemy leaves out of a WHERE
+        it is ANDed into, for the full store: the dispatcher's and operator's queries do not change."""
+        if self.tenant_id is None:
+            return true()
+        tenants_hooks = select(webhooks.c.id).where(webhooks.c.tenant_id == self.tenant_id)
+        return webhook_id_column.in_(tenants_hooks)
+
+    def _sees_webhook(self, conn: Connection, webhook_id: int) -> bool:
+        """Whether this view may touch the webhook's rows (always, for the full store: no query)."""
+        if self.tenant_id is None:
+            return True
+        query = select(webhooks.c.id).where(webhooks.c.id == webhook_id, webhooks.c.tenant_id == self.tenant_id)
+        return conn.execute(query).first() is not None
+
+    async def _own_webhooks(self, webhook_ids: Collection[int]) -> set[int]:
+        """Which of these webhooks this view's tenant owns (all of them, for the full store)."""
+        if self.tenant_id is None:
+            return set(webhook_ids)
+        w = webhooks.c
+        query = select(w.id).where(w.id.in_(list(webhook_ids)), w.tenant_id == self.tenant_id)
+        return set(await self._read(lambda conn: conn.scalars(query).all()))
 
     async def close(self) -> None:
         if self._pipelined is not None:

@@ -82,7 +82,7 @@ class DashboardQueries(StoreBase):
                     func.sum(r.succeeded).label("succeeded"),
                     *(func.sum(r[name]).label(name) for name in HISTOGRAM_COLUMNS),
                 )
-                .where(r.hour >= hour_from)
+                .where(r.hour >= hour_from, self._hooks_in_scope(r.webhook_id))
                 .group_by(r.webhook_id)
             )
             for row in totals:
@@ -91,7 +91,7 @@ class DashboardQueries(StoreBase):
                 overview[row.webhook_id] = {"attempts": attempts, "succeeded": int(row.succeeded), "p95_ms": p95}
             waiting = conn.execute(
                 select(d.webhook_id, d.state, func.count().label("n"))
-                .where(d.state.in_(("pending", "held", "failed")))
+                .where(d.state.in_(("pending", "held", "failed")), self._hooks_in_scope(d.webhook_id))
                 .group_by(d.webhook_id, d.state)
             )
             for row in waiting:
@@ -120,7 +120,8 @@ class DashboardQueries(StoreBase):
     async def hourly_rollups(self, webhook_id: int, since: float) -> list[Row[Any]]:
         """The webhook's hourly rollup rows from the top of ``since``'s hour, oldest first."""
         r = attempt_rollups.c
-        query = select(attempt_rollups).where(r.webhook_id == webhook_id, r.hour >= since // 3600 * 3600)
+        mine = self._hooks_in_scope(r.webhook_id)
+        query = select(attempt_rollups).where(r.webhook_id == webhook_id, mine, r.hour >= since // 3600 * 3600)
         return await self._read(lambda conn: list(conn.execute(query.order_by(r.hour)).all()))
 
     async def attempt_log(
@@ -129,7 +130,8 @@ class DashboardQueries(StoreBase):
         """Up to ``limit`` attempts matching ``chosen``, newest first: those older than
         ``before_id``, or the ones just newer than ``after_id`` (paging back towards now)."""
         a = delivery_attempts.c
-        query = select(delivery_attempts).where(*_filter_conditions(chosen)).limit(limit)
+        mine = self._hooks_in_scope(a.webhook_id)
+        query = select(delivery_attempts).where(*_filter_conditions(chosen), mine).limit(limit)
         if after_id is not None:
             rows = await self._read(lambda conn: list(conn.execute(query.where(a.id > after_id).order_by(a.id)).all()))
             return rows[::-1]
@@ -144,7 +146,9 @@ class DashboardQueries(StoreBase):
             return None
 
         def work(conn: Connection) -> dict[str, Any] | None:
-            attempt = conn.execute(select(delivery_attempts).where(delivery_attempts.c.id == attempt_id)).one_or_none()
+            a = delivery_attempts.c
+            mine = select(delivery_attempts).where(a.id == attempt_id, self._hooks_in_scope(a.webhook_id))
+            attempt = conn.execute(mine).one_or_none()
             if attempt is None:
                 return None
             delivery = None
@@ -154,7 +158,9 @@ class DashboardQueries(StoreBase):
                 "attempt": attempt,
                 "webhook": conn.execute(select(webhooks).where(webhooks.c.id == attempt.webhook_id)).one_or_none(),
                 "delivery": delivery,
-                "event": conn.execute(select(events).where(events.c.id == attempt.event_id)).one_or_none(),
+                "event": conn.execute(
+                    select(events).where(events.c.id == attempt.event_id, self._in_scope(events.c.tenant_id))
+                ).one_or_none(),
             }
 
         return await self._read(work)

@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, Executable, func, insert, select, update
 
 from webhook_mcp.storage import outbox
 from webhook_mcp.storage.base import WORK_CHANNEL, StoreBase
@@ -78,7 +77,10 @@ def _subscribers(conn: Connection) -> dict[tuple[int, str], list[int]]:
 class EventQueries(StoreBase):
     async def publish(self, new_events: Sequence[NewEvent], now: float, idempotency_since: float) -> list[StoredEvent]:
         """The outbox: events and their deliveries are committed together, so nothing published
-        can be lost, and an idempotency key seen within the window returns the first event."""
+        can be lost, and an idempotency key seen within the window returns the first event. A
+        view for one tenant publishes for that tenant, whatever the events say."""
+        if self.tenant_id is not None:
+            new_events = [replace(e, tenant_id=self.tenant_id) for e in new_events]
         if not any(new.idempotency_key for new in new_events):
             return await self._publish_unkeyed(new_events, now)
 
@@ -147,11 +149,22 @@ class EventQueries(StoreBase):
     def _insert_keyed(self, conn: Connection, row: dict[str, Any]) -> bool:
         """Insert an event with an idempotency key unless the key is taken; on PostgreSQL a
         concurrent publisher of the same key waits for ours to commit, then yields."""
-        dialect_insert = pg_insert if self.is_postgres else sqlite_insert
-        statement = (
-            dialect_insert(events)
-            .values(**row)
-            .on_conflict_do_nothing(index_elements=["tenant_id", "idempotency_key"])
-            .returning(events.c.id)
-        )
+        if self.is_postgres:  # each dialect's module is imported only where it runs
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            statement: Executable = (
+                pg_insert(events)
+                .values(**row)
+                .on_conflict_do_nothing(index_elements=["tenant_id", "idempotency_key"])
+                .returning(events.c.id)
+            )
+        else:
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            statement = (
+                sqlite_insert(events)
+                .values(**row)
+                .on_conflict_do_nothing(index_elements=["tenant_id", "idempotency_key"])
+                .returning(events.c.id)
+            )
         return conn.execute(statement).first() is not None

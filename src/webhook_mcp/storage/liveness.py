@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-import psycopg
 from sqlalchemy import Connection
 
 from webhook_mcp.storage.base import StoreBase
@@ -75,6 +74,8 @@ class LivenessQueries(StoreBase):
 
     def _register(self, worker_id: str) -> None:
         if self.is_postgres:
+            import psycopg  # only on PostgreSQL: a SQLite server never pays for the driver
+
             url = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
             conn = psycopg.connect(url, autocommit=True, **KEEPALIVE)  # type: ignore[arg-type]
             conn.execute(_PG_LOCK, {"id": worker_id})
@@ -107,6 +108,8 @@ class LivenessQueries(StoreBase):
         held = self._liveness
         if held is None or not self.is_postgres:
             return held is not None
+
+        import psycopg
 
         def ping() -> bool:
             try:

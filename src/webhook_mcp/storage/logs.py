@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, case, delete, func, literal, select, text
 
-from webhook_mcp.storage.base import StoreBase
+from webhook_mcp.storage.base import MAX_WEBHOOK_ID, StoreBase
 from webhook_mcp.storage.schema import (
     HISTOGRAM_COLUMNS,
     LATENCY_BUCKETS_MS,
@@ -126,7 +126,8 @@ class LogQueries(StoreBase):
         # Ordered by the whole index prefix (the filtered columns are constants), so PostgreSQL
         # walks (webhook_id[, filter], id) backwards instead of the primary key across all webhooks.
         order = [a.webhook_id.desc()]
-        query = select(delivery_attempts).where(a.webhook_id == webhook_id).limit(limit)
+        mine = self._hooks_in_scope(a.webhook_id)
+        query = select(delivery_attempts).where(a.webhook_id == webhook_id, mine).limit(limit)
         if before_id is not None:
             query = query.where(a.id < before_id)
         if success is not None:
@@ -144,13 +145,18 @@ class LogQueries(StoreBase):
 
         return await self._read(work)
 
-    async def stats(self, webhook_id: int, since: float | None) -> dict[str, Any]:
+    async def stats(self, webhook_id: int, since: float | None) -> dict[str, Any] | None:
         """Counts come from the hourly rollups (a window starts at the top of its first hour), so
         the cost does not grow with the log. The p95 is exact up to ``EXACT_PERCENTILE_LIMIT``
-        attempts and otherwise the upper bound of the histogram bucket that holds it."""
+        attempts and otherwise the upper bound of the histogram bucket that holds it. None when
+        the webhook is not this view's tenant's."""
         hour_from = None if since is None else since // 3600 * 3600
+        if not 0 < webhook_id <= MAX_WEBHOOK_ID:
+            return None
 
-        def work(conn: Connection) -> dict[str, Any]:
+        def work(conn: Connection) -> dict[str, Any] | None:
+            if not self._sees_webhook(conn, webhook_id):
+                return None
             totals = _rollup_totals(conn, webhook_id, hour_from)
             total = int(totals.total)
             states = _delivery_states(conn, webhook_id)

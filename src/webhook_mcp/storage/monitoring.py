@@ -32,16 +32,19 @@ class MonitoringQueries(StoreBase):
         return await self._read(lambda conn: conn.scalar(text("SELECT version_num FROM alembic_version")))
 
     async def queue_snapshot(self, now: float) -> QueueSnapshot:
-        """Counts from the queue's partial indexes and the small webhooks table, in one statement."""
+        """Counts from the queue's partial indexes and the small webhooks table, in one statement
+        (a tenant's view counts its own webhooks' only)."""
 
         def count(*conditions: ColumnElement[bool]) -> ScalarSelect[int]:
-            return select(func.count()).select_from(deliveries).where(*conditions).scalar_subquery()
+            mine = self._hooks_in_scope(deliveries.c.webhook_id)
+            return select(func.count()).select_from(deliveries).where(*conditions, mine).scalar_subquery()
 
         pending = deliveries.c.state == "pending"
         manual = func.coalesce(webhooks.c.disabled_reason, "").startswith(MANUAL_DISABLE_PREFIX)
 
         def hooks(*conditions: ColumnElement[bool]) -> ScalarSelect[int]:
-            return select(func.count()).select_from(webhooks).where(*conditions).scalar_subquery()
+            mine = self._in_scope(webhooks.c.tenant_id)
+            return select(func.count()).select_from(webhooks).where(*conditions, mine).scalar_subquery()
 
         query = select(
             count(pending),
@@ -49,7 +52,7 @@ class MonitoringQueries(StoreBase):
             count(deliveries.c.state == "failed"),
             count(pending, deliveries.c.lease_owner.is_not(None), deliveries.c.next_attempt_at > now),
             select(func.min(deliveries.c.next_attempt_at))
-            .where(pending, deliveries.c.next_attempt_at <= now)
+            .where(pending, deliveries.c.next_attempt_at <= now, self._hooks_in_scope(deliveries.c.webhook_id))
             .scalar_subquery(),
             hooks(webhooks.c.enabled),
             hooks(not_(webhooks.c.enabled), manual),

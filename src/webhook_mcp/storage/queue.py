@@ -7,10 +7,9 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import psycopg
 from sqlalchemy import Connection, Row, func, select, update
 
-from webhook_mcp.storage.base import MAX_ROW_ID, WORK_CHANNEL, StoreBase
+from webhook_mcp.storage.base import MAX_ROW_ID, MAX_WEBHOOK_ID, WORK_CHANNEL, StoreBase
 from webhook_mcp.storage.claim import Claim, ClaimRequest
 from webhook_mcp.storage.records import (
     ClaimedDelivery,
@@ -84,7 +83,7 @@ class QueueQueries(StoreBase):
         if not delivery_ids:
             return
         d = deliveries.c
-        query = update(deliveries).where(d.id.in_(delivery_ids))
+        query = update(deliveries).where(d.id.in_(delivery_ids), self._hooks_in_scope(d.webhook_id))
         if owner is not None:
             query = query.where(d.lease_owner == owner)
 
@@ -101,6 +100,8 @@ class QueueQueries(StoreBase):
         until cancelled and outlives database restarts; SQLite has no notifications (returns)."""
         if not self.is_postgres:
             return
+        import psycopg  # only on PostgreSQL: a SQLite server never pays for the driver
+
         url = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         delay = retry_delay
         while True:
@@ -123,17 +124,27 @@ class QueueQueries(StoreBase):
             return None
 
         def work(conn: Connection) -> Any:
-            return (conn.execute(select(deliveries).where(deliveries.c.id == delivery_id))).one_or_none()
+            d = deliveries.c
+            return conn.execute(
+                select(deliveries).where(d.id == delivery_id, self._hooks_in_scope(d.webhook_id))
+            ).one_or_none()
 
         return await self._read(work)
 
     async def requeue(
         self, webhook_id: int, now: float, delivery_id: int | None = None, since: float | None = None
     ) -> int:
-        """Revive dead deliveries with a fresh attempt budget; held when the webhook is disabled."""
+        """Revive dead deliveries with a fresh attempt budget; held when the webhook is disabled.
+        None revived (0) when the webhook is not this view's tenant's."""
+        if not 0 < webhook_id <= MAX_WEBHOOK_ID or (delivery_id is not None and not 0 < delivery_id <= MAX_ROW_ID):
+            return 0
 
         def work(conn: Connection) -> Any:
-            enabled = conn.scalar(select(webhooks.c.enabled).where(webhooks.c.id == webhook_id))
+            mine = select(webhooks.c.enabled).where(webhooks.c.id == webhook_id, self._in_scope(webhooks.c.tenant_id))
+            hook = conn.execute(mine).one_or_none()
+            if hook is None:
+                return 0
+            enabled = hook.enabled
             query = update(deliveries).where(deliveries.c.webhook_id == webhook_id, deliveries.c.state == "failed")
             if delivery_id is not None:
                 query = query.where(deliveries.c.id == delivery_id)

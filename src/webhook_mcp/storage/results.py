@@ -150,6 +150,9 @@ class ResultQueries(StoreBase):
         """Write a batch of attempts, their deliveries' next state and their webhooks' health in
         one transaction; says which webhooks this batch disabled and which of its webhooks are
         disabled or gone (a worker stops sending what it queued for them)."""
+        if self.tenant_id is not None:  # a tenant's view writes results for its own webhooks only
+            mine = await self._own_webhooks({r.webhook_id for r in records})
+            records = [r for r in records if r.webhook_id in mine]
         if not records:
             return Recorded([], frozenset())
 

@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    ColumnElement,
     Float,
     ForeignKey,
     Index,
@@ -24,6 +25,24 @@ from sqlalchemy import (
 )
 
 from webhook_mcp.core.tenancy import DEFAULT_TENANT_ID, MAX_TENANT_NAME_LENGTH
+
+# PostgreSQL's conditions of the partial indexes, given to them by ``partial_indexes()`` when
+# something writes their DDL (migrations compare against it): naming ``postgresql_where`` here
+# would import SQLAlchemy's PostgreSQL dialect into every process, SQLite ones too.
+_POSTGRES_WHERE: list[tuple[Index, ColumnElement[bool]]] = []
+
+
+def postgres_partial(index: Index, where: ColumnElement[bool]) -> Index:
+    _POSTGRES_WHERE.append((index, where))
+    return index
+
+
+def partial_indexes() -> MetaData:
+    """The metadata with PostgreSQL's partial-index conditions (idempotent)."""
+    for index, where in _POSTGRES_WHERE:
+        index.dialect_options["postgresql"]["where"] = where
+    return metadata
+
 
 metadata = MetaData(
     naming_convention={
@@ -61,6 +80,8 @@ tenant_tokens = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("tenant_id", Integer, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
     Column("token_hash", String(64), nullable=False),
+    # The token's first characters ("wmt_" and a few more), so an operator can tell tokens apart.
+    Column("hint", String(16), nullable=False, server_default=""),
     Column("label", String(MAX_DESCRIPTION_LENGTH), nullable=False, server_default=""),
     Column("created_at", Float, nullable=False),
     Column("last_used_at", Float),
@@ -137,21 +158,25 @@ deliveries = Table(
     Index("ix_deliveries_event_id", "event_id"),
 )
 # Partial, so a finished delivery leaves them: finishing one writes three index entries, not six.
-Index(
-    "ix_deliveries_due",
-    deliveries.c.next_attempt_at,
-    postgresql_where=deliveries.c.state == "pending",
-    sqlite_where=deliveries.c.state == "pending",
+postgres_partial(
+    Index(
+        "ix_deliveries_due",
+        deliveries.c.next_attempt_at,
+        sqlite_where=deliveries.c.state == "pending",
+    ),
+    deliveries.c.state == "pending",
 )
 # Each webhook's queue in due order: a claim probes the next due rows of each endpoint without
 # walking the backlog of one at its limit. SQLite keeps the whole index: its planner matches a
 # partial index's condition only literally.
-Index(
-    "ix_deliveries_webhook_queue",
-    deliveries.c.webhook_id,
-    deliveries.c.state,
-    deliveries.c.next_attempt_at,
-    postgresql_where=deliveries.c.state != "succeeded",
+postgres_partial(
+    Index(
+        "ix_deliveries_webhook_queue",
+        deliveries.c.webhook_id,
+        deliveries.c.state,
+        deliveries.c.next_attempt_at,
+    ),
+    deliveries.c.state != "succeeded",
 )
 
 # Deliveries per webhook and state (succeeded ones excepted: the rollups count those), kept by
@@ -218,22 +243,26 @@ attempt_rollups = Table(
 # Deliveries waiting to be tried again, per webhook in due order: the "next retry" of a webhook's
 # stats is one probe here, instead of a walk past a backlog never tried yet (which comes first in
 # due order). Partial: it holds only what failed and waits, a few rows even when a million queue.
-Index(
-    "ix_deliveries_retrying",
-    deliveries.c.webhook_id,
-    deliveries.c.next_attempt_at,
-    postgresql_where=(deliveries.c.state == "pending") & (deliveries.c.attempts > 0),
-    sqlite_where=(deliveries.c.state == "pending") & (deliveries.c.attempts > 0),
+postgres_partial(
+    Index(
+        "ix_deliveries_retrying",
+        deliveries.c.webhook_id,
+        deliveries.c.next_attempt_at,
+        sqlite_where=(deliveries.c.state == "pending") & (deliveries.c.attempts > 0),
+    ),
+    (deliveries.c.state == "pending") & (deliveries.c.attempts > 0),
 )
 
 # Deliveries leased right now, counted per webhook when claiming, so the per-endpoint limit holds
 # across every worker; partial, so it stays as small as the work in flight.
-Index(
-    "ix_deliveries_leased",
-    deliveries.c.webhook_id,
-    deliveries.c.next_attempt_at,
-    postgresql_where=deliveries.c.lease_owner.is_not(None),
-    sqlite_where=deliveries.c.lease_owner.is_not(None),
+postgres_partial(
+    Index(
+        "ix_deliveries_leased",
+        deliveries.c.webhook_id,
+        deliveries.c.next_attempt_at,
+        sqlite_where=deliveries.c.lease_owner.is_not(None),
+    ),
+    deliveries.c.lease_owner.is_not(None),
 )
 
 # Workers that hold a liveness lock (see ``storage.liveness``): PostgreSQL only, where a lock

@@ -9,10 +9,12 @@ from webhook_mcp.storage.events import EventQueries
 from webhook_mcp.storage.liveness import LivenessQueries
 from webhook_mcp.storage.logs import LogQueries
 from webhook_mcp.storage.monitoring import MonitoringQueries
+from webhook_mcp.storage.purge import PurgeQueries
 from webhook_mcp.storage.queue import QueueQueries
 from webhook_mcp.storage.results import ResultQueries
 from webhook_mcp.storage.retention import RetentionQueries
 from webhook_mcp.storage.tenants import TenantQueries
+from webhook_mcp.storage.tokens import TokenQueries
 from webhook_mcp.storage.webhooks import WebhookQueries
 
 
@@ -27,5 +29,8 @@ class Store(
     MonitoringQueries,
     LivenessQueries,
     TenantQueries,
+    TokenQueries,
+    PurgeQueries,
 ):
-    """Tenants, webhooks and secrets, events and idempotency, the delivery queue, results, logs and stats."""
+    """Tenants and their tokens, webhooks and secrets, events and idempotency, the delivery queue,
+    results, logs and stats."""

@@ -162,7 +162,7 @@ class WebhookQueries(StoreBase):
         def work(conn: Connection) -> Any:
             result = conn.execute(
                 update(webhooks)
-                .where(w.previous_secret_expires_at <= now)
+                .where(w.previous_secret_expires_at <= now, self._in_scope(w.tenant_id))
                 .values(previous_secret=None, previous_secret_expires_at=None)
             )
             return int(result.rowcount)
@@ -182,6 +182,7 @@ class WebhookQueries(StoreBase):
                     update(webhooks)
                     .where(
                         w.id == change["id"],
+                        self._in_scope(w.tenant_id),
                         w.secret == change["old_secret"],
                         w.previous_secret.is_not_distinct_from(change["old_previous"]),
                     )

@@ -72,3 +72,38 @@ async def test_real_requests_and_answers_match_the_document(database_url: str) -
         assert not request_schema.is_valid({"type": "order.created"})
         assert not request_schema.is_valid({"events": []})
         assert not request_schema.is_valid({"type": "order.created", "data": {}, "extra": 1})
+
+
+async def test_the_tenant_routes_answer_as_documented(database_url: str) -> None:
+    async with served(database_url) as (client, hub):
+        document = (await client.get(OPENAPI_PATH)).json()
+        paths = document["paths"]
+        publish = {p["name"] for p in paths[EVENTS_PATH]["post"]["parameters"]}
+        assert "X-Webhook-Tenant" in publish
+        issued = {}
+        calls: list[tuple[str, str, str, Any, int]] = [
+            ("post", "/v1/tenants", "/v1/tenants", {"name": "acme"}, 201),
+            ("post", "/v1/tenants", "/v1/tenants", {"name": "acme"}, 409),
+            ("get", "/v1/tenants", "/v1/tenants", None, 200),
+            ("patch", "/v1/tenants/{name}", "/v1/tenants/acme", {"name": "acme-eu"}, 200),
+            ("patch", "/v1/tenants/{name}", "/v1/tenants/nobody", {"name": "x"}, 404),
+            ("post", "/v1/tenants/{name}/tokens", "/v1/tenants/acme-eu/tokens", {"label": "app"}, 201),
+            ("get", "/v1/tenants/{name}/tokens", "/v1/tenants/acme-eu/tokens", None, 200),
+            ("delete", "/v1/tenants/{name}/tokens/{token_id}", "/v1/tenants/acme-eu/tokens/{id}", None, 200),
+            ("delete", "/v1/tenants/{name}", "/v1/tenants/default", None, 400),
+            ("delete", "/v1/tenants/{name}", "/v1/tenants/acme-eu", None, 202),
+        ]
+        for method, template, path, body, status in calls:
+            operation = paths[template][method]
+            if body is not None:
+                schema = operation["requestBody"]["content"]["application/json"]["schema"]
+                assert validator(document, schema).is_valid(body), (template, body)
+            url = path.format(id=issued.get("id"))
+            response = await client.request(method.upper(), url, json=body)
+            assert response.status_code == status, (method, url, response.text)
+            documented = operation["responses"][str(status)]["content"]["application/json"]["schema"]
+            errors = list(validator(document, documented).iter_errors(response.json()))
+            assert errors == [], (method, url, response.json(), errors)
+            if status == 201 and "token" in response.json():
+                issued = response.json()
+        assert hub is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -146,3 +147,55 @@ async def test_setup_and_debug_workflows_end_to_end_with_the_inbox(tmp_path: Pat
             assert await wait_until(lambda: attempts_done(2)) == [(2, True), (1, False)]
             stats = await call(client, "get_webhook_stats", {"id": hook["id"]})
             assert stats["failed"] == 1 and stats["succeeded"] == 3
+
+
+# What the first answer over stdio must not wait for, on SQLite: migrations, the PostgreSQL driver
+# and dialect, metrics, payload validation, YAML, the HTTP sender and the dispatcher, the web UI.
+LAZY = (
+    "alembic",
+    "psycopg",
+    "prometheus_client",
+    "jsonschema",
+    "jsonschema_rs",
+    "yaml",
+    "aiohttp",
+    "httpx",
+    "jinja2",
+    "sqlalchemy.dialects.postgresql",
+    "webhook_mcp.delivery.dispatcher",
+    "webhook_mcp.delivery.sender",
+    "webhook_mcp.interfaces.http",
+    "webhook_mcp.interfaces.web",
+)
+
+# The console script as Claude Desktop runs it, except that what follows the first answer (the
+# dispatcher's start) never comes, and the modules loaded by then are written out at exit.
+SERVE_AND_RECORD = """\
+import atexit, json, sys
+from pathlib import Path
+from webhook_mcp.interfaces import console, lifecycle
+lifecycle.AFTER_FIRST_ANSWER = lifecycle.AT_THE_LATEST = 3600.0
+record = Path(sys.argv[1])
+part = record.with_suffix(".part")
+atexit.register(lambda: (part.write_text(json.dumps(sorted(sys.modules))), part.replace(record)))
+sys.argv[1:] = ["serve"]
+sys.exit(console.main())
+"""
+
+
+async def test_first_answer_imports_only_what_it_needs(tmp_path: Path) -> None:
+    database = tmp_path / "lean.db"
+    migrated = await anyio.run_process([console_script(), "migrate"], env=server_parameters(database).env)
+    assert migrated.returncode == 0
+    record = tmp_path / "modules.json"
+    parameters = server_parameters(database).model_copy(
+        update={"command": sys.executable, "args": ["-c", SERVE_AND_RECORD, str(record)]}
+    )
+    with anyio.fail_after(60):
+        async with Client(parameters) as client:
+            assert (await call(client, "list_webhooks", {}))["webhooks"] == []
+        await wait_until(record.exists, timeout=30)
+    modules = set(json.loads(record.read_text()))
+    assert "webhook_mcp.interfaces.mcp.tools.webhooks" in modules
+    loaded = sorted(m for m in modules if any(m == lazy or m.startswith(f"{lazy}.") for lazy in LAZY))
+    assert loaded == [], "imported before the first answer; import these where they are used"

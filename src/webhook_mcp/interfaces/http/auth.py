@@ -16,6 +16,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from webhook_mcp.core.errors import ConfigurationError
 from webhook_mcp.core.settings import Settings
+from webhook_mcp.interfaces.acting import acting_for, acting_tenant
+from webhook_mcp.interfaces.http.callers import OPERATOR, Caller, SessionOwners, TokenDoor
 
 logger = logging.getLogger(__name__)
 
@@ -86,43 +88,82 @@ def token_refusal(headers: Headers, token: str) -> Response | None:
     return _error(401, "unauthorized", f"the bearer token is wrong: {TOKEN_HINT}", {"www-authenticate": challenge})
 
 
+API_PREFIX = "/v1/"
+OPERATOR_ONLY_MESSAGE = (
+    "this route is the operator's: send the admin token (WEBHOOK_MCP_API_TOKEN); a tenant token reaches its "
+    "own tenant's tools, dashboard and POST /v1/events only"
+)
+
+
 class HttpGuard:
     """Checks Host and Origin (as the SDK's transport security does) and then the token, for
     every HTTP request whatever its route; lifespan events pass through. Requests under
     ``signs_in_itself`` (the dashboard, whose browsers carry a session cookie made from the
-    token rather than the header) get the Host and Origin checks only."""
+    token rather than the header) get the Host and Origin checks only.
+
+    With a ``door``, a tenant's token is accepted too: the request then runs inside
+    ``acting_for(its tenant)``, so every tool and route below sees that tenant only, and the
+    ``operator_only`` routes (path prefixes) answer it 403."""
 
     def __init__(
-        self, app: ASGIApp, security: TransportSecuritySettings, token: str | None, signs_in_itself: str | None = None
+        self,
+        app: ASGIApp,
+        security: TransportSecuritySettings,
+        token: str | None,
+        signs_in_itself: str | None = None,
+        *,
+        door: TokenDoor | None = None,
+        operator_only: tuple[str, ...] = (),
     ) -> None:
         self.app = app
         self.security = TransportSecurityMiddleware(security)
         self.token = token
         self.signs_in_itself = signs_in_itself
+        self.door = door
+        self.operator_only = operator_only
+        self.sessions = SessionOwners()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        refusal = await self._refusal(scope)
-        if refusal is None:
-            await self.app(scope, receive, send)
+        admitted = await self._admit(scope)
+        if isinstance(admitted, Caller):
+            # The HTTP API's routes (publishing among them) never hand out an MCP session.
+            if self.door is not None and not scope["path"].startswith(API_PREFIX):
+                send = self.sessions.wrap(send, admitted)
+            # A tenant's token acts for its tenant; the admin's keeps what the server acts for
+            # (every tenant, or the one it was started for).
+            with acting_for(admitted.tenant_id if admitted.tenant_id is not None else acting_tenant()):
+                await self.app(scope, receive, send)
         elif scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
         else:
-            await refusal(scope, receive, send)
+            await admitted(scope, receive, send)
 
-    async def _refusal(self, scope: Scope) -> Response | None:
+    async def _admit(self, scope: Scope) -> Caller | Response:
         request: Request = Request(scope)
         rebinding = await self.security.validate_request(request)
         if rebinding is not None:
             return self._rebinding_error(rebinding.status_code, request.headers)
-        if self.token is not None and not self._signs_in_itself(scope["path"]):
-            return token_refusal(request.headers, self.token)
-        return None
+        path = scope["path"]
+        if self._under(path, self.signs_in_itself):
+            return OPERATOR  # the dashboard's own session decides whom it acts for
+        if self.door is not None:
+            caller = await self.door.caller(request.headers)
+            tenant_caller = isinstance(caller, Caller) and caller.tenant_id is not None
+            if tenant_caller and any(self._under(path, prefix) for prefix in self.operator_only):
+                return _error(403, "operator_only", OPERATOR_ONLY_MESSAGE)
+            if isinstance(caller, Caller) and not self.sessions.allows(request.headers, caller):
+                message = "this MCP session was started with another token; start a new session with this one"
+                return _error(403, "session_not_yours", message)
+            return caller
+        if self.token is not None:
+            return token_refusal(request.headers, self.token) or OPERATOR
+        return OPERATOR
 
-    def _signs_in_itself(self, path: str) -> bool:
-        prefix = self.signs_in_itself
+    @staticmethod
+    def _under(path: str, prefix: str | None) -> bool:
         return prefix is not None and (path == prefix or path.startswith(prefix + "/"))
 
     @staticmethod

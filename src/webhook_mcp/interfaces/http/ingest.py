@@ -6,7 +6,6 @@ nothing in one transaction."""
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 import orjson
@@ -16,13 +15,17 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from webhook_mcp.core.errors import BatchTooLargeError, InvalidArgumentError, InvalidBatchError, WebhookError
 from webhook_mcp.core.jsonsafe import loads_strict
-from webhook_mcp.interfaces.http.auth import token_refusal
-from webhook_mcp.interfaces.http.media import JSON_MEDIA_TYPE, json_content_type_refusal
+from webhook_mcp.interfaces.acting import acting_tenant
+from webhook_mcp.interfaces.http.callers import Caller, TokenDoor
+from webhook_mcp.interfaces.http.media import json_content_type_refusal
 from webhook_mcp.service.hub import Hub
+from webhook_mcp.service.operations import WebhookService
 from webhook_mcp.service.publishing import event_fields, item_problems
+from webhook_mcp.service.tenants import TenantOperations
 
 EVENTS_PATH = "/v1/events"
 IDEMPOTENCY_HEADER = "idempotency-key"
+TENANT_HEADER = "x-webhook-tenant"
 
 
 class BodyError(Exception):
@@ -89,7 +92,7 @@ def decode(body: bytes) -> Any:
         raise BodyError(error(400, "invalid_json", "body nests JSON too deeply; send a flatter object")) from None
 
 
-async def _publish_one(hub: Hub, payload: dict[str, Any], header_key: str | None) -> Response:
+async def _publish_one(service: WebhookService, payload: dict[str, Any], header_key: str | None) -> Response:
     if header_key is not None:
         body_key = payload.get("idempotency_key")
         if body_key is not None and body_key != header_key:
@@ -98,7 +101,7 @@ async def _publish_one(hub: Hub, payload: dict[str, Any], header_key: str | None
         payload = {**payload, "idempotency_key": header_key}
     try:
         event_type, data, key = event_fields(payload)
-        published = await hub.service.publish(event_type, data, key)
+        published = await service.publish(event_type, data, key)
     except InvalidArgumentError as exc:
         return error(422, "invalid_event", str(exc), problems=item_problems(exc))
     except WebhookError as exc:
@@ -116,7 +119,7 @@ class _Accepted(Response):
         self.raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
 
 
-async def _publish_batch(hub: Hub, payload: dict[str, Any], header_key: str | None) -> Response:
+async def _publish_batch(service: WebhookService, payload: dict[str, Any], header_key: str | None) -> Response:
     items = payload["events"]
     if header_key is not None:
         message = "an Idempotency-Key header applies to a single event; give each event of a batch its idempotency_key"
@@ -126,7 +129,7 @@ async def _publish_batch(hub: Hub, payload: dict[str, Any], header_key: str | No
         message = 'a batch is {"events": [event, ...]} with at least one event and no other field'
         return error(422, "invalid_batch", message)
     try:
-        published = await hub.service.publish_events(items)
+        published = await service.publish_events(items)
     except BatchTooLargeError as exc:
         return error(413, "too_many_events", str(exc))
     except InvalidBatchError as exc:
@@ -153,12 +156,16 @@ def _in_batch(index: int, problem: str) -> str:
 class EventsEndpoint:
     """The route as a bare ASGI app: publishing is the hot path, so it skips Starlette's request
     and middleware objects (the guard in front still checks Host, Origin and the token). It checks
-    the token itself too, so it is never open wherever it is mounted."""
+    the token itself too, so it is never open wherever it is mounted.
 
-    def __init__(self, hub: Hub, token: str) -> None:
+    Events are published for the token's tenant; the admin token publishes for the tenant its
+    ``X-Webhook-Tenant`` header names, else the one the server was started for, else the default."""
+
+    def __init__(self, hub: Hub, token: str, door: TokenDoor | None = None) -> None:
         self.hub = hub
         self.token = token
-        self.bearer = f"Bearer {token}".encode()
+        self.door = door or TokenDoor(token, TenantOperations(hub.store))
+        self._services: dict[int, WebhookService] = {}
         settings = hub.settings
         self.single_limit = settings.max_payload_bytes
         self.batch_limit = settings.max_batch_bytes
@@ -166,23 +173,20 @@ class EventsEndpoint:
         batch_bigger = self.batch_limit >= self.single_limit
         self.limit_setting = "WEBHOOK_MCP_MAX_BATCH_BYTES" if batch_bigger else "WEBHOOK_MCP_MAX_PAYLOAD_BYTES"
 
-    def _plainly_allowed(self, headers: Headers) -> bool:
-        """The common request, told in two lookups: exactly ``Bearer <token>`` (compared in
-        constant time) and ``application/json``; anything else takes the checks that word refusals."""
-        given = headers.get("authorization", "")
-        return headers.get("content-type") == JSON_MEDIA_TYPE and hmac.compare_digest(
-            given.encode("latin-1"), self.bearer
-        )
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = await self.respond(Headers(scope=scope), receive)
         await response(scope, receive, send)
 
     async def respond(self, headers: Headers, receive: Receive) -> Response:
-        if not self._plainly_allowed(headers):
-            refusal = token_refusal(headers, self.token) or json_content_type_refusal(headers)
-            if refusal is not None:
-                return refusal
+        caller = await self.door.caller(headers)
+        if isinstance(caller, Response):
+            return caller
+        refusal = json_content_type_refusal(headers)
+        if refusal is not None:
+            return refusal
+        service = await self._service_for(caller, headers.get(TENANT_HEADER))
+        if isinstance(service, Response):
+            return service
         try:
             body = await read_body(receive, headers, self.body_limit, self.limit_setting)
             payload = decode(body)
@@ -199,15 +203,41 @@ class EventsEndpoint:
             if len(body) > self.batch_limit:
                 message = f"request body is over {self.batch_limit} bytes (WEBHOOK_MCP_MAX_BATCH_BYTES)"
                 return error(413, "too_large", message)
-            return await _publish_batch(self.hub, payload, header_key)
+            return await _publish_batch(service, payload, header_key)
         if len(body) > self.single_limit:
             message = f"request body is over {self.single_limit} bytes (WEBHOOK_MCP_MAX_PAYLOAD_BYTES)"
             return error(413, "too_large", message)
-        return await _publish_one(self.hub, payload, header_key)
+        return await _publish_one(service, payload, header_key)
+
+    async def _service_for(self, caller: Caller, named: str | None) -> WebhookService | Response:
+        """The service publishing for the caller's tenant (a tenant token's own; the one an admin names)."""
+        if named is None:  # the token's tenant, else the one the server acts for, else the default
+            own = caller.tenant_id if caller.tenant_id is not None else acting_tenant()
+            return self.hub.service if own is None else self._service(own)
+        tenant_id = await self.door.tenant_named(named)
+        if caller.tenant_id is not None:
+            if tenant_id != caller.tenant_id:
+                message = f"this token publishes for its own tenant, not {named[:80]!r}; leave {TENANT_HEADER} out"
+                return error(403, "wrong_tenant", message)
+            return self._service(caller.tenant_id)
+        if tenant_id is None:
+            message = (
+                f"no tenant named {named[:80]!r}; see GET /v1/tenants, or create it (webhook-mcp tenants create NAME)"
+            )
+            return error(404, "unknown_tenant", message)
+        return self._service(tenant_id)
+
+    def _service(self, tenant_id: int) -> WebhookService:
+        service = self._services.get(tenant_id)
+        if service is None:
+            if len(self._services) >= 1000:
+                self._services.clear()
+            service = self._services[tenant_id] = self.hub.service.for_tenant(tenant_id)
+        return service
 
 
-def events_endpoint(hub: Hub, token: str) -> EventsEndpoint:
-    return EventsEndpoint(hub, token)
+def events_endpoint(hub: Hub, token: str, door: TokenDoor | None = None) -> EventsEndpoint:
+    return EventsEndpoint(hub, token, door)
 
 
 class FastRoute:

@@ -12,6 +12,7 @@ from webhook_mcp import __version__
 from webhook_mcp.core.models import PublishedEvent
 from webhook_mcp.core.settings import Settings
 from webhook_mcp.interfaces.http.ingest import EVENTS_PATH
+from webhook_mcp.interfaces.http.openapi_tenants import tenant_paths, tenant_schemas
 from webhook_mcp.service.publishing import MAX_IDEMPOTENCY_KEY
 
 OPENAPI_PATH = "/v1/openapi.json"
@@ -104,6 +105,7 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             },
         },
         "Error": _error_schema(),
+        **tenant_schemas(),
     }
 
 
@@ -114,7 +116,7 @@ def _error_response(description: str) -> dict[str, Any]:
 def _publish_operation(settings: Settings) -> dict[str, Any]:
     return {
         "operationId": "publishEvents",
-        "summary": "Publish one event or a batch to every subscribed webhook",
+        "summary": "Publish one event or a batch to every subscribed webhook of one tenant",
         "description": "A 202 means written: the events are durable and will be delivered (at least once).",
         "parameters": [
             {
@@ -123,7 +125,15 @@ def _publish_operation(settings: Settings) -> dict[str, Any]:
                 "required": False,
                 "description": "For a single event, instead of its idempotency_key field.",
                 "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY},
-            }
+            },
+            {
+                "name": "X-Webhook-Tenant",
+                "in": "header",
+                "required": False,
+                "description": "With the admin token: the tenant (by name) to publish for; default: 'default'. "
+                "A tenant's token publishes for its own tenant (naming another is refused).",
+                "schema": {"type": "string"},
+            },
         ],
         "requestBody": {
             "required": True,
@@ -138,6 +148,8 @@ def _publish_operation(settings: Settings) -> dict[str, Any]:
             },
             "400": _error_response("The body is not JSON, or not a JSON object."),
             "401": _error_response("The bearer token is missing or wrong."),
+            "403": _error_response("A tenant's token naming another tenant in X-Webhook-Tenant."),
+            "404": _error_response("The admin token naming a tenant that does not exist in X-Webhook-Tenant."),
             "413": _error_response(
                 f"Over {settings.max_payload_bytes} bytes for one event, {settings.max_batch_bytes} for a batch, "
                 f"or more than {settings.max_batch_events} events."
@@ -153,11 +165,13 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         "info": {
             "title": "webhook-mcp HTTP API",
             "version": __version__,
-            "description": "Publish events to the webhooks subscribed to them.",
+            "description": "Publish events to the webhooks subscribed to them, and (with the admin token) "
+            "manage tenants and their tokens. A tenant's token reaches its own tenant only.",
         },
         "security": [{"bearer": []}],
         "paths": {
             EVENTS_PATH: {"post": _publish_operation(settings)},
+            **tenant_paths(),
             OPENAPI_PATH: {
                 "get": {
                     "operationId": "getOpenApi",

@@ -15,8 +15,10 @@ measures ingest and MCP latency against plain uvicorn.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
+from collections.abc import Generator
 from typing import Any, ClassVar
 
 import httptools
@@ -194,6 +196,14 @@ class QueryRedactingFilter(logging.Filter):
         if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str) and "?" in args[2]:
             record.args = (*args[:2], redact_query(args[2]), *args[3:])
         return True
+
+
+class SignalFreeServer(uvicorn.Server):
+    """uvicorn without its own signal handlers: the lifecycle's stop signals decide when to stop."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
 
 
 def uvicorn_config(

@@ -104,9 +104,11 @@ def allowed_in_read_only(annotations: ToolAnnotations | None, meta: Mapping[str,
 
 
 class HubSlot:
-    """The hub the tools use: set by the server's lifespan (or given by an HTTP transport)."""
+    """The hub the tools use: set by the server's lifespan (or given by an HTTP transport), and the
+    tenant a server started for one acts for when the request itself names none."""
 
     hub: Hub | None = None
+    tenant_id: int | None = None
 
     def get(self) -> Hub:
         if self.hub is None:
@@ -115,7 +117,10 @@ class HubSlot:
 
     def service(self) -> WebhookService:
         """The service as the calling request may see it (one tenant's, for a tenant's caller)."""
-        return service_for_caller(self.get().service)
+        service = service_for_caller(self.get().service)
+        if service.tenant_id is None and self.tenant_id is not None:
+            service = service.for_tenant(self.tenant_id)
+        return service
 
 
 ServiceGetter = Callable[[], WebhookService]

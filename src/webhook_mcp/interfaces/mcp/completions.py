@@ -26,7 +26,7 @@ def register(server: WebhookServer, slot: HubSlot) -> None:
     ) -> Completion | None:
         if slot.hub is None:
             return None
-        service = slot.hub.service
+        service = slot.service()  # the caller's tenant's webhooks only
         if argument.name in WEBHOOK_ARGUMENTS:
             hooks = (await service.list_webhooks()).webhooks
             return _matching([str(hook.id) for hook in hooks], argument.value)

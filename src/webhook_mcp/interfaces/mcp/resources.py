@@ -97,7 +97,7 @@ async def _listed(slot: HubSlot) -> list[MCPResource]:
     """One resource per event type and per webhook, beside the two lists."""
     if slot.hub is None:
         return []
-    service = slot.hub.service
+    service = slot.service()
     listed = [
         MCPResource(uri=event_type_uri(t.name), name=t.name, description=t.description, mime_type=JSON)
         for t in service.list_event_types().event_types

@@ -55,6 +55,8 @@ class WebhookServer(MCPServer[Any]):
         self.withheld: set[str] = set()
         # Resources that come and go with the data (one per webhook, per event type).
         self.extra_resources: Callable[[], Awaitable[list[MCPResource]]] | None = None
+        # Called once, after the first tool call returns (the stdio server starts its dispatcher then).
+        self.after_first_answer: Callable[[], None] | None = None
         super().__init__(*args, **kwargs)
 
     async def list_resources(self) -> list[MCPResource]:
@@ -81,6 +83,16 @@ class WebhookServer(MCPServer[Any]):
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
+        try:
+            return await self._call_tool(name, arguments, context)
+        finally:
+            hook, self.after_first_answer = self.after_first_answer, None
+            if hook is not None:
+                hook()
+
+    async def _call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None
+    ) -> CallToolResult | InputRequiredResult:
         if name in self.withheld:
             raise ToolError(
                 f"{name} is not available: this server is read-only (WEBHOOK_MCP_READ_ONLY) and only looks at "
@@ -95,14 +107,19 @@ class WebhookServer(MCPServer[Any]):
             raise ToolError(argument_error(name, tool.parameters, exc.__cause__)) from exc.__cause__
 
 
-def create_server(settings: Settings | None = None, *, hub: Hub | None = None) -> WebhookServer:
+def create_server(
+    settings: Settings | None = None, *, hub: Hub | None = None, tenant_id: int | None = None
+) -> WebhookServer:
     """Build the MCP server. Without ``hub`` its lifespan opens one (database, sender,
     dispatcher) from ``settings``; with one, the caller owns it (HTTP transports do).
-    ``read_only`` in the settings registers only the tools that change nothing."""
+    ``read_only`` in the settings registers only the tools that change nothing. With
+    ``tenant_id`` every tool, resource and completion acts for that tenant unless the request's
+    door (an HTTP token) names one."""
     from webhook_mcp.interfaces.mcp import completions, prompts, resources
     from webhook_mcp.interfaces.mcp.tools import deliveries, events, inbox, secrets, webhooks
 
     slot = HubSlot()
+    slot.tenant_id = tenant_id
     config = hub.settings if hub is not None else settings or Settings()
 
     @contextlib.asynccontextmanager

@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from webhook_mcp.core.errors import InvalidArgumentError
 from webhook_mcp.interfaces.web.site import DASHBOARD_PATH, Done, Site
+from webhook_mcp.service.operations import WebhookService
 from webhook_mcp.service.secrets import DEFAULT_GRACE_HOURS
 
 
@@ -33,8 +34,11 @@ def _webhook_id(request: Request) -> int:
 
 class Actions:
     def __init__(self, site: Site) -> None:
-        self.service = site.service
         self.site = site
+
+    @property
+    def service(self) -> WebhookService:
+        return self.site.service
 
     async def enable(self, request: Request, form: FormData) -> Done:
         hook = await self.service.set_enabled(_webhook_id(request), True)

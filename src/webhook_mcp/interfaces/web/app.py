@@ -6,6 +6,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from webhook_mcp.interfaces.http.callers import TokenDoor
 from webhook_mcp.interfaces.web.actions import Actions
 from webhook_mcp.interfaces.web.pages import Pages
 from webhook_mcp.interfaces.web.site import DASHBOARD_PATH, Site
@@ -14,8 +15,8 @@ from webhook_mcp.service.hub import Hub
 __all__ = ["DASHBOARD_PATH", "dashboard_app", "mount_dashboard"]
 
 
-def dashboard_app(hub: Hub) -> Starlette:
-    site = Site(hub)
+def dashboard_app(hub: Hub, door: TokenDoor | None = None) -> Starlette:
+    site = Site(hub, door)
     pages = Pages(site)
     actions = Actions(site)
     webhook = "/webhooks/{webhook_id:int}"
@@ -39,6 +40,6 @@ def dashboard_app(hub: Hub) -> Starlette:
     return Starlette(routes=routes)
 
 
-def mount_dashboard(app: Starlette, hub: Hub) -> None:
+def mount_dashboard(app: Starlette, hub: Hub, door: TokenDoor | None = None) -> None:
     """Serve the dashboard under ``/ui/`` in ``app`` (the MCP transport's Starlette app)."""
-    app.router.routes.append(Mount(DASHBOARD_PATH, app=dashboard_app(hub)))
+    app.router.routes.append(Mount(DASHBOARD_PATH, app=dashboard_app(hub, door)))

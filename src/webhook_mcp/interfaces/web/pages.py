@@ -14,7 +14,9 @@ from webhook_mcp.core.errors import InvalidArgumentError
 from webhook_mcp.interfaces.web.charts import attempts_chart, latency_chart, success_chart
 from webhook_mcp.interfaces.web.session import SESSION_COOKIE
 from webhook_mcp.interfaces.web.site import DASHBOARD_PATH, Site, safe_back
-from webhook_mcp.service.dashboard import HEALTH_WINDOW_HOURS, OUTCOMES, parse_filter, webhook_state
+from webhook_mcp.service.dashboard import HEALTH_WINDOW_HOURS, OUTCOMES, DashboardService, parse_filter, webhook_state
+from webhook_mcp.service.operations import WebhookService
+from webhook_mcp.service.tenants import looks_like_tenant_token, token_hash
 from webhook_mcp.storage.dashboard import AttemptFilter
 
 OUTCOME_LABELS = {
@@ -53,8 +55,14 @@ def _time_param(request: Request, name: str, label: str) -> float | None:
 class Pages:
     def __init__(self, site: Site) -> None:
         self.site = site
-        self.service = site.service
-        self.reader = site.reader
+
+    @property
+    def service(self) -> WebhookService:
+        return self.site.service
+
+    @property
+    def reader(self) -> DashboardService:
+        return self.site.reader
 
     async def webhooks(self, request: Request) -> Response:
         health = await self.reader.health()
@@ -133,19 +141,30 @@ class Pages:
         return self.site.render(request, "login.html", next=safe_back(request.query_params.get("next")), error=None)
 
     async def sign_in(self, request: Request) -> Response:
-        """Check the token typed in; a session cookie on success, the form again otherwise."""
+        """Check the token typed in (the server's, or a tenant's); a session cookie on success, the
+        form again otherwise."""
         form = await request.form()
         target = safe_back(form.get("next"))
         given = form.get("token")
         sessions = self.site.sessions
+        typed = given.strip() if isinstance(given, str) else ""
+        tenant_key = token_hash(typed) if looks_like_tenant_token(typed) else ""
+        if tenant_key and await self.site.door.tenant_of_hash(tenant_key) is not None:
+            return self._signed_in(request, target, tenant_key)  # a session that sees its tenant only
         if not sessions.sign_in_required:
             return RedirectResponse(target, status_code=303)
-        if not isinstance(given, str) or not given.strip() or not sessions.token_matches(given):
-            message = "That is not this server's API token (WEBHOOK_MCP_API_TOKEN); check it and try again."
-            if not isinstance(given, str) or not given.strip():
-                message = "Enter the server's API token (the value of WEBHOOK_MCP_API_TOKEN)."
+        if not typed or not sessions.token_matches(typed):
+            message = (
+                "That is not this server's API token (WEBHOOK_MCP_API_TOKEN) nor a live tenant token; "
+                "check it and try again."
+            )
+            if not typed:
+                message = "Enter the server's API token (the value of WEBHOOK_MCP_API_TOKEN) or a tenant token."
             return self.site.render(request, "login.html", 401, next=target, error=message)
-        _session, cookie = sessions.issue()
+        return self._signed_in(request, target, "")
+
+    def _signed_in(self, request: Request, target: str, tenant_key: str) -> Response:
+        _session, cookie = self.site.sessions.issue(tenant_key)
         response = RedirectResponse(target, status_code=303)
         self.site.set_session(request, response, cookie)
         return response

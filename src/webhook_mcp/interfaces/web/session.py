@@ -5,7 +5,10 @@ bound to that session.
 The signing key derives from the API token, so sessions survive restarts, work across servers
 sharing the token, and all end when the token changes. Without a token (a loopback-only server)
 the key is random per process and any visitor gets a session without signing in, as MCP clients
-on this machine get the tools; the CSRF token still guards every action."""
+on this machine get the tools; the CSRF token still guards every action.
+
+A tenant's token signs in too: its session carries the token's SHA-256 (signed, never the token),
+and every page resolves it again, so the session sees that tenant only and ends with the token."""
 
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ NOTICE_SECONDS = 60
 class Session:
     nonce: str
     expires: int
+    tenant_key: str = ""  # the SHA-256 of the tenant token signed in with; "" for the operator
 
 
 def _b64(data: bytes) -> str:
@@ -56,25 +60,26 @@ class Sessions:
             return True
         return hmac.compare_digest(given.strip().encode(), self._token.encode())
 
-    def issue(self) -> tuple[Session, str]:
-        """A new session and its cookie value: ``expiry.nonce.signature``."""
-        session = Session(secrets.token_urlsafe(18), int(self._clock()) + SESSION_SECONDS)
-        payload = f"{session.expires}.{session.nonce}"
+    def issue(self, tenant_key: str = "") -> tuple[Session, str]:
+        """A new session and its cookie value: ``expiry.nonce[.tenant_key].signature``."""
+        session = Session(secrets.token_urlsafe(18), int(self._clock()) + SESSION_SECONDS, tenant_key)
+        payload = f"{session.expires}.{session.nonce}" + (f".{tenant_key}" if tenant_key else "")
         return session, f"{payload}.{self._sign('session', payload)}"
 
     def verify(self, cookie: str | None) -> Session | None:
         """The session a cookie carries, if it was signed here and has not expired."""
-        if not cookie or len(cookie) > 200:
+        if not cookie or len(cookie) > 300:
             return None
         payload, _, signature = cookie.rpartition(".")
-        expires, _, nonce = payload.partition(".")
+        expires, _, rest = payload.partition(".")
+        nonce, _, tenant_key = rest.partition(".")
         if not (expires.isascii() and expires.isdigit() and nonce):
             return None
         if not hmac.compare_digest(signature.encode(), self._sign("session", payload).encode()):
             return None
         if int(expires) <= self._clock():
             return None
-        return Session(nonce, int(expires))
+        return Session(nonce, int(expires), tenant_key)
 
     def csrf_token(self, session: Session) -> str:
         return self._sign("csrf", session.nonce)

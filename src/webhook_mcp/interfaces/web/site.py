@@ -17,9 +17,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from webhook_mcp.core.errors import NotFoundError, WebhookError
+from webhook_mcp.interfaces.acting import acting_for, acting_tenant, service_for_caller
+from webhook_mcp.interfaces.http.callers import TokenDoor
 from webhook_mcp.interfaces.web.session import NOTICE_COOKIE, SESSION_COOKIE, SESSION_SECONDS, Session, Sessions
 from webhook_mcp.service.dashboard import DashboardService
 from webhook_mcp.service.hub import Hub
+from webhook_mcp.service.operations import WebhookService
+from webhook_mcp.service.tenants import TenantOperations
 
 DASHBOARD_PATH = "/ui"
 logger = logging.getLogger(__name__)
@@ -100,10 +104,10 @@ def pretty_json(text: str) -> str | None:
 
 
 class Site:
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Hub, door: TokenDoor | None = None) -> None:
         self.hub = hub
-        self.service = hub.service
-        self.reader = DashboardService(hub.service)
+        self.door = door or TokenDoor(hub.settings.api_token, TenantOperations(hub.store))
+        self._readers: dict[int | None, DashboardService] = {None: DashboardService(hub.service)}
         self.sessions = Sessions(hub.settings.api_token)
         self.read_only = hub.settings.read_only
         self.env = Environment(
@@ -115,6 +119,29 @@ class Site:
         )
         self.env.filters.update(when=when, ago=ago, ms=milliseconds, pct=percent, pretty_json=pretty_json)
         self.env.globals.update(base=DASHBOARD_PATH)
+
+    @property
+    def service(self) -> WebhookService:
+        """The service as the signed-in caller may see it (one tenant's, for a tenant's session)."""
+        return service_for_caller(self.hub.service)
+
+    @property
+    def reader(self) -> DashboardService:
+        tenant_id = acting_tenant()
+        reader = self._readers.get(tenant_id)
+        if reader is None:
+            if len(self._readers) > 1000:
+                self._readers = {None: self._readers[None]}
+            reader = self._readers[tenant_id] = DashboardService(self.service)
+        return reader
+
+    async def tenant_of(self, session: Session) -> tuple[bool, int | None]:
+        """Whether the session still stands, and the tenant it acts for (None: every tenant). A
+        tenant's session ends when its token is revoked or its tenant deleted."""
+        if not session.tenant_key:
+            return True, None
+        tenant_id = await self.door.tenant_of_hash(session.tenant_key)
+        return tenant_id is not None, tenant_id
 
     # -- responses --------------------------------------------------------------------------
 
@@ -159,14 +186,17 @@ class Site:
         async def endpoint(request: Request) -> Response:
             session = self.sessions.verify(request.cookies.get(SESSION_COOKIE))
             fresh = None
-            if session is None:
+            standing, tenant_id = (False, None) if session is None else await self.tenant_of(session)
+            if not standing:
+                session = None
                 if self.sessions.sign_in_required:
                     target = quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
                     return RedirectResponse(f"{DASHBOARD_PATH}/login?next={target}", status_code=303)
                 session, fresh = self.sessions.issue()
             request.state.session = session
             try:
-                response = await handler(request)
+                with acting_for(tenant_id):
+                    response = await handler(request)
             except NotFoundError as exc:
                 response = self.problem(request, 404, "Not found", str(exc))
             except WebhookError as exc:
@@ -183,7 +213,8 @@ class Site:
 
         async def endpoint(request: Request) -> Response:
             session = self.sessions.verify(request.cookies.get(SESSION_COOKIE))
-            if session is None:
+            standing, tenant_id = (False, None) if session is None else await self.tenant_of(session)
+            if session is None or not standing:
                 return self.problem(
                     request, 403, "Signed out", "Your session has ended: sign in again, then repeat the action."
                 )
@@ -208,7 +239,8 @@ class Site:
                 )
             back = safe_back(form.get("back"))
             try:
-                done = await handler(request, form)
+                with acting_for(tenant_id):
+                    done = await handler(request, form)
             except WebhookError as exc:
                 done = Done(str(exc), "error")
             if isinstance(done, Response):

@@ -18,8 +18,7 @@ InboxId = Annotated[str, Field(description="From open_inbox.")]
 
 def register(server: WebhookServer, slot: HubSlot) -> None:
     def inboxes() -> InboxService:
-        hub = slot.get()
-        return InboxService(hub.inboxes, hub.service)
+        return InboxService(slot.get().inboxes, slot.service())
 
     @server.tool(
         description="A temporary webhook url on this server that records requests and answers `status` (500 "
