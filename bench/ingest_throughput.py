@@ -10,7 +10,8 @@ server's own dispatcher; PostgreSQL: ``serve --no-dispatcher`` and one ``worker`
 Measures: single-event POSTs (project vs bare), batches of 100 (events/s), and publish -> first
 delivery latency when idle (sequential single publishes to a second webhook). ``--baseline DIR``
 also runs another version of the package (e.g. the code before a change) on its own scratch
-database, for latency and single POSTs in the same rounds:
+database, for latency and single POSTs in the same rounds; its idle latency is then the bar the
+project's must not exceed (without it, a constant is):
 
     mkdir -p /tmp/base && git archive <commit> src/webhook_mcp migrations | tar -x -C /tmp/base \
         && mv /tmp/base/migrations /tmp/base/src/webhook_mcp/_migrations
@@ -47,7 +48,10 @@ from delivery_throughput import padded_data, receiver, receiver_call, scratch_da
 TOKEN = "bench-token"
 TARGET_SINGLE_RATIO = {"sqlite": 0.5, "postgresql": 0.4}
 TARGET_BATCH_EVENTS_PER_S = {"sqlite": 20_000.0, "postgresql": 15_000.0}
+# Only when no --baseline runs beside the project: then the baseline's p50, measured in the same
+# rounds, is the bar (a constant measured on another day says little on a shared machine).
 LATENCY_P50_BEFORE_MS = {"sqlite": 5.0, "postgresql": 8.0}
+LATENCY_TOLERANCE = 1.1  # "not worse": within the rounds' noise of the baseline's p50
 CONNECTIONS = 32
 
 
@@ -333,13 +337,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if "baseline" in medians:
         results["baseline_single_ratio"] = round(medians["baseline"] / medians["bare"], 3)
     p50 = results["latency_ms_project"]["p50"]
+    if "latency_ms_baseline" in results:
+        latency_bar = round(results["latency_ms_baseline"]["p50"] * LATENCY_TOLERANCE, 2)
+        results["latency_bar"] = f"baseline p50 x {LATENCY_TOLERANCE} (measured in this run)"
+    else:
+        latency_bar = LATENCY_P50_BEFORE_MS[kind]
+        results["latency_bar"] = "a constant: pass --baseline to measure the code before beside it"
     results["targets"] = {
         "single_ratio": [TARGET_SINGLE_RATIO[kind], results["single_ratio"] >= TARGET_SINGLE_RATIO[kind]],
         "batch_events_per_s": [
             TARGET_BATCH_EVENTS_PER_S[kind],
             results["batch_events_per_s"] >= TARGET_BATCH_EVENTS_PER_S[kind],
         ],
-        "latency_p50_ms": [LATENCY_P50_BEFORE_MS[kind], p50 <= LATENCY_P50_BEFORE_MS[kind]],
+        "latency_p50_ms": [latency_bar, p50 <= latency_bar],
     }
     return results
 

@@ -116,12 +116,37 @@ async def test_a_failing_shared_commit_gives_each_caller_its_own_outcome() -> No
     assert calls == [["first"], ["a", "b", "poison", "c"], ["a", "b"], ["poison"], ["c"]]
 
 
-def test_event_ids_do_not_repeat_when_the_shared_generator_is_seeded() -> None:
-    import random
+async def test_published_events_get_time_ordered_ids(hub: Hub) -> None:
+    import uuid
 
-    from webhook_mcp.service.publishing import new_event_id
+    first = await hub.publish("order.created", {"id": "ord_1"})
+    batch = await hub.publish_many([{"type": "order.created", "data": {"id": n}} for n in range(3)])
+    ids = [first.event_id, *(p.event_id for p in batch)]
+    assert all(uuid.UUID(i.removeprefix("evt_")).version == 7 for i in ids)
+    assert [i[4:16] for i in ids] == sorted(i[4:16] for i in ids)
 
-    random.seed(0)
-    first = new_event_id()
-    random.seed(0)
-    assert new_event_id() != first
+
+async def test_commits_in_flight_run_side_by_side_and_the_rest_wait_together() -> None:
+    gates = {name: asyncio.Event() for name in ("a", "b")}
+    calls: list[list[str]] = []
+
+    async def commit(items: list[str]) -> list[str]:
+        calls.append(items)
+        if items[0] in gates:
+            await gates[items[0]].wait()
+        return [item.upper() for item in items]
+
+    committer: GroupCommitter[str, str] = GroupCommitter(commit, in_flight=2)
+    first = asyncio.create_task(committer.submit(["a"]))
+    await wait_until(lambda: calls == [["a"]])
+    second = asyncio.create_task(committer.submit(["b"]))  # a second commit starts at once
+    await wait_until(lambda: calls == [["a"], ["b"]])
+    later = [asyncio.create_task(committer.submit([item])) for item in ("c", "d")]
+    await wait_until(lambda: all(not task.done() for task in later) and len(committer._waiting) == 2)
+    gates["b"].set()  # the first commit to end takes everything that waited, in one group
+    assert await asyncio.gather(second, *later) == [["B"], ["C"], ["D"]]
+    assert calls == [["a"], ["b"], ["c", "d"]]
+    assert not first.done()
+    gates["a"].set()
+    assert await first == ["A"]
+    await committer.aclose()

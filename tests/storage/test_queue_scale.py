@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from conftest import Receiver, make_settings, wait_until
 from webhook_mcp import Hub
-from webhook_mcp.storage.events import new_event_id
+from webhook_mcp.core.ids import new_event_id
 from webhook_mcp.storage.schema import deliveries, delivery_counts, events
 from webhook_mcp.storage.sql.postgresql import POSTGRES
 from webhook_mcp.storage.sql.sqlite import SQLITE

@@ -22,26 +22,28 @@ Result = TypeVar("Result")
 
 class GroupCommitter(Generic[Item, Result]):
     """Feeds ``commit`` (one transaction over a list of items, one result per item, in order) with
-    everything submitted since its previous call; one commit runs at a time."""
+    everything submitted since its previous call. Up to ``in_flight`` commits run at once: one
+    where the database has one writer (SQLite), more where a commit mostly waits for the server
+    (PostgreSQL), so a group gathers while the previous ones are being written."""
 
-    def __init__(self, commit: Callable[[list[Item]], Awaitable[list[Result]]]) -> None:
+    def __init__(self, commit: Callable[[list[Item]], Awaitable[list[Result]]], *, in_flight: int = 1) -> None:
         self._commit = commit
+        self._in_flight = max(1, in_flight)
         self._waiting: list[tuple[Sequence[Item], asyncio.Future[list[Result]]]] = []
-        self._task: asyncio.Task[None] | None = None
+        self._drainers: set[asyncio.Task[None]] = set()
         self.commits = 0
 
     async def submit(self, items: Sequence[Item]) -> list[Result]:
         """Commit ``items`` in the next transaction; once this returns they are durable."""
         future: asyncio.Future[list[Result]] = asyncio.get_running_loop().create_future()
         self._waiting.append((items, future))
-        if self._task is None:
-            self._task = asyncio.create_task(self._drain(), name="webhook-mcp-group-commit")
+        if len(self._drainers) < self._in_flight:
+            self._drainers.add(asyncio.create_task(self._drain(), name="webhook-mcp-group-commit"))
         return await future
 
     async def aclose(self) -> None:
         """Wait for the commits under way (called before the database closes)."""
-        task = self._task
-        if task is not None:
+        for task in list(self._drainers):
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(task)
 
@@ -51,11 +53,14 @@ class GroupCommitter(Generic[Item, Result]):
                 group, self._waiting = self._waiting, []
                 await self._commit_group(group)
         finally:
-            self._task = None
-            for _items, future in self._waiting:
-                # Only reached if this task was cancelled while callers still waited.
-                if not future.done():
-                    future.cancel()
+            task = asyncio.current_task()
+            if task is not None:
+                self._drainers.discard(task)
+            if not self._drainers:
+                for _items, future in self._waiting:
+                    # Only reached if this task was cancelled while callers still waited.
+                    if not future.done():
+                        future.cancel()
 
     async def _commit_group(self, group: list[tuple[Sequence[Item], asyncio.Future[list[Result]]]]) -> None:
         flat = [item for items, _future in group for item in items]

@@ -24,11 +24,22 @@ def check_text(name: str, value: str) -> str:
     return value
 
 
+_last_timestamp: tuple[float, str] = (0.0, "1970-01-01T00:00:00.000Z")
+
+
+def _timestamp(created_at: float) -> str:
+    """ISO 8601 in UTC to the millisecond; the events of one batch share theirs, formatted once."""
+    global _last_timestamp
+    if _last_timestamp[0] != created_at:
+        formatted = datetime.fromtimestamp(created_at, UTC).isoformat(timespec="milliseconds")
+        _last_timestamp = (created_at, formatted.replace("+00:00", "Z"))
+    return _last_timestamp[1]
+
+
 def envelope(event_id: str, event_type: str, created_at: float, data: dict[str, Any]) -> str:
     """The body every receiver gets; serialised once, so retries send byte-identical bodies.
     Strict: a NaN or Infinity would make the body unreadable to every standard JSON parser."""
-    timestamp = datetime.fromtimestamp(created_at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    document = {"id": event_id, "type": event_type, "timestamp": timestamp, "data": data}
+    document = {"id": event_id, "type": event_type, "timestamp": _timestamp(created_at), "data": data}
     try:
         # orjson writes the same compact UTF-8 JSON several times faster than json does.
         written = orjson.dumps(document)

@@ -12,11 +12,11 @@ from urllib.parse import urlsplit
 from webhook_mcp.core import models
 from webhook_mcp.core.catalog import TEST_EVENT
 from webhook_mcp.core.errors import InvalidArgumentError, NotFoundError
+from webhook_mcp.core.ids import new_event_id
 from webhook_mcp.core.signing import generate_secret, secret_key, signed_headers
 from webhook_mcp.service.base import ServiceBase, rotation_ends
 from webhook_mcp.service.texts import check_text as _check_text
 from webhook_mcp.service.texts import envelope
-from webhook_mcp.storage.events import new_event_id
 from webhook_mcp.storage.records import AttemptRecord
 from webhook_mcp.storage.schema import MAX_DESCRIPTION_LENGTH, MAX_URL_LENGTH
 

