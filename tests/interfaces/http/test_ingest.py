@@ -371,7 +371,9 @@ async def test_loopback_without_a_token_serves_mcp_but_not_the_ingest_route(tmp_
         async with mcp_session(f"{base}/mcp", token=None) as client:
             assert "list_webhooks" in {tool.name for tool in (await client.list_tools()).tools}
         async with httpx.AsyncClient(base_url=base, timeout=10) as http:
-            assert (await http.post(EVENTS_PATH, json={"type": "order.paid", "data": {}})).status_code == 404
+            off = await http.post(EVENTS_PATH, json={"type": "order.paid", "data": {}})
+            assert off.status_code == 404 and off.json()["error"]["code"] == "publishing_off"
+            assert "WEBHOOK_MCP_API_TOKEN" in off.json()["error"]["message"]
             assert (await http.post("/mcp", json={}, headers={"host": "evil.example"})).status_code == 421
 
 
@@ -384,7 +386,7 @@ async def test_read_only_server_lists_only_read_tools_and_has_no_ingest_route(tm
             assert "read-only" in (client.instructions or "")
         async with httpx.AsyncClient(base_url=base, timeout=10) as http:
             response = await http.post(EVENTS_PATH, json={"type": "order.paid", "data": {}}, headers=AUTH)
-            assert response.status_code == 404
+            assert response.status_code == 404 and "read-only" in response.json()["error"]["message"]
 
 
 # --- the guard in process, for binds a test should not really make ------------------------------------

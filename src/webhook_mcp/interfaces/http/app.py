@@ -11,7 +11,7 @@ from starlette.types import ASGIApp
 from webhook_mcp.interfaces.http.auth import HttpGuard, check_bind, transport_security
 from webhook_mcp.interfaces.http.callers import TokenDoor
 from webhook_mcp.interfaces.http.inbox import serve_inboxes
-from webhook_mcp.interfaces.http.ingest import EVENTS_PATH, EventsEndpoint, FastRoute, events_endpoint
+from webhook_mcp.interfaces.http.ingest import EVENTS_PATH, FastRoute, events_endpoint, publishing_off
 from webhook_mcp.interfaces.http.openapi import OPENAPI_PATH, openapi_endpoint
 from webhook_mcp.interfaces.http.operations import METRICS_PATH, HealthRoutes, metrics_endpoint
 from webhook_mcp.interfaces.http.tenants_api import TENANTS_PATH, TenantsApi
@@ -43,14 +43,19 @@ def create_http_app(
     server = create_server(hub=hub, tenant_id=tenant_id)  # a server started for one tenant acts for it
     monitor = monitor or Monitor(hub)
     server.custom_route(METRICS_PATH, methods=["GET"])(metrics_endpoint(monitor))
-    events: EventsEndpoint | None = None
+    events: ASGIApp
     if settings.read_only:
         logger.info("read-only mode: %d tool(s) left out, POST %s is off", len(server.withheld), EVENTS_PATH)
+        events = publishing_off("it runs read-only (WEBHOOK_MCP_READ_ONLY)")
     elif settings.api_token:
         events = events_endpoint(hub, settings.api_token, door)
         server.custom_route(EVENTS_PATH, methods=["POST"])(events)
     else:
         logger.warning("POST %s is off: set WEBHOOK_MCP_API_TOKEN to publish over HTTP", EVENTS_PATH)
+        events = publishing_off(
+            "start it with WEBHOOK_MCP_API_TOKEN set and send 'Authorization: Bearer <token>' "
+            "(or publish with `webhook-mcp publish` or the send_event tool)"
+        )
     server.custom_route(OPENAPI_PATH, methods=["GET"])(openapi_endpoint(settings))
     for path, method, endpoint in TenantsApi(door, settings.read_only).routes():
         server.custom_route(path, methods=[method])(endpoint)
@@ -60,7 +65,7 @@ def create_http_app(
     else:
         app = server.streamable_http_app(transport_security=security, host=host)
     mount_dashboard(app, hub, door)  # signs its users in itself, with a token, into a session cookie
-    outer: ASGIApp = app if events is None else FastRoute(app, EVENTS_PATH, events)
+    outer: ASGIApp = FastRoute(app, EVENTS_PATH, events)
     guarded = HttpGuard(
         outer,
         security,

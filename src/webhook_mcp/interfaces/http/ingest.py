@@ -236,6 +236,17 @@ class EventsEndpoint:
         return service
 
 
+def publishing_off(reason: str) -> ASGIApp:
+    """What ``POST /v1/events`` answers on a server that does not publish over HTTP: why, and
+    what to do, rather than a bare 404 a newcomer's curl cannot explain."""
+
+    async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+        message = f"POST {EVENTS_PATH} is off on this server: {reason}"
+        await error(404, "publishing_off", message)(scope, receive, send)
+
+    return endpoint
+
+
 def events_endpoint(hub: Hub, token: str, door: TokenDoor | None = None) -> EventsEndpoint:
     return EventsEndpoint(hub, token, door)
 
