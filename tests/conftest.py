@@ -10,6 +10,8 @@ import ipaddress
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -23,6 +25,8 @@ import pytest
 from aiohttp import web
 
 from webhook_mcp import Hub, Settings
+from webhook_mcp.core.ids import new_event_id
+from webhook_mcp.storage.schema import deliveries, events
 
 POSTGRES_ADMIN_URL = os.environ.get("WEBHOOK_MCP_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 LOOPBACK = [ipaddress.ip_network("127.0.0.0/8")]
@@ -255,3 +259,52 @@ async def receiver_factory() -> AsyncIterator[Callable[..., Awaitable[Receiver]]
         for started, runner in runners:
             started.release.set()
             await runner.cleanup()
+
+
+def text_of(result: Any) -> str:
+    """A tool result's text blocks, joined: what an assistant reads."""
+    return "\n".join(getattr(block, "text", "") for block in result.content)
+
+
+async def call_tool(client: Any, name: str, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Call a tool that must succeed; its structured content."""
+    result = await client.call_tool(name, arguments or {})
+    assert not result.is_error, f"{name}({arguments}) failed: {text_of(result)}"
+    assert isinstance(result.structured_content, dict), f"{name} returned no structured content"
+    return result.structured_content
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``webhook-mcp ARGS`` in a fresh interpreter, as a shell would run it."""
+    return subprocess.run(
+        [sys.executable, "-m", "webhook_mcp.interfaces.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
+
+
+async def queue_due(hub: Hub, webhook_id: int, count: int, due: float, event_type: str = "order.created") -> None:
+    """Queue ``count`` due deliveries (and their events) for one webhook in one transaction,
+    faster than publishing them: for tests of what a backlog costs."""
+    ids = [new_event_id() for _ in range(count)]
+    event_rows = [{"id": i, "type": event_type, "body": "{}", "created_at": due} for i in ids]
+    delivery_rows = [
+        {
+            "webhook_id": webhook_id,
+            "event_id": event_id,
+            "state": "pending",
+            "attempts": 0,
+            "next_attempt_at": due + n * 1e-3,
+            "created_at": due,
+            "updated_at": due,
+        }
+        for n, event_id in enumerate(ids)
+    ]
+
+    def work(conn: Any) -> None:
+        conn.execute(events.insert(), event_rows)
+        conn.execute(deliveries.insert(), delivery_rows)
+
+    await hub.store._write(work)

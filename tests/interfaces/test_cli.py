@@ -10,19 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import run_cli as run
 from webhook_mcp.core.settings import Settings
 from webhook_mcp.interfaces.cli import main
 from webhook_mcp.storage.engine import head_revision
-
-
-def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "webhook_mcp.interfaces.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def test_help_lists_every_setting_and_command() -> None:

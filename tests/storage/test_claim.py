@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import func, select
 
 from conftest import make_settings
+from conftest import queue_due as _fill
 from webhook_mcp import Hub
-from webhook_mcp.storage.events import new_event_id
-from webhook_mcp.storage.schema import deliveries, events, webhooks
+from webhook_mcp.storage.schema import deliveries, webhooks
 
 pytestmark = pytest.mark.anyio
 
@@ -28,30 +28,6 @@ async def _tenant(hub: Hub, name: str, hooks: int) -> list[int]:
     tenant = await hub.store.create_tenant(name, time.time())
     service = hub.service.for_tenant(tenant.id)
     return [(await service.create_webhook(f"http://127.0.0.1:9/{name}/{n}", [EVENT])).id for n in range(hooks)]
-
-
-async def _fill(hub: Hub, webhook_id: int, count: int, due: float) -> None:
-    """Queue ``count`` due deliveries (and their events) in one transaction."""
-    ids = [new_event_id() for _ in range(count)]
-    event_rows = [{"id": i, "type": EVENT, "body": "{}", "created_at": due} for i in ids]
-    delivery_rows = [
-        {
-            "webhook_id": webhook_id,
-            "event_id": event_id,
-            "state": "pending",
-            "attempts": 0,
-            "next_attempt_at": due + n * 1e-3,
-            "created_at": due,
-            "updated_at": due,
-        }
-        for n, event_id in enumerate(ids)
-    ]
-
-    def work(conn: Any) -> None:
-        conn.execute(events.insert(), event_rows)
-        conn.execute(deliveries.insert(), delivery_rows)
-
-    await hub.store._write(work)
 
 
 async def _leased_per_tenant(hub: Hub, now: float) -> Counter[int]:

@@ -15,9 +15,10 @@ import pytest
 from sqlalchemy import func, select
 
 from conftest import Receiver, make_settings, wait_until
+from conftest import queue_due as _fill
 from webhook_mcp import Hub
 from webhook_mcp.core.ids import new_event_id
-from webhook_mcp.storage.schema import deliveries, delivery_counts, events
+from webhook_mcp.storage.schema import deliveries, delivery_counts
 from webhook_mcp.storage.sql.postgresql import POSTGRES
 from webhook_mcp.storage.sql.sqlite import SQLITE
 
@@ -102,30 +103,6 @@ async def test_counts_exact_through_claims_and_hand_backs(hub: Hub) -> None:
     await exact(hub, hook.id, {"pending": 7})  # leased is still pending
     await hub.store.release([d.id for d in claimed[:2]], time.time())
     await exact(hub, hook.id, {"pending": 7})
-
-
-async def _fill(hub: Hub, webhook_id: int, count: int, due: float) -> None:
-    """Queue ``count`` due deliveries (and their events) in one transaction."""
-    ids = [new_event_id() for _ in range(count)]
-    event_rows = [{"id": i, "type": EVENT, "body": "{}", "created_at": due} for i in ids]
-    delivery_rows = [
-        {
-            "webhook_id": webhook_id,
-            "event_id": event_id,
-            "state": "pending",
-            "attempts": 0,
-            "next_attempt_at": due + n * 1e-3,
-            "created_at": due,
-            "updated_at": due,
-        }
-        for n, event_id in enumerate(ids)
-    ]
-
-    def work(conn: Any) -> None:
-        conn.execute(events.insert(), event_rows)
-        conn.execute(deliveries.insert(), delivery_rows)
-
-    await hub.store._write(work)
 
 
 def _rows_read(database_url: str, statement: str, params: dict[str, Any]) -> int:

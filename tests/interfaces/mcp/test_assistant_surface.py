@@ -13,9 +13,10 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client
-from mcp_types import CallToolResult, PromptReference, ResourceTemplateReference, TextContent, TextResourceContents
+from mcp_types import PromptReference, ResourceTemplateReference, TextContent, TextResourceContents
 
-from conftest import Receiver, make_settings
+from conftest import Receiver, make_settings, text_of
+from conftest import call_tool as call
 from webhook_mcp import Hub
 from webhook_mcp.interfaces.mcp.server import create_server
 
@@ -36,17 +37,6 @@ CONTRACT_INPUTS = {
     "get_webhook_stats": {"id", "window_hours"},
     "toggle_webhook": {"id"},
 }
-
-
-def text_of(result: CallToolResult) -> str:
-    return "\n".join(block.text for block in result.content if isinstance(block, TextContent))
-
-
-async def call(client: Client, name: str, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
-    result = await client.call_tool(name, arguments or {})
-    assert not result.is_error, f"{name}({arguments}) failed: {text_of(result)}"
-    assert isinstance(result.structured_content, dict)
-    return result.structured_content
 
 
 @pytest.fixture

@@ -21,10 +21,10 @@ import svix.webhooks
 from aiohttp import web
 from mcp import Client
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import CallToolResult, Tool, ToolAnnotations
+from mcp_types import Tool, ToolAnnotations
 from pydantic import BaseModel
 
-from conftest import Receiver, make_settings
+from conftest import Receiver, make_settings, text_of
 from webhook_mcp import Hub, load_catalog
 from webhook_mcp.core import models
 from webhook_mcp.interfaces.mcp.server import SENSITIVE, create_server
@@ -74,10 +74,6 @@ PUBLIC_URL = "https://hooks.example.com/webhooks/teleshop"
 
 
 # --- helpers --------------------------------------------------------------------------------------
-
-
-def text_of(result: CallToolResult) -> str:
-    return "\n".join(getattr(block, "text", "") for block in result.content)
 
 
 async def call(client: Client, name: str, arguments: dict[str, Any] | None = None) -> dict[str, Any]:

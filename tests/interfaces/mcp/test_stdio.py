@@ -14,9 +14,9 @@ import pytest
 import standardwebhooks
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
-from mcp_types import CallToolResult
 
-from conftest import Receiver, wait_until
+from conftest import Receiver, text_of, wait_until
+from conftest import call_tool as call
 
 pytestmark = pytest.mark.anyio
 
@@ -29,17 +29,6 @@ def console_script() -> str:
     if found is None:
         pytest.fail("the webhook-mcp console script is not installed (pip install -e .)")
     return found
-
-
-def text_of(result: CallToolResult) -> str:
-    return "\n".join(getattr(block, "text", "") for block in result.content)
-
-
-async def call(client: Client, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    result = await client.call_tool(name, arguments)
-    assert not result.is_error, f"{name}({arguments}) failed: {text_of(result)}"
-    assert isinstance(result.structured_content, dict)
-    return result.structured_content
 
 
 def server_parameters(database: Path, **extra_env: str) -> StdioServerParameters:

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import anyio
 import httpx2
@@ -18,9 +17,9 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
-from mcp_types import CallToolResult
 
-from conftest import make_settings, wait_until
+from conftest import call_tool as call
+from conftest import make_settings, text_of, wait_until
 from webhook_mcp import Hub
 
 pytestmark = pytest.mark.anyio
@@ -31,17 +30,6 @@ ADMIN = "admin-token"
 def console_script() -> str:
     beside_python = Path(sys.executable).parent / "webhook-mcp"
     return str(beside_python) if beside_python.exists() else shutil.which("webhook-mcp") or "webhook-mcp"
-
-
-def text_of(result: CallToolResult) -> str:
-    return "\n".join(getattr(block, "text", "") for block in result.content)
-
-
-async def call(client: Client, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    result = await client.call_tool(name, arguments)
-    assert not result.is_error, f"{name}({arguments}) failed: {text_of(result)}"
-    assert isinstance(result.structured_content, dict)
-    return result.structured_content
 
 
 def serve_for(database: Path, *args: str, **extra_env: str) -> StdioServerParameters:

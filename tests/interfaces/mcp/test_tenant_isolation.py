@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 from mcp import Client
-from mcp_types import CallToolResult, PromptReference, ResourceTemplateReference
+from mcp_types import PromptReference, ResourceTemplateReference
 from sqlalchemy import select
 
+from conftest import text_of
 from webhook_mcp import Hub
 from webhook_mcp.interfaces.acting import acting_for
 from webhook_mcp.interfaces.mcp.server import create_server
@@ -37,10 +38,6 @@ class Shop:
     webhook_id: int
     delivery_id: int  # a dead one, so retry_delivery would act on it
     inbox_id: str
-
-
-def text_of(result: CallToolResult) -> str:
-    return "\n".join(getattr(block, "text", "") for block in result.content)
 
 
 def _with_id(text: str, value: object) -> str:

@@ -13,9 +13,9 @@ import pytest
 import standardwebhooks
 import svix.webhooks
 from mcp import Client
-from mcp_types import CallToolResult
 
 from conftest import Receiver, make_settings
+from conftest import call_tool as call
 from webhook_mcp import Hub
 from webhook_mcp.interfaces.mcp.server import create_server
 from webhook_mcp.service.events import SAMPLE_SECRET
@@ -23,17 +23,6 @@ from webhook_mcp.service.events import SAMPLE_SECRET
 pytestmark = pytest.mark.anyio
 
 ReceiverFactory = Callable[..., Awaitable[Receiver]]
-
-
-def text_of(result: CallToolResult) -> str:
-    return "\n".join(getattr(block, "text", "") for block in result.content)
-
-
-async def call(client: Client, name: str, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
-    result = await client.call_tool(name, arguments or {})
-    assert not result.is_error, f"{name}({arguments}) failed: {text_of(result)}"
-    assert isinstance(result.structured_content, dict)
-    return result.structured_content
 
 
 def verify_both(secret: str, body: bytes, headers: dict[str, str]) -> Any:
