@@ -18,6 +18,7 @@ from conftest import Receiver, make_settings, wait_until
 from conftest import queue_due as _fill
 from webhook_mcp import Hub
 from webhook_mcp.core.ids import new_event_id
+from webhook_mcp.storage.claim import Claim, ClaimRequest
 from webhook_mcp.storage.schema import deliveries, delivery_counts
 from webhook_mcp.storage.sql.postgresql import POSTGRES
 from webhook_mcp.storage.sql.sqlite import SQLITE
@@ -121,12 +122,20 @@ def _rows_read(database_url: str, statement: str, params: dict[str, Any]) -> int
             conn.execute(statement, params).fetchall()
         return steps
     with psycopg.connect(database_url) as conn:
-        (plan,) = conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, params).fetchone()  # type: ignore[misc]
+        read = _plan_rows(conn, statement, params)
         conn.rollback()
+    return read
+
+
+def _plan_rows(conn: psycopg.Connection[Any], statement: str, params: dict[str, Any], table: str | None = None) -> int:
+    """PostgreSQL's rows over every scan node of ``statement``'s plan (or only those of ``table``),
+    those filtered out included."""
+    (plan,) = conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, params).fetchone()  # type: ignore[misc]
 
     def scanned(node: dict[str, Any]) -> int:
         visited = node["Actual Rows"] + node.get("Rows Removed by Filter", 0)
-        own = visited * node.get("Actual Loops", 1) if "Scan" in node["Node Type"] else 0
+        counts = "Scan" in node["Node Type"] and table in (None, node.get("Relation Name"))
+        own = visited * node.get("Actual Loops", 1) if counts else 0
         return int(own) + sum(scanned(child) for child in node.get("Plans", []))
 
     return scanned(plan[0]["Plan"])
@@ -167,6 +176,40 @@ async def test_looking_past_a_full_endpoint_does_not_read_its_backlog(database_u
         assert {d.webhook_id for d in held} == {big.id} and len(held) == 64
         claimed = await hub.store.claim("me", 50, now, 60, 64)
         assert {d.webhook_id for d in claimed} == {small.id} and len(claimed) == 10
+
+
+async def test_leasing_reads_the_picked_rows_not_the_backlog(postgres_url: str) -> None:
+    """PostgreSQL's claim, planned generically while the table looked small (as each connection
+    plans it once), leases the rows it picked by key: behind a backlog of 3,000 rows, a capped
+    tenant's claim reads the rows it leases, not every due row once per row picked."""
+    async with Hub.open(make_settings(postgres_url), dispatch=False) as hub:
+        tenant = await hub.store.create_tenant("noisy", time.time())
+        hook = await hub.service.for_tenant(tenant.id).create_webhook("http://127.0.0.1:9/noisy", [EVENT])
+        await hub.store._write(lambda conn: conn.exec_driver_sql("ANALYZE"))  # statistics of an empty queue
+        now = time.time()
+        await _fill(hub, hook.id, 3000, now - 600)
+        request = ClaimRequest("me", 64, now, 60, 64, {}, 64, 64, True, tenant_cap=64)
+        params = Claim(POSTGRES, request, None, None)._params() | {
+            "until": now + 60,
+            "deeper": True,
+            "limit": 64,
+            "ahead_limit": 64,
+        }
+        stale = _lease_reads(postgres_url, params)
+        await hub.store._write(lambda conn: conn.exec_driver_sql("ANALYZE"))  # and of the backlog
+        fresh = _lease_reads(postgres_url, params)
+    assert stale < 1000 and fresh < 1000, (stale, fresh)
+
+
+def _lease_reads(postgres_url: str, params: dict[str, Any]) -> int:
+    """Rows of ``deliveries`` the claim's second statement reads, on a generic plan."""
+    assert POSTGRES.take is not None
+    with psycopg.connect(postgres_url) as conn:
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+        conn.execute(POSTGRES.scan, params)
+        read = _plan_rows(conn, POSTGRES.take, params, table="deliveries")
+        conn.rollback()
+    return read
 
 
 def test_event_ids_are_time_ordered_and_keep_their_form() -> None:

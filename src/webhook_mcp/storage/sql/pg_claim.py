@@ -173,10 +173,14 @@ _PICK = (
     "WHERE s.tenant_id = q.tenant_id) ORDER BY q.n LIMIT %(ahead_limit)s)), "
     "held AS (UPDATE deliveries SET state = 'held', lease_owner = NULL, updated_at = %(now)s "
     "WHERE id IN (SELECT c.id FROM c JOIN h ON h.id = c.webhook_id WHERE NOT h.enabled)), "
-    # Re-checked under the row lock: another worker may have taken a row since the scan.
+    # Re-checked under the row lock: another worker may have taken a row since the scan. ``state``
+    # as a range keeps the due index out of the planner's choices: a generic plan made while the
+    # table looked small would otherwise walk the whole due queue, matching each row against
+    # ``picked``, instead of looking the picked rows up by key.
     "leased AS (UPDATE deliveries AS d SET next_attempt_at = %(until)s, lease_owner = %(owner)s, "
     "attempts = d.attempts + 1, updated_at = %(now)s FROM events AS e "
-    "WHERE d.id IN (SELECT id FROM deliveries WHERE id IN (SELECT id FROM picked) AND state = 'pending' "
+    "WHERE d.id IN (SELECT id FROM deliveries WHERE id IN (SELECT id FROM picked) AND state >= 'pending' "
+    "AND state <= 'pending' "
     "AND next_attempt_at <= %(now)s FOR UPDATE SKIP LOCKED) AND e.id = d.event_id "
     "RETURNING d.id, d.webhook_id, d.event_id, d.attempts, e.type, e.body)"
 )
