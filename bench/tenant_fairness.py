@@ -132,6 +132,7 @@ async def scenario(args: argparse.Namespace, database_url: str, noisy: bool, cap
         allowed_private_networks=[ipaddress.ip_network("127.0.0.0/8")],
         log_level="WARNING",
         tenant_max_in_flight=cap,
+        allow_plaintext_secrets=True,  # a scratch database: no key to keep
     )
     latency = args.latency_ms / 1000
     with receiver(latency) as quiet_port, receiver(latency) as noisy_port:
