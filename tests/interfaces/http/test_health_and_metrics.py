@@ -77,7 +77,10 @@ async def test_metrics_need_the_token_and_count_what_happened(
     async def delivered() -> dict[Any, float] | None:
         found = samples((await client.get("/metrics", headers=AUTH)).text)
         success = ("webhook_mcp_delivery_attempts_total", (("outcome", "success"),))
-        return found if found[success] > before[success] else None
+        # The queue gauges come from the database, where the result is written just after the
+        # attempt is counted: wait for both.
+        pending = found.get(("webhook_mcp_deliveries", (("state", "pending"),)))
+        return found if found[success] > before[success] and pending == 0 else None
 
     after = await wait_until(delivered, timeout=5)
     published = ("webhook_mcp_events_published_total", (("type", EVENT),))
