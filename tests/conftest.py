@@ -308,3 +308,18 @@ async def queue_due(hub: Hub, webhook_id: int, count: int, due: float, event_typ
         conn.execute(deliveries.insert(), delivery_rows)
 
     await hub.store._write(work)
+
+
+async def wait_until_serving(port: int, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """Until a server process accepts connections on ``port``; its stderr if it exits first."""
+    with anyio.fail_after(timeout):
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"server exited: {process.stderr.read().decode() if process.stderr else ''}")
+            try:
+                stream = await anyio.connect_tcp("127.0.0.1", port)
+            except OSError:
+                await anyio.sleep(0.05)
+                continue
+            await stream.aclose()
+            return

@@ -21,7 +21,7 @@ from mcp.client.streamable_http import streamable_http_client
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from conftest import make_settings
+from conftest import make_settings, wait_until_serving
 from webhook_mcp import ConfigurationError, Hub
 from webhook_mcp.interfaces.http.app import create_http_app
 from webhook_mcp.interfaces.http.auth import is_loopback
@@ -194,7 +194,7 @@ def _serve(tmp_path: Path, transport: str, **env_overrides: str) -> Iterator[str
     base = f"http://127.0.0.1:{port}"
     try:
         with anyio.from_thread.start_blocking_portal() as portal:
-            portal.call(_wait_until_listening, port, process)
+            portal.call(wait_until_serving, port, process)
         yield base
     finally:
         process.terminate()
@@ -205,20 +205,6 @@ def _serve(tmp_path: Path, transport: str, **env_overrides: str) -> Iterator[str
 
 
 serving = contextlib.contextmanager(_serve)
-
-
-async def _wait_until_listening(port: int, process: subprocess.Popen[bytes]) -> None:
-    with anyio.fail_after(30):
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"server exited: {process.stderr.read().decode() if process.stderr else ''}")
-            try:
-                stream = await anyio.connect_tcp("127.0.0.1", port)
-            except OSError:
-                await anyio.sleep(0.05)
-                continue
-            await stream.aclose()
-            return
 
 
 @contextlib.asynccontextmanager

@@ -17,7 +17,7 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from conftest import make_settings, process_env
+from conftest import make_settings, process_env, wait_until_serving
 from webhook_mcp import Hub
 from webhook_mcp.service.tenants import TenantOperations
 
@@ -44,7 +44,7 @@ def serving(database_url: str, transport: str = "streamable-http") -> Iterator[s
     )
     try:
         with anyio.from_thread.start_blocking_portal() as portal:
-            portal.call(_wait_until_listening, port, process)
+            portal.call(wait_until_serving, port, process)
         yield f"http://127.0.0.1:{port}/" + ("mcp" if transport == "streamable-http" else "sse")
     finally:
         process.terminate()
@@ -52,20 +52,6 @@ def serving(database_url: str, transport: str = "streamable-http") -> Iterator[s
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
-
-
-async def _wait_until_listening(port: int, process: subprocess.Popen[bytes]) -> None:
-    with anyio.fail_after(30):
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"server exited: {process.stderr.read().decode() if process.stderr else ''}")
-            try:
-                stream = await anyio.connect_tcp("127.0.0.1", port)
-            except OSError:
-                await anyio.sleep(0.05)
-                continue
-            await stream.aclose()
-            return
 
 
 @contextlib.asynccontextmanager
