@@ -3,6 +3,7 @@ of state, a claim that looks past a full endpoint without reading its backlog, t
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 import uuid
@@ -19,6 +20,8 @@ from conftest import queue_due as _fill
 from webhook_mcp import Hub
 from webhook_mcp.core.ids import new_event_id
 from webhook_mcp.storage.claim import Claim, ClaimRequest
+from webhook_mcp.storage.records import AttemptRecord
+from webhook_mcp.storage.results import _attempt_row
 from webhook_mcp.storage.schema import deliveries, delivery_counts
 from webhook_mcp.storage.sql.postgresql import POSTGRES
 from webhook_mcp.storage.sql.sqlite import SQLITE
@@ -201,11 +204,79 @@ async def test_leasing_reads_the_picked_rows_not_the_backlog(postgres_url: str) 
     assert stale < 1000 and fresh < 1000, (stale, fresh)
 
 
+async def test_a_plan_made_on_a_small_table_still_reads_by_key(postgres_url: str) -> None:
+    """A worker plans its claim once per connection, often when the table is small and was never
+    analysed; those plans must not scan the table once a backlog (and its dead rows) has grown:
+    the claim reads through its indexes whatever the table looked like when it was planned."""
+    async with Hub.open(make_settings(postgres_url), dispatch=False) as hub:
+        hook = await hub.service.create_webhook("http://127.0.0.1:9/hook", [EVENT])
+        now = time.time()
+        await _fill(hub, hook.id, 10, now - 700)
+        request = ClaimRequest("me", 64, now, 60, 64, {}, 64, 64, True)
+        params = Claim(POSTGRES, request, None, None)._params() | {
+            "until": now + 60,
+            "deeper": True,
+            "limit": 64,
+            "ahead_limit": 64,
+        }
+        with psycopg.connect(postgres_url, prepare_threshold=0) as conn:
+            _sequential_reads(conn, params)  # planned here, on ten rows
+            await _fill(hub, hook.id, 3000, now - 600)
+            read = _sequential_reads(conn, params)  # the same plans, run on the backlog
+    assert read < 100, read
+
+
+def _sequential_reads(conn: psycopg.Connection[Any], params: dict[str, Any]) -> int:
+    """Rows of ``deliveries`` read by sequential scans in one claim: both statements, as the
+    dispatcher sends them, prepared on this connection (and kept: committed, not rolled back)."""
+    assert POSTGRES.take is not None and POSTGRES.claim_setup is not None
+    conn.execute(POSTGRES.claim_setup)
+    (plan,) = conn.execute("EXPLAIN (FORMAT JSON) " + POSTGRES.scan, params).fetchone()  # type: ignore[misc]
+    assert "JIT" not in plan[0], "the claim must not be compiled: it would cost more than it runs"
+    conn.execute(POSTGRES.scan, params, prepare=True)
+    conn.execute(POSTGRES.take, params, prepare=True).fetchall()
+    (read,) = conn.execute("SELECT pg_stat_get_xact_tuples_returned('deliveries'::regclass)").fetchone()  # type: ignore[misc]
+    conn.commit()
+    return int(read)
+
+
+async def test_results_read_their_deliveries_by_key_however_the_table_grew(postgres_url: str) -> None:
+    """A batch of results, written many times on a small table (enough for a cached plan), then
+    on a backlog: it finishes its deliveries by key, it does not scan the table for them."""
+    assert POSTGRES.results_setup is not None
+    async with Hub.open(make_settings(postgres_url), dispatch=False) as hub:
+        hook = await hub.service.create_webhook("http://127.0.0.1:9/hook", [EVENT])
+        now = time.time()
+        await _fill(hub, hook.id, 10, now - 700)
+        with psycopg.connect(postgres_url, prepare_threshold=0) as conn:
+            small = conn.execute("SELECT id, event_id FROM deliveries").fetchall()
+            for _ in range(8):
+                _finish(conn, hook.id, small, now)
+            await _fill(hub, hook.id, 3000, now - 600)
+            read = _finish(conn, hook.id, small[:5], now)
+    assert read < 100, read
+
+
+def _finish(conn: psycopg.Connection[Any], hook_id: int, found: list[tuple[Any, ...]], now: float) -> int:
+    """Write one batch of results for ``found`` (id, event_id) as a worker does; the rows of
+    ``deliveries`` read by sequential scans meanwhile."""
+    assert POSTGRES.results_setup is not None
+    records = [
+        AttemptRecord(i, hook_id, event_id, EVENT, 1, False, now, 200, 1.0, True, None, "") for i, event_id in found
+    ]
+    conn.execute(POSTGRES.results_setup)
+    rows = json.dumps([_attempt_row(r, now) for r in records])
+    conn.execute(POSTGRES.log_attempts, {"rows": rows, "now": now}, prepare=True)
+    (read,) = conn.execute("SELECT pg_stat_get_xact_tuples_returned('deliveries'::regclass)").fetchone()  # type: ignore[misc]
+    conn.commit()
+    return int(read)
+
+
 def _lease_reads(postgres_url: str, params: dict[str, Any]) -> int:
     """Rows of ``deliveries`` the claim's second statement reads, on a generic plan."""
-    assert POSTGRES.take is not None
+    assert POSTGRES.take is not None and POSTGRES.claim_setup is not None
     with psycopg.connect(postgres_url) as conn:
-        conn.execute("SET plan_cache_mode = force_generic_plan")
+        conn.execute(POSTGRES.claim_setup)
         conn.execute(POSTGRES.scan, params)
         read = _plan_rows(conn, POSTGRES.take, params, table="deliveries")
         conn.rollback()

@@ -119,7 +119,7 @@ class Claim:
         """PostgreSQL: scan and lock, then count, pick, queue ahead and lease, in one round trip
         with the transaction's begin and commit (see ``sql.pg_claim``)."""
         r, t, sql = self.r, self.t, self.sql
-        assert sql.take is not None
+        assert sql.take is not None and sql.claim_setup is not None
         if self.lock and sql.unlock is not None:
             tx.after_commit(sql.unlock)
         params = self._params() | {
@@ -128,9 +128,7 @@ class Claim:
             "limit": r.limit,
             "ahead_limit": r.ahead_limit if self.limited else 0,
         }
-        # Planning these statements costs more than running them; their plans do not depend on
-        # the values (small windows read through indexes), so each connection plans them once.
-        tx.send("SET LOCAL plan_cache_mode = force_generic_plan", {})
+        tx.send(sql.claim_setup, {})
         tx.send(sql.scan, params)
         for row in tx.fetch(sql.take, params, last=True):
             if row[0] is not None:

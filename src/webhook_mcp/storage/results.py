@@ -160,6 +160,8 @@ class ResultQueries(StoreBase):
         rows = [_attempt_row(r, now) for r in records]
 
         def work(tx: HotTransaction) -> Any:
+            if sql.results_setup is not None:
+                tx.send(sql.results_setup, {})
             ids = sql.ids(sorted({r.webhook_id for r in records}))
             current = {row[0]: row for row in tx.fetch(sql.lock_hooks, {"ids": ids})}
             # A webhook deleted while its delivery was in flight: its late result has nowhere to go

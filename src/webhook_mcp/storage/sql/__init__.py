@@ -85,11 +85,15 @@ class QueueSql:
     # PostgreSQL counts, picks and leases in one statement after ``scan``, the rule ``Claim``
     # applies in Python on SQLite (see ``sql.pg_claim``).
     take: str | None
+    # PostgreSQL: the planner settings ``scan`` and ``take`` are planned under, sent first.
+    claim_setup: str | None
     pick: PickSql | None  # SQLite's way, where a statement costs no round trip
     # PostgreSQL logs the attempts and finishes their deliveries in one statement over arrays;
     # SQLite runs ``log_attempts`` then ``finish`` as executemany (C loops in the sqlite3 module).
     log_attempts: str
     finish: str | None
+    # PostgreSQL: the planner settings a batch of results is planned under, sent first.
+    results_setup: str | None
     # (id, enabled, consecutive_failures, failing_since, last_success_at, last_failure_at): on
     # PostgreSQL locked in id order, as every writer of webhooks and then deliveries does.
     lock_hooks: str

@@ -173,15 +173,16 @@ _PICK = (
     "WHERE s.tenant_id = q.tenant_id) ORDER BY q.n LIMIT %(ahead_limit)s)), "
     "held AS (UPDATE deliveries SET state = 'held', lease_owner = NULL, updated_at = %(now)s "
     "WHERE id IN (SELECT c.id FROM c JOIN h ON h.id = c.webhook_id WHERE NOT h.enabled)), "
-    # Re-checked under the row lock: another worker may have taken a row since the scan. ``state``
-    # as a range keeps the due index out of the planner's choices: a generic plan made while the
-    # table looked small would otherwise walk the whole due queue, matching each row against
-    # ``picked``, instead of looking the picked rows up by key.
+    # Re-checked under the row lock: another worker may have taken a row since the scan. Each
+    # picked row is locked by its key alone, and only then checked (``OFFSET 0`` keeps the checks
+    # out of the lookup): with the checks beside the key, a generic plan made while the table
+    # looked small would walk an index of due rows (and their dead versions) once per row picked.
     "leased AS (UPDATE deliveries AS d SET next_attempt_at = %(until)s, lease_owner = %(owner)s, "
     "attempts = d.attempts + 1, updated_at = %(now)s FROM events AS e "
-    "WHERE d.id IN (SELECT id FROM deliveries WHERE id IN (SELECT id FROM picked) AND state >= 'pending' "
-    "AND state <= 'pending' "
-    "AND next_attempt_at <= %(now)s FOR UPDATE SKIP LOCKED) AND e.id = d.event_id "
+    "WHERE d.id IN (SELECT r.id FROM picked AS p CROSS JOIN LATERAL (SELECT id, state, next_attempt_at "
+    "FROM deliveries WHERE id = p.id OFFSET 0 FOR UPDATE SKIP LOCKED) AS r "
+    "WHERE r.state = 'pending' AND r.next_attempt_at <= %(now)s) "
+    "AND e.id = d.event_id "
     "RETURNING d.id, d.webhook_id, d.event_id, d.attempts, e.type, e.body)"
 )
 
@@ -208,3 +209,16 @@ TAKE = (
 )
 
 UNLOCK = "SELECT pg_advisory_unlock_all()"
+
+# Planning these statements costs more than running them, and their plans do not depend on the
+# values (small windows read through indexes), so each connection plans them once, generically.
+# Often when it starts, on a table still small and never analysed: a sequential scan is then the
+# cheapest way to find a few rows, and the plan would keep reading the whole table (dead rows
+# included) once a backlog has grown. Every scan here has an index made for it; without
+# sequential scans the planner takes those, whatever the table looked like. The cost it then
+# gives a sequential scan left in a branch that never runs would make it compile the statements
+# to machine code (seconds, for a statement that runs in a millisecond): no JIT either.
+SETUP = (
+    "SELECT set_config('plan_cache_mode', 'force_generic_plan', true), "
+    "set_config('enable_seqscan', 'off', true), set_config('jit', 'off', true)"
+)

@@ -37,6 +37,7 @@ POSTGRES = QueueSql(
     probe=pg_claim.probe("w.id <> ALL(%(full)s::integer[])"),
     unlock=pg_claim.UNLOCK,
     take=pg_claim.TAKE,
+    claim_setup=pg_claim.SETUP,
     pick=None,
     # One JSON document for the whole batch (encoded in C, parsed in C); attempt ids follow the
     # batch's order; a delivery twice in one batch ends as its last record says.
@@ -52,6 +53,13 @@ POSTGRES = QueueSql(
         "updated_at = %(now)s, completed_at = last.completed_at FROM last WHERE d.id = last.delivery_id"
     ),
     finish=None,
+    # A batch's deliveries are found by key, one lookup per result, whatever the table looked like
+    # when the statement was planned: a plan made while it was small (and kept for the connection)
+    # or one that trusts a never-analysed table's size would scan every delivery to finish a few.
+    results_setup=(
+        "SELECT set_config('enable_seqscan', 'off', true), set_config('enable_hashjoin', 'off', true), "
+        "set_config('enable_mergejoin', 'off', true), set_config('jit', 'off', true)"
+    ),
     lock_hooks=(
         "SELECT id, enabled, consecutive_failures, failing_since, last_success_at, last_failure_at FROM webhooks "
         "WHERE id = ANY(%(ids)s::integer[]) ORDER BY id FOR NO KEY UPDATE"

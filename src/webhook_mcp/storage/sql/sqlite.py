@@ -25,6 +25,7 @@ SQLITE = QueueSql(
     # The claim's transaction is SQLite's only writer: no lock to take.
     unlock=None,
     take=None,
+    claim_setup=None,
     scan=_scan(
         "SELECT id, webhook_id, next_attempt_at FROM deliveries WHERE state = 'pending' "
         f"AND next_attempt_at <= :now AND webhook_id NOT IN {_SQLITE_LIST.format(':full')} "
@@ -73,6 +74,7 @@ SQLITE = QueueSql(
         "last_status = :status_code, last_error = :error, updated_at = :now, completed_at = :completed_at "
         "WHERE id = :delivery_id"
     ),
+    results_setup=None,
     lock_hooks=(
         "SELECT id, enabled, consecutive_failures, failing_since, last_success_at, last_failure_at FROM webhooks "
         f"WHERE id IN {_SQLITE_LIST.format(':ids')} ORDER BY id"
