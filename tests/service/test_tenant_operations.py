@@ -152,3 +152,28 @@ async def test_the_retention_pass_removes_what_deleted_tenants_left(hub: Hub, op
     assert await hub.store.deleted_tenants() == []
     assert await _count(hub, events, doomed.id) == 0
     assert await hub.store.scalar(select(func.count()).select_from(webhooks)) == 0
+
+
+async def test_the_overview_counts_webhooks_and_tokens_and_shows_tenants_being_deleted(
+    hub: Hub, ops: TenantOperations
+) -> None:
+    acme, gone = await ops.create("acme"), await ops.create("gone")
+    for n in range(3):
+        await hub.service.for_tenant(acme.id).create_webhook(f"https://acme.example/{n}", [EVENT])
+    await hub.service.for_tenant(gone.id).create_webhook("https://gone.example/in", [EVENT])
+    await hub.service.create_webhook("https://default.example/in", [EVENT])
+    await ops.issue_token("acme")
+    await ops.issue_token("acme", "second")
+    await ops.delete("gone")  # marked, not yet purged
+    rows = {(t.name, t.webhooks, t.tokens, t.deleting, t.is_default) for t in await ops.overview()}
+    assert rows == {("default", 1, 0, False, True), ("acme", 3, 2, False, False), ("gone", 1, 0, True, False)}
+    one = await ops.summary("acme")
+    assert (one.id, one.webhooks, one.tokens, one.deleting) == (acme.id, 3, 2, False)
+    with pytest.raises(NotFoundError, match="no tenant named 'gone'"):
+        await ops.summary("gone")
+    ops.purge_in_background(gone.id)  # what the dashboard and DELETE /v1/tenants/NAME start
+
+    async def purged() -> bool:
+        return [t.name for t in await ops.overview()] == ["default", "acme"]
+
+    await wait_until(purged)

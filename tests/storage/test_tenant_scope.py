@@ -40,6 +40,7 @@ NOT_PER_TENANT = {
     "create_tenant",
     "find_tenant",
     "list_tenants",
+    "tenant_overview",
     "rename_tenant",
     # The operator's tenant tokens and tenant deletion: they name their tenant explicitly.
     "insert_token",

@@ -4,7 +4,9 @@ keeps its SHA-256 only."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 import secrets
 import time
 from collections.abc import Callable
@@ -19,6 +21,8 @@ from webhook_mcp.core.tenancy import DEFAULT_TENANT_ID, DEFAULT_TENANT_NAME, che
 from webhook_mcp.delivery.purge import PURGE_BATCH, purge_tenant
 from webhook_mcp.storage.store import Store
 from webhook_mcp.storage.tenants import TenantNameTaken
+
+logger = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "wmt_"
 HINT_LENGTH = 12  # "wmt_" and 8 characters of the random part
@@ -41,6 +45,22 @@ class TenantInfo:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class TenantSummary:
+    """A tenant as the operator's overview shows it; ``deleting``: its data is being removed."""
+
+    id: int
+    name: str
+    created_at: str
+    webhooks: int
+    tokens: int
+    deleting: bool
+
+    @property
+    def is_default(self) -> bool:
+        return self.id == DEFAULT_TENANT_ID
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +100,17 @@ def _tenant(row: Row[Any]) -> TenantInfo:
     return TenantInfo(id=row.id, name=row.name, created_at=_when(row.created_at) or "")
 
 
+def _summary(row: Row[Any]) -> TenantSummary:
+    return TenantSummary(
+        id=row.id,
+        name=row.name,
+        created_at=_when(row.created_at) or "",
+        webhooks=int(row.webhooks),
+        tokens=int(row.tokens),
+        deleting=row.deleted_at is not None,
+    )
+
+
 def _token(row: Row[Any], tenant: str) -> TokenInfo:
     return TokenInfo(
         id=row.id,
@@ -97,6 +128,7 @@ class TenantOperations:
     def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self._clock = clock
+        self._purges: set[asyncio.Task[int]] = set()
 
     async def require(self, name: str) -> Row[Any]:
         """The live tenant named ``name``, or a NotFoundError saying how to see the names."""
@@ -115,6 +147,18 @@ class TenantOperations:
 
     async def list_tenants(self) -> list[TenantInfo]:
         return [_tenant(row) for row in await self.store.list_tenants()]
+
+    async def overview(self) -> list[TenantSummary]:
+        """Every tenant with its webhook and token counts, those being deleted too."""
+        return [_summary(row) for row in await self.store.tenant_overview()]
+
+    async def summary(self, name: str) -> TenantSummary:
+        """One live tenant with its counts; NotFoundError as ``require``."""
+        row = await self.require(name)
+        found = await self.store.tenant_overview(int(row.id))
+        if not found or found[0].deleted_at is not None:
+            raise NotFoundError(f"no tenant named {name!r}; run 'webhook-mcp tenants list' to see the names")
+        return _summary(found[0])
 
     async def rename(self, old: str, new: str) -> TenantInfo:
         row = await self.require(old)
@@ -144,6 +188,18 @@ class TenantOperations:
     async def purge(self, tenant_id: int, batch: int = PURGE_BATCH) -> int:
         """Rows removed for a tenant marked deleted, batch by batch, until none is left."""
         return await purge_tenant(self.store, tenant_id, batch)
+
+    def purge_in_background(self, tenant_id: int) -> None:
+        """Remove a deleted tenant's rows in a task of its own, so the caller answers at once; the
+        retention loop finishes what a failure leaves."""
+        task = asyncio.create_task(self.purge(tenant_id), name=f"webhook-mcp-purge-tenant-{tenant_id}")
+        self._purges.add(task)
+        task.add_done_callback(self._purged)
+
+    def _purged(self, task: asyncio.Task[int]) -> None:
+        self._purges.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning("purging a deleted tenant failed (%s); the retention loop tries again", task.exception())
 
     async def issue_token(self, tenant: str, label: str = "") -> IssuedToken:
         row = await self.require(tenant)

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import Connection, Row, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from webhook_mcp.storage.base import MAX_WEBHOOK_ID, StoreBase
-from webhook_mcp.storage.schema import tenants
+from webhook_mcp.storage.schema import tenant_tokens, tenants, webhooks
 
 
 class TenantQueries(StoreBase):
@@ -39,6 +39,27 @@ class TenantQueries(StoreBase):
 
     async def list_tenants(self) -> list[Row[Any]]:
         query = select(tenants).where(tenants.c.deleted_at.is_(None)).order_by(tenants.c.id)
+        return await self._read(lambda conn: list(conn.execute(query).all()))
+
+    async def tenant_overview(self, tenant_id: int | None = None) -> list[Row[Any]]:
+        """Every tenant (or one), those being deleted too, with how many webhooks and tokens each
+        has: two grouped counts over the ``tenant_id`` indexes, for the operator's page."""
+        w, k = webhooks.c, tenant_tokens.c
+        hooks = select(w.tenant_id, func.count().label("n")).group_by(w.tenant_id)
+        tokens = select(k.tenant_id, func.count().label("n")).group_by(k.tenant_id)
+        query = select(tenants)
+        if tenant_id is not None:
+            query = query.where(tenants.c.id == tenant_id)
+            hooks, tokens = hooks.where(w.tenant_id == tenant_id), tokens.where(k.tenant_id == tenant_id)
+        hook_counts, token_counts = hooks.subquery(), tokens.subquery()
+        query = (
+            query.add_columns(
+                func.coalesce(hook_counts.c.n, 0).label("webhooks"), func.coalesce(token_counts.c.n, 0).label("tokens")
+            )
+            .outerjoin(hook_counts, hook_counts.c.tenant_id == tenants.c.id)
+            .outerjoin(token_counts, token_counts.c.tenant_id == tenants.c.id)
+            .order_by(tenants.c.id)
+        )
         return await self._read(lambda conn: list(conn.execute(query).all()))
 
     async def rename_tenant(self, tenant_id: int, name: str) -> Row[Any] | None:

@@ -25,6 +25,7 @@ from sqlalchemy import func, select
 from conftest import Receiver, make_settings, wait_until
 from dashboard_seed import seed_week
 from webhook_mcp import Hub
+from webhook_mcp.service.tenants import TenantOperations
 from webhook_mcp.storage.schema import deliveries, delivery_attempts, webhooks
 
 pytestmark = pytest.mark.anyio
@@ -112,7 +113,7 @@ class Browser:
         wait = WebDriverWait(self.driver, 15, ignored_exceptions=(WebDriverException,))
         wait.until(expected_conditions.staleness_of(page))
 
-    def confirm(self, name: str, shot: str | None = None, **fields: str) -> None:
+    def confirm(self, name: str, shot: str | None = None, /, **fields: str) -> None:
         """Open an action's confirmation, fill its fields, and confirm."""
         from selenium.webdriver.support import expected_conditions
         from selenium.webdriver.support.wait import WebDriverWait
@@ -343,3 +344,90 @@ async def _rotate_secret(browser: Browser, hub: Hub, local: int) -> None:
     await step(browser.open, "/ui/log?outcome=test")
     await step(browser.submit, browser.find("table.log tbody tr a"))
     assert "rotated after this attempt" in await step(browser.text, ".pair")
+
+
+async def test_the_admin_manages_tenants_and_a_tenant_token_sees_its_own(
+    database_url: str, tmp_path: Path, browser_driver: Any
+) -> None:
+    async with Hub.open(make_settings(database_url), dispatch=False) as hub:
+        ops = TenantOperations(hub.store)
+        await hub.service.create_webhook("https://default.example/in", ["order.created"], "The default shop")
+        async with serving(database_url) as base:
+            browser = Browser(browser_driver, base, _shots(tmp_path))
+            await _sign_in_with(browser, TOKEN)
+            assert "admin · all tenants" in await step(browser.text, "header")
+            await step(browser.submit, browser.find('header nav a[href="/ui/tenants"]'))
+            await step(browser.shot, "tenants-empty")
+            await _create_tenant(browser, ops)
+            acme = await ops.require("acme")
+            ours = await hub.service.for_tenant(acme.id).create_webhook("https://acme.example/in", ["order.paid"])
+            token = await _issue_token(browser, ops)
+            await _tenant_session(browser, token, ours.id)
+            await _sign_in_with(browser, TOKEN)
+            await _rename_and_delete(browser, ops)
+
+
+async def _sign_in_with(browser: Browser, token: str) -> None:
+    """A fresh session: no cookie left from the last one."""
+    await step(browser.driver.delete_all_cookies)
+    await step(browser.open, "/ui/login")
+    await step(lambda: browser.find("#token").send_keys(token))
+    await step(browser.submit, browser.find("form.stack button"))
+    assert browser.driver.current_url.endswith("/ui/")
+
+
+async def _create_tenant(browser: Browser, ops: TenantOperations) -> None:
+    for name, message in (("Acme Shop", "is not valid"), ("default", "exists already"), ("acme", "created")):
+        await step(lambda: browser.find("#tenant-name").send_keys(name))  # noqa: B023 (run at once)
+        await step(browser.submit, browser.find("form.create-tenant button"))
+        assert message in await step(browser.text, ".notice"), name
+        if message != "created":
+            await step(browser.shot, "tenants-bad-name")
+    assert browser.driver.current_url.endswith("/ui/tenants/acme")
+    assert [t.name for t in await ops.list_tenants()] == ["default", "acme"]
+
+
+async def _issue_token(browser: Browser, ops: TenantOperations) -> str:
+    """Issue a token on the tenant's page; returns it as the page shows it, once."""
+    await step(browser.confirm, "issue", "tenant-issue", label="acme's shop backend")
+    token = str(await step(browser.text, "#token"))
+    assert token.startswith("wmt_") and "Shown this once" in await step(browser.text)
+    await step(browser.shot, "token")
+    assert await ops.resolve(token) == (await ops.require("acme")).id
+    await step(browser.submit, browser.find("main a.btn"))
+    (listed,) = await ops.list_tokens("acme")
+    row = await step(browser.text, "table.tokens tbody")
+    assert listed.hint in row and "acme's shop backend" in row and token not in await step(browser.text)
+    await step(browser.shot, "tenant")
+    return token
+
+
+async def _tenant_session(browser: Browser, token: str, ours: int) -> None:
+    """Signed in with the tenant's token: its own webhook only, and no tenant management."""
+    await _sign_in_with(browser, token)
+    assert "tenant acme" in await step(browser.text, "header")
+    assert not await step(browser.find_all, 'header nav a[href="/ui/tenants"]')
+    links = [a.get_attribute("href") for a in await step(browser.find_all, "table.hooks td.url a")]
+    assert [link.rsplit("/", 1)[1] for link in links] == [str(ours)]
+    await step(browser.shot, "tenant-session")
+    await step(browser.open, "/ui/tenants")
+    assert "Tenants are managed by the admin" in await step(browser.text)
+    await step(browser.shot, "tenant-session-refused")
+
+
+async def _rename_and_delete(browser: Browser, ops: TenantOperations) -> None:
+    await step(browser.open, "/ui/?tenant=acme")
+    assert "acme.example" in await step(browser.text) and "default.example" not in await step(browser.text)
+    await step(browser.shot, "webhooks-of-tenant")
+    await step(browser.open, "/ui/tenants/acme")
+    await step(browser.confirm, "rename", "tenant-rename", name="acme-eu")
+    assert "is now 'acme-eu'" in await step(browser.text, ".notice")
+    assert browser.driver.current_url.endswith("/ui/tenants/acme-eu")
+    await step(browser.confirm, "delete", "tenant-delete", confirm="acme-eu")
+    assert "deleted" in await step(browser.text, ".notice")
+    assert browser.driver.current_url.endswith("/ui/tenants")
+    assert [t.name for t in await ops.list_tenants()] == ["default"]
+    await step(browser.shot, "tenants")
+    await step(browser.open, "/ui/tenants/default")
+    assert "cannot be deleted" in await step(browser.text)
+    await step(browser.shot, "tenant-default")

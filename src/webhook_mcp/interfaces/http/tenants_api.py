@@ -5,8 +5,6 @@ admin token, or a loopback server without one) may call them: the guard answers 
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,8 +17,6 @@ from webhook_mcp.interfaces.http.auth import OPERATOR_ONLY_MESSAGE
 from webhook_mcp.interfaces.http.callers import TokenDoor
 from webhook_mcp.interfaces.http.ingest import BodyError, decode, error, read_body
 from webhook_mcp.interfaces.http.media import json_content_type_refusal
-
-logger = logging.getLogger(__name__)
 
 TENANTS_PATH = "/v1/tenants"
 MAX_BODY_BYTES = 16 * 1024
@@ -56,7 +52,6 @@ class TenantsApi:
         self.door = door
         self.ops = door.tenants
         self.read_only = read_only
-        self._purges: set[asyncio.Task[int]] = set()
 
     def routes(self) -> list[tuple[str, str, Endpoint]]:
         one, tokens = f"{TENANTS_PATH}/{{name}}", f"{TENANTS_PATH}/{{name}}/tokens"
@@ -103,15 +98,8 @@ class TenantsApi:
     async def delete(self, request: Request) -> Response:
         deleted = await self.ops.delete(request.path_params["name"])
         self.door.forget()
-        task = asyncio.create_task(self.ops.purge(deleted.id), name=f"webhook-mcp-purge-tenant-{deleted.id}")
-        self._purges.add(task)
-        task.add_done_callback(self._purged)
+        self.ops.purge_in_background(deleted.id)
         return JSONResponse({**deleted.as_dict(), "deleted": True}, status_code=202)
-
-    def _purged(self, task: asyncio.Task[int]) -> None:
-        self._purges.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.warning("purging a deleted tenant failed (%s); the retention loop tries again", task.exception())
 
     async def list_tokens(self, request: Request) -> Response:
         listed = await self.ops.list_tokens(request.path_params["name"])

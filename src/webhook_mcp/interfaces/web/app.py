@@ -10,6 +10,7 @@ from webhook_mcp.interfaces.http.callers import TokenDoor
 from webhook_mcp.interfaces.web.actions import Actions
 from webhook_mcp.interfaces.web.pages import Pages
 from webhook_mcp.interfaces.web.site import DASHBOARD_PATH, Site
+from webhook_mcp.interfaces.web.tenants import TenantScreens
 from webhook_mcp.service.hub import Hub
 
 __all__ = ["DASHBOARD_PATH", "dashboard_app", "mount_dashboard"]
@@ -19,7 +20,9 @@ def dashboard_app(hub: Hub, door: TokenDoor | None = None) -> Starlette:
     site = Site(hub, door)
     pages = Pages(site)
     actions = Actions(site)
+    tenants = TenantScreens(site)
     webhook = "/webhooks/{webhook_id:int}"
+    tenant = "/tenants/{name}"
     routes = [
         Route("/", site.page(pages.webhooks)),
         Route(webhook, site.page(pages.webhook)),
@@ -35,6 +38,13 @@ def dashboard_app(hub: Hub, door: TokenDoor | None = None) -> Starlette:
         Route(f"{webhook}/rotate", site.action(actions.rotate), methods=["POST"]),
         Route(f"{webhook}/secret", site.action(actions.reveal_secret), methods=["POST"]),
         Route("/deliveries/{delivery_id:int}/retry", site.action(actions.retry), methods=["POST"]),
+        Route("/tenants", tenants.page(tenants.index), methods=["GET"]),
+        Route("/tenants", tenants.action(tenants.create), methods=["POST"]),
+        Route(tenant, tenants.page(tenants.tenant), methods=["GET"]),
+        Route(f"{tenant}/rename", tenants.action(tenants.rename), methods=["POST"]),
+        Route(f"{tenant}/delete", tenants.action(tenants.delete), methods=["POST"]),
+        Route(f"{tenant}/tokens", tenants.action(tenants.issue), methods=["POST"]),
+        Route(f"{tenant}/tokens/{{token_id:int}}/revoke", tenants.action(tenants.revoke), methods=["POST"]),
         Mount("/static", StaticFiles(packages=[("webhook_mcp.interfaces.web", "static")]), name="static"),
     ]
     return Starlette(routes=routes)

@@ -11,6 +11,7 @@ from starlette.responses import RedirectResponse, Response
 
 from webhook_mcp.core.catalog import TEST_EVENT
 from webhook_mcp.core.errors import InvalidArgumentError
+from webhook_mcp.interfaces.acting import acting_for, acting_tenant
 from webhook_mcp.interfaces.web.charts import attempts_chart, latency_chart, success_chart
 from webhook_mcp.interfaces.web.session import SESSION_COOKIE
 from webhook_mcp.interfaces.web.site import DASHBOARD_PATH, Site, safe_back
@@ -65,7 +66,12 @@ class Pages:
         return self.site.reader
 
     async def webhooks(self, request: Request) -> Response:
-        health = await self.reader.health()
+        tenants, chosen = await self._tenant_filter(request)
+        if chosen is None:
+            health = await self.reader.health()
+        else:
+            with acting_for(chosen):  # the admin looks at one tenant's webhooks as its own token would
+                health = await self.site.reader.health()
         states = ("enabled", "disabled", "auto-disabled")
         counts = {state: sum(1 for row in health if row.state == state) for state in states}
         totals = {
@@ -74,8 +80,27 @@ class Pages:
             "dead": sum(row.dead for row in health),
         }
         return self.site.render(
-            request, "webhooks.html", rows=health, counts=counts, totals=totals, window=HEALTH_WINDOW_HOURS
+            request,
+            "webhooks.html",
+            rows=health,
+            counts=counts,
+            totals=totals,
+            window=HEALTH_WINDOW_HOURS,
+            tenants=tenants,
+            tenant=request.query_params.get("tenant", "") if chosen is not None else "",
         )
+
+    async def _tenant_filter(self, request: Request) -> tuple[list[str], int | None]:
+        """For the admin over every tenant: the tenants' names (to choose from, when there are
+        several) and the id of the one ``?tenant=NAME`` chose; for anyone else, nothing."""
+        if acting_tenant() is not None:
+            return [], None
+        ops = self.site.door.tenants
+        names = [tenant.name for tenant in await ops.list_tenants()]
+        name = request.query_params.get("tenant", "").strip()
+        if not name:
+            return names, None
+        return names, int((await ops.require(name)).id)
 
     async def webhook(self, request: Request) -> Response:
         webhook_id = int(request.path_params["webhook_id"])

@@ -41,6 +41,16 @@ Page = Callable[[Request], Awaitable[Response]]
 
 
 @dataclass(frozen=True, slots=True)
+class Acting:
+    """Whom a session acts for, as the header shows it; ``operator``: it sees every tenant and may
+    manage them (the callers ``/v1/tenants`` serves)."""
+
+    label: str
+    title: str
+    operator: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Done:
     """What an action did: a notice for the next page, and where to go (default: back)."""
 
@@ -60,9 +70,11 @@ def safe_back(value: object) -> str:
     return DASHBOARD_PATH + "/"
 
 
-def when(moment: datetime | float | None) -> str:
-    if moment is None:
+def when(moment: datetime | float | str | None) -> str:
+    if moment is None or moment == "":
         return "—"
+    if isinstance(moment, str):  # ISO 8601, as the tenant operations give times
+        moment = datetime.fromisoformat(moment)
     if not isinstance(moment, datetime):
         moment = datetime.fromtimestamp(moment, UTC)
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -137,11 +149,47 @@ class Site:
 
     async def tenant_of(self, session: Session) -> tuple[bool, int | None]:
         """Whether the session still stands, and the tenant it acts for (None: every tenant). A
-        tenant's session ends when its token is revoked or its tenant deleted."""
+        tenant's session ends when its token is revoked or its tenant deleted; the admin's acts
+        for what the server acts for (every tenant, or the one ``serve --tenant`` named)."""
         if not session.tenant_key:
-            return True, None
+            return True, acting_tenant()
         tenant_id = await self.door.tenant_of_hash(session.tenant_key)
         return tenant_id is not None, tenant_id
+
+    async def acting(self, session: Session, tenant_id: int | None) -> Acting:
+        """Who the header says is signed in, and for which tenant."""
+        if tenant_id is None:
+            how = "the admin token" if self.sessions.sign_in_required else "this loopback server, which needs no token"
+            return Acting("admin · all tenants", f"Signed in through {how}: every tenant's webhooks are shown", True)
+        found = await self.hub.store.find_tenant(tenant_id)
+        name = str(found.name) if found is not None else f"#{tenant_id}"
+        if session.tenant_key:
+            return Acting(
+                f"tenant {name}", f"Signed in with a token of tenant {name}: only its webhooks are shown", False
+            )
+        return Acting(
+            f"admin · tenant {name}",
+            f"This server was started for tenant {name} (serve --tenant or WEBHOOK_MCP_TENANT): only its webhooks "
+            "are shown",
+            False,
+        )
+
+    def refuse_unless_operator(self, request: Request) -> Response | None:
+        """The 403 page for a caller who may not manage tenants (None for the admin over every tenant)."""
+        if acting_tenant() is None:
+            return None
+        session: Session | None = getattr(request.state, "session", None)
+        if session is not None and session.tenant_key:
+            message = (
+                "Tenants are managed by the admin: sign in with the server's API token (WEBHOOK_MCP_API_TOKEN). "
+                "A tenant's token sees its own tenant's webhooks only."
+            )
+        else:
+            message = (
+                "This server was started for one tenant (serve --tenant or WEBHOOK_MCP_TENANT) and shows that "
+                "tenant only: manage tenants on a server started for every tenant, or with 'webhook-mcp tenants'."
+            )
+        return self.problem(request, 403, "Admin only", message)
 
     # -- responses --------------------------------------------------------------------------
 
@@ -153,6 +201,7 @@ class Site:
             here=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
             csrf=self.sessions.csrf_token(session) if session else "",
             signed_in=session is not None,
+            acting=getattr(request.state, "acting", None),
             sign_in_required=self.sessions.sign_in_required,
             can_act=not self.read_only and session is not None,
             read_only=self.read_only,
@@ -187,13 +236,14 @@ class Site:
             session = self.sessions.verify(request.cookies.get(SESSION_COOKIE))
             fresh = None
             standing, tenant_id = (False, None) if session is None else await self.tenant_of(session)
-            if not standing:
-                session = None
+            if session is None or not standing:
                 if self.sessions.sign_in_required:
                     target = quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
                     return RedirectResponse(f"{DASHBOARD_PATH}/login?next={target}", status_code=303)
                 session, fresh = self.sessions.issue()
+                tenant_id = acting_tenant()
             request.state.session = session
+            request.state.acting = await self.acting(session, tenant_id)
             try:
                 with acting_for(tenant_id):
                     response = await handler(request)
@@ -219,6 +269,7 @@ class Site:
                     request, 403, "Signed out", "Your session has ended: sign in again, then repeat the action."
                 )
             request.state.session = session
+            request.state.acting = await self.acting(session, tenant_id)
             if self.read_only:
                 return self.problem(
                     request,
