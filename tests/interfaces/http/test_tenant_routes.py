@@ -131,6 +131,10 @@ async def test_events_are_published_for_the_tokens_tenant(world: World) -> None:
     assert as_admin.status_code == 202 and as_admin.json()["queued"] == 1
     unknown = await http.post("/v1/events", json=event, headers={**bearer(ADMIN), "x-webhook-tenant": "nobody"})
     assert unknown.status_code == 404 and "no tenant named 'nobody'" in unknown.json()["error"]["message"]
+    created = await http.post("/v1/tenants", json={"name": "nobody"}, headers=bearer(ADMIN))
+    assert created.status_code == 201  # and a name just found missing is not remembered as missing
+    known = await http.post("/v1/events", json=event, headers={**bearer(ADMIN), "x-webhook-tenant": "nobody"})
+    assert known.status_code == 202, known.text
     default = await http.post("/v1/events", json=event, headers=bearer(ADMIN))
     assert default.status_code == 202 and default.json()["queued"] == 0  # the default tenant has no webhook
 

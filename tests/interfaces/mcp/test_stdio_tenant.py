@@ -143,6 +143,8 @@ async def test_serve_over_streamable_http_for_one_tenant_sees_it_only(tmp_path: 
                 posted = await http.post(f"http://127.0.0.1:{port}/v1/events", json=event)
                 assert posted.status_code == 202, posted.text
                 assert posted.json()["queued"] == 1
+                refused = await http.get(f"http://127.0.0.1:{port}/v1/tenants")
+                assert refused.status_code == 403 and "started for one tenant" in refused.json()["error"]["message"]
     finally:
         process.terminate()
         process.wait(timeout=15)

@@ -93,6 +93,11 @@ OPERATOR_ONLY_MESSAGE = (
     "this route is the operator's: send the admin token (WEBHOOK_MCP_API_TOKEN); a tenant token reaches its "
     "own tenant's tools, dashboard and POST /v1/events only"
 )
+# The admin on a server started for one tenant acts for that tenant: it manages no tenants there.
+ONE_TENANT_SERVER_MESSAGE = (
+    "this server was started for one tenant (serve --tenant or WEBHOOK_MCP_TENANT) and acts for that tenant "
+    "only: manage tenants on a server started for every tenant, or with 'webhook-mcp tenants'"
+)
 
 
 class HttpGuard:

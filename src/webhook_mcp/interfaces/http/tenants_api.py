@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, Response
 
 from webhook_mcp.core.errors import ConflictError, InvalidArgumentError, NotFoundError, WebhookError
 from webhook_mcp.interfaces.acting import acting_tenant
-from webhook_mcp.interfaces.http.auth import OPERATOR_ONLY_MESSAGE
+from webhook_mcp.interfaces.http.auth import ONE_TENANT_SERVER_MESSAGE
 from webhook_mcp.interfaces.http.callers import TokenDoor
 from webhook_mcp.interfaces.http.ingest import BodyError, decode, error, read_body
 from webhook_mcp.interfaces.http.media import json_content_type_refusal
@@ -67,8 +67,8 @@ class TenantsApi:
 
     def guarded(self, handler: Endpoint, *, writes: bool = False) -> Endpoint:
         async def endpoint(request: Request) -> Response:
-            if acting_tenant() is not None:
-                return error(403, "operator_only", OPERATOR_ONLY_MESSAGE)
+            if acting_tenant() is not None:  # (a tenant's token was refused before the route)
+                return error(403, "operator_only", ONE_TENANT_SERVER_MESSAGE)
             if writes and self.read_only:
                 return error(
                     403, "read_only", "this server is read-only (WEBHOOK_MCP_READ_ONLY): tenants are not changed"
@@ -87,7 +87,9 @@ class TenantsApi:
 
     async def create(self, request: Request) -> Response:
         body = await _body(request, "name")
-        return JSONResponse((await self.ops.create(body["name"])).as_dict(), status_code=201)
+        created = await self.ops.create(body["name"])
+        self.door.forget()  # a name looked up before it existed is not remembered as missing
+        return JSONResponse(created.as_dict(), status_code=201)
 
     async def rename(self, request: Request) -> Response:
         body = await _body(request, "name")

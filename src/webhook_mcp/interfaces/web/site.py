@@ -18,6 +18,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from webhook_mcp.core.errors import NotFoundError, WebhookError
 from webhook_mcp.interfaces.acting import acting_for, acting_tenant, service_for_caller
+from webhook_mcp.interfaces.http.auth import ONE_TENANT_SERVER_MESSAGE
 from webhook_mcp.interfaces.http.callers import TokenDoor
 from webhook_mcp.interfaces.web.session import NOTICE_COOKIE, SESSION_COOKIE, SESSION_SECONDS, Session, Sessions
 from webhook_mcp.service.dashboard import DashboardService
@@ -185,10 +186,7 @@ class Site:
                 "A tenant's token sees its own tenant's webhooks only."
             )
         else:
-            message = (
-                "This server was started for one tenant (serve --tenant or WEBHOOK_MCP_TENANT) and shows that "
-                "tenant only: manage tenants on a server started for every tenant, or with 'webhook-mcp tenants'."
-            )
+            message = ONE_TENANT_SERVER_MESSAGE[0].upper() + ONE_TENANT_SERVER_MESSAGE[1:] + "."
         return self.problem(request, 403, "Admin only", message)
 
     # -- responses --------------------------------------------------------------------------
