@@ -18,6 +18,7 @@ from webhook_mcp.core.errors import ConfigurationError
 from webhook_mcp.core.settings import Settings
 from webhook_mcp.interfaces.acting import acting_for, acting_tenant
 from webhook_mcp.interfaces.http.callers import OPERATOR, Caller, SessionOwners, TokenDoor
+from webhook_mcp.interfaces.http.headers import RequestHeaders, request_headers
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +89,20 @@ def token_refusal(headers: Headers, token: str) -> Response | None:
     return _error(401, "unauthorized", f"the bearer token is wrong: {TOKEN_HINT}", {"www-authenticate": challenge})
 
 
+def _exact_hosts(security: TransportSecuritySettings) -> frozenset[bytes] | None:
+    """The Host values ``security`` allows by exact match, as a request carries them (None: the
+    protection is off, and the SDK's check decides alone)."""
+    if not security.enable_dns_rebinding_protection:
+        return None
+    hosts = set()
+    for host in security.allowed_hosts:
+        try:
+            hosts.add(host.encode("latin-1"))
+        except UnicodeEncodeError:
+            continue  # a Host header (decoded as latin-1) can never equal it
+    return frozenset(hosts)
+
+
 API_PREFIX = "/v1/"
 OPERATOR_ONLY_MESSAGE = (
     "this route is the operator's: send the admin token (WEBHOOK_MCP_API_TOKEN); a tenant token reaches its "
@@ -122,6 +137,7 @@ class HttpGuard:
     ) -> None:
         self.app = app
         self.security = TransportSecurityMiddleware(security)
+        self._plain_hosts = _exact_hosts(security)
         self.token = token
         self.signs_in_itself = signs_in_itself
         self.door = door
@@ -147,25 +163,34 @@ class HttpGuard:
             await admitted(scope, receive, send)
 
     async def _admit(self, scope: Scope) -> Caller | Response:
-        request: Request = Request(scope)
-        rebinding = await self.security.validate_request(request)
-        if rebinding is not None:
-            return self._rebinding_error(rebinding.status_code, request.headers)
+        headers = request_headers(scope)
+        if not self._plainly_allowed(headers):
+            rebinding = await self.security.validate_request(Request(scope))
+            if rebinding is not None:
+                return self._rebinding_error(rebinding.status_code, headers)
         path = scope["path"]
         if self._under(path, self.signs_in_itself):
             return OPERATOR  # the dashboard's own session decides whom it acts for
         if self.door is not None:
-            caller = await self.door.caller(request.headers)
+            caller = await self.door.caller(headers)
             tenant_caller = isinstance(caller, Caller) and caller.tenant_id is not None
             if tenant_caller and any(self._under(path, prefix) for prefix in self.operator_only):
                 return _error(403, "operator_only", OPERATOR_ONLY_MESSAGE)
-            if isinstance(caller, Caller) and not self.sessions.allows(request.headers, caller):
+            if isinstance(caller, Caller) and not self.sessions.allows(headers, caller):
                 message = "this MCP session was started with another token; start a new session with this one"
                 return _error(403, "session_not_yours", message)
             return caller
         if self.token is not None:
-            return token_refusal(request.headers, self.token) or OPERATOR
+            return token_refusal(headers, self.token) or OPERATOR
         return OPERATOR
+
+    def _plainly_allowed(self, headers: RequestHeaders) -> bool:
+        """The common request the SDK's Host/Origin check passes at its first test: no Origin and a
+        Host listed exactly. Anything else (an Origin, a wildcard port, a refusal and its log
+        line) takes the SDK's check itself."""
+        if self._plain_hosts is None:
+            return False
+        return headers.raw_value(b"origin") is None and headers.raw_value(b"host") in self._plain_hosts
 
     @staticmethod
     def _under(path: str, prefix: str | None) -> bool:

@@ -74,11 +74,19 @@ class TokenDoor:
         self.admin_token = admin_token
         self.tenants = tenants
         self._admin = None if admin_token is None else admin_token.encode()
+        # The admin's header exactly as clients send it, for one constant-time comparison on the
+        # hot path (a token with surrounding spaces never matches the stripped one sent).
+        self._admin_header: bytes | None = None
+        if admin_token is not None and admin_token == admin_token.strip():
+            self._admin_header = b"Bearer " + admin_token.encode()
         self._by_hash = _Cache(clock)
         self._by_name = _Cache(clock)
 
     async def caller(self, headers: Headers) -> Caller | Response:
-        scheme, _, given = headers.get("authorization", "").partition(" ")
+        sent = headers.get("authorization", "")
+        if self._admin_header is not None and hmac.compare_digest(sent.encode("latin-1"), self._admin_header):
+            return OPERATOR
+        scheme, _, given = sent.partition(" ")
         given = given.strip()
         if scheme.lower() != "bearer" or not given:
             if self._admin is None:

@@ -17,6 +17,7 @@ from webhook_mcp.core.errors import BatchTooLargeError, InvalidArgumentError, In
 from webhook_mcp.core.jsonsafe import loads_strict
 from webhook_mcp.interfaces.acting import acting_tenant
 from webhook_mcp.interfaces.http.callers import Caller, TokenDoor
+from webhook_mcp.interfaces.http.headers import request_headers
 from webhook_mcp.interfaces.http.media import json_content_type_refusal
 from webhook_mcp.service.hub import Hub
 from webhook_mcp.service.operations import WebhookService
@@ -174,7 +175,7 @@ class EventsEndpoint:
         self.limit_setting = "WEBHOOK_MCP_MAX_BATCH_BYTES" if batch_bigger else "WEBHOOK_MCP_MAX_PAYLOAD_BYTES"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = await self.respond(Headers(scope=scope), receive)
+        response = await self.respond(request_headers(scope), receive)
         await response(scope, receive, send)
 
     async def respond(self, headers: Headers, receive: Receive) -> Response:
