@@ -555,6 +555,20 @@ async def test_publish_wakes_dispatcher(receiver: Receiver, database_url: str) -
             await wait_until(lambda n=n: settled(hub, hook.id, {"succeeded": n}), timeout=2)
 
 
+async def test_the_last_send_in_flight_writes_its_result_at_once(
+    receiver: Receiver, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With nothing else in flight, waiting for more results would add nothing to the batch and
+    keep the delivery's slot taken (a tenant at its cap would wait for it): the result is written
+    at once, not after the flush interval."""
+    monkeypatch.setattr("webhook_mcp.delivery.result_writer.FLUSH_INTERVAL", 60.0)
+    async with Hub.open(make_settings(database_url)) as hub:
+        hook = await hub.service.create_webhook(receiver.url, [EVENT])
+        await hub.publish(EVENT, data(hub))
+        await receiver.wait_for(1, timeout=5)
+        await wait_until(lambda: settled(hub, hook.id, {"succeeded": 1}), timeout=5)
+
+
 async def test_slow_endpoint_does_not_block_healthy_one(receiver_factory: ReceiverFactory, database_url: str) -> None:
     slow = await receiver_factory(hang=True)
     fast = await receiver_factory()

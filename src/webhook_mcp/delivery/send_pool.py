@@ -174,7 +174,9 @@ class SendPool(DispatcherState):
             self._has_results.set()
         finally:
             self._tasks.pop(delivery.id, None)
-            if len(self._results) >= self.settings.batch_size:
+            # A full batch, or the last send in flight: waiting would add nothing to the batch,
+            # and the slots its deliveries hold in the database would stay taken meanwhile.
+            if len(self._results) >= self.settings.batch_size or not self._tasks:
                 self._results_ready.set()
             hook = delivery.webhook_id
             self._sending[hook] -= 1
