@@ -559,14 +559,15 @@ async def test_the_last_send_in_flight_writes_its_result_at_once(
     receiver: Receiver, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With nothing else in flight, waiting for more results would add nothing to the batch and
-    keep the delivery's slot taken (a tenant at its cap would wait for it): the result is written
-    at once, not after the flush interval."""
+    keep a claim's worth of slots taken (a tenant at its cap would wait for them): the results
+    are written at once, not after the flush interval."""
     monkeypatch.setattr("webhook_mcp.delivery.result_writer.FLUSH_INTERVAL", 60.0)
-    async with Hub.open(make_settings(database_url)) as hub:
+    # A claim's worth: a quarter of 8.
+    async with Hub.open(make_settings(database_url, batch_size=8, max_concurrency=8)) as hub:
         hook = await hub.service.create_webhook(receiver.url, [EVENT])
-        await hub.publish(EVENT, data(hub))
-        await receiver.wait_for(1, timeout=5)
-        await wait_until(lambda: settled(hub, hook.id, {"succeeded": 1}), timeout=5)
+        await hub.publish_many([{"type": EVENT, "data": data(hub)}] * 2)
+        await receiver.wait_for(2, timeout=5)
+        await wait_until(lambda: settled(hub, hook.id, {"succeeded": 2}), timeout=5)
 
 
 async def test_slow_endpoint_does_not_block_healthy_one(receiver_factory: ReceiverFactory, database_url: str) -> None:

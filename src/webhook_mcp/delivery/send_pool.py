@@ -174,9 +174,11 @@ class SendPool(DispatcherState):
             self._has_results.set()
         finally:
             self._tasks.pop(delivery.id, None)
-            # A full batch, or the last send in flight: waiting would add nothing to the batch,
-            # and the slots its deliveries hold in the database would stay taken meanwhile.
-            if len(self._results) >= self.settings.batch_size or not self._tasks:
+            # A full batch; or the last send in flight ended with a claim's worth of results:
+            # waiting would add nothing to the batch, and the slots its deliveries hold in the
+            # database (a tenant at its cap, an endpoint at its limit) would stay taken meanwhile.
+            gathered = len(self._results)
+            if gathered >= self.settings.batch_size or (not self._tasks and gathered >= self._min_claim):
                 self._results_ready.set()
             hook = delivery.webhook_id
             self._sending[hook] -= 1
